@@ -1,0 +1,120 @@
+"""Preference Center: the application factory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from . import config as settings
+from .extensions import csrf, db, migrate
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: config from PC_* variables, then `test_config` on top."""
+    instance = Path((test_config or {}).get("PC_INSTANCE_PATH") or settings.instance_path())
+    app = Flask(
+        __name__,
+        instance_path=str(instance),
+        template_folder=str(settings.PROJECT_ROOT / "templates"),
+        static_folder=str(settings.PROJECT_ROOT / "static"),
+    )
+    app.config.update(settings.load(instance))
+    if test_config:
+        app.config.update(test_config)
+        if "PC_SECRET_KEYS" in test_config:
+            app.config["SECRET_KEY"] = test_config["PC_SECRET_KEYS"][-1]
+    settings.check_production(app.config)
+    instance.mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PACKAGE / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+
+    from .api import bp as api_bp
+
+    csrf.exempt(api_bp)
+    app.register_blueprint(api_bp)
+    if app.config["PC_ENV"] != "production":
+        from .mail.views import bp as outbox_bp
+
+        app.register_blueprint(outbox_bp)
+
+    register_health(app)
+    register_errors(app)
+    register_security_headers(app)
+    from . import cli
+
+    cli.register(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    # WAL lets the web process read while the worker writes; the busy timeout
+    # makes writers queue instead of failing with "database is locked".
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def register_health(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz():
+        checks = {"database": "ok", "broker": "ok"}
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            checks["database"] = f"error: {type(exc).__name__}"
+        from kombu import Connection
+
+        try:
+            with Connection(app.config["PC_BROKER_URL"], connect_timeout=2) as conn:
+                conn.ensure_connection(max_retries=1, timeout=2)
+        except Exception as exc:  # noqa: BLE001
+            checks["broker"] = f"error: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in checks.values())
+        return jsonify({"status": "ok" if healthy else "error", **checks}), 200 if healthy else 503
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path.startswith("/webhooks/") or request.path == "/healthz"
+
+
+def register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        db.session.rollback()
+        if wants_json():
+            code = (error.name or "error").lower().replace(" ", "_")
+            if error.code == 413:
+                code = "payload_too_large"
+            return jsonify({"error": {"code": code, "message": error.description}}), error.code
+        return render_template("error.html", status=error.code, title=error.name,
+                               message=error.description), error.code
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        headers = response.headers
+        # Links carry signed tokens in the path: no Referer may leak them.
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
+        if request.path.startswith(("/p/", "/u/", "/confirm/", "/api/")):
+            headers.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,287 @@
+"""API views: parse and check input, call one domain function, answer JSON."""
+from __future__ import annotations
+
+import re
+
+from flask import current_app, g, jsonify, request
+from sqlalchemy import select
+
+from .. import audit, contacts, ledger, links, tokens
+from ..emails import InvalidEmail, normalize
+from ..extensions import db
+from ..models import LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS, Contact, Topic, utcnow
+from . import bp
+from .errors import ApiError
+from .openapi import spec
+
+TOPIC_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+# -- plumbing -----------------------------------------------------------------
+
+@bp.before_request
+def authenticate():
+    if request.endpoint == "api.openapi":
+        return None
+    limit = current_app.config["PC_API_MAX_BODY_BYTES"]
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+    header = request.headers.get("Authorization", "")
+    scheme, _, plaintext = header.partition(" ")
+    if scheme.lower() != "bearer" or not plaintext.strip():
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>' (make one with preference-center create-token)")
+    token = tokens.authenticate(plaintext.strip())
+    if token is None:
+        raise ApiError(401, "unauthorized", "the API token is unknown or revoked")
+    g.api_token = token
+    g.actor = f"api:{token.name}"
+
+
+@bp.errorhandler(ApiError)
+def api_error(error: ApiError):
+    db.session.rollback()
+    return error.response()
+
+
+@bp.errorhandler(contacts.ValidationError)
+def validation_error(error: contacts.ValidationError):
+    db.session.rollback()
+    return ApiError(422, error.code, str(error), error.field).response()
+
+
+@bp.errorhandler(InvalidEmail)
+def invalid_email(error: InvalidEmail):
+    db.session.rollback()
+    return ApiError(422, "invalid_email", f"invalid email address: {error}", "email").response()
+
+
+def body() -> dict:
+    """The request's JSON object, or a 400/413 error."""
+    limit = current_app.config["PC_API_MAX_BODY_BYTES"]
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "malformed_json", "the request body is not valid JSON")
+    if not isinstance(data, dict):
+        raise ApiError(400, "malformed_json", "the request body must be a JSON object")
+    return data
+
+
+def text(data: dict, key: str, *, required: bool = False, max_length: int = 200, default=None):
+    value = data.get(key, default)
+    if value is None:
+        if required:
+            raise ApiError(422, "validation_error", f"{key} is required", key)
+        return default
+    if not isinstance(value, str):
+        raise ApiError(422, "validation_error", f"{key} must be a string", key)
+    if len(value) > max_length:
+        raise ApiError(422, "validation_error", f"{key} is longer than {max_length} characters", key)
+    return value
+
+
+def choice(data: dict, key: str, options, *, required: bool = False, default=None):
+    value = data.get(key, default)
+    if value is None and not required:
+        return default
+    if value not in options:
+        raise ApiError(422, "validation_error", f"{key} must be one of: {', '.join(options)}", key)
+    return value
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def contact_or_404(email: str) -> Contact:
+    contact = contacts.find(email)
+    if contact is None:
+        raise ApiError(404, "not_found", "no contact with that email address")
+    return contact
+
+
+def topic_or_error(key, status: int = 422) -> Topic:
+    topic = db.session.scalar(select(Topic).where(Topic.key == key)) if isinstance(key, str) else None
+    if topic is None:
+        raise ApiError(status, "unknown_topic", f"unknown topic {key!r}", "topic")
+    return topic
+
+
+# -- topics -------------------------------------------------------------------
+
+def topic_json(topic: Topic) -> dict:
+    return {
+        "key": topic.key,
+        "name": topic.name,
+        "kind": topic.kind,
+        "legal_basis": topic.legal_basis,
+        "default_relationships": list(topic.default_relationships or []),
+        "description": topic.description or "",
+        "retired": topic.retired,
+        "sendgrid_group_id": topic.sendgrid_group_id,
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(spec(current_app.config["PC_BASE_URL"]))
+
+
+@bp.get("/topics")
+def list_topics():
+    topics = db.session.scalars(select(Topic).order_by(Topic.key)).all()
+    return jsonify({"topics": [topic_json(t) for t in topics]})
+
+
+@bp.get("/topics/<key>")
+def get_topic(key: str):
+    return jsonify(topic_json(topic_or_error(key, 404)))
+
+
+@bp.put("/topics/<key>")
+def put_topic(key: str):
+    if not TOPIC_KEY.match(key):
+        raise ApiError(422, "validation_error", "topic keys are 1-64 of a-z, 0-9, '_', '.', '-'", "key")
+    data = body()
+    topic = db.session.scalar(select(Topic).where(Topic.key == key))
+    created = topic is None
+    kind = choice(data, "kind", TOPIC_KINDS, required=created, default=topic.kind if topic else None)
+    if topic is not None and kind != topic.kind:
+        raise ApiError(409, "kind_change", "a topic's kind cannot change; create a new topic instead", "kind")
+    default_basis = "contract" if kind == "system" else (topic.legal_basis if topic else None)
+    basis = choice(data, "legal_basis", LEGAL_BASES, required=default_basis is None, default=default_basis)
+    if kind == "system" and basis != "contract":
+        raise ApiError(422, "validation_error", "system topics have legal_basis 'contract'", "legal_basis")
+    if kind == "marketing" and basis == "contract":
+        raise ApiError(422, "validation_error", "marketing topics need 'consent' or 'legitimate_interest'", "legal_basis")
+    relationships = data.get("default_relationships", topic.default_relationships if topic else [])
+    if relationships is None:
+        relationships = []
+    if not isinstance(relationships, list) or any(r not in RELATIONSHIPS for r in relationships):
+        raise ApiError(422, "validation_error",
+                       f"default_relationships must be a list drawn from: {', '.join(RELATIONSHIPS)}",
+                       "default_relationships")
+    if relationships and basis != "legitimate_interest":
+        raise ApiError(422, "validation_error",
+                       "default_relationships only apply to legitimate_interest topics", "default_relationships")
+    name = text(data, "name", required=created, default=topic.name if topic else None)
+    description = text(data, "description", max_length=5000, default=topic.description if topic else "")
+    retired = data.get("retired", topic.retired if topic else False)
+    if not isinstance(retired, bool):
+        raise ApiError(422, "validation_error", "retired must be true or false", "retired")
+    group = data.get("sendgrid_group_id", topic.sendgrid_group_id if topic else None)
+    if group is not None and (not isinstance(group, int) or isinstance(group, bool)):
+        raise ApiError(422, "validation_error", "sendgrid_group_id must be an integer", "sendgrid_group_id")
+    if created:
+        topic = Topic(key=key, kind=kind)
+        db.session.add(topic)
+    topic.name, topic.legal_basis, topic.description = name, basis, description or ""
+    topic.default_relationships, topic.retired, topic.sendgrid_group_id = list(dict.fromkeys(relationships)), retired, group
+    audit.record(g.actor, "topic.create" if created else "topic.update", target_type="topic",
+                 target_id=key, detail=topic_json(topic), ip=client_ip())
+    db.session.commit()
+    return jsonify(topic_json(topic)), 201 if created else 200
+
+
+# -- contacts -----------------------------------------------------------------
+
+def contact_json(contact: Contact) -> dict:
+    return {
+        "email": contact.email,
+        "name": contact.name,
+        "company": contact.company,
+        "title": contact.title,
+        "phone": contact.phone,
+        "locale": contact.locale,
+        "relationship": contact.relationship,
+        "status": contact.status,
+        "created_at": contact.created_at.isoformat(),
+        "subscriptions": contacts.subscriptions_view(contact),
+        "links": {
+            "preferences": links.preferences_url(contact),
+            "unsubscribe_all": links.unsubscribe_url(contact),
+        },
+    }
+
+
+@bp.put("/contacts/<email>")
+def put_contact(email: str):
+    data = body()
+    unknown = set(data) - set(contacts.PROFILE_FIELDS) - {"relationship", "email"}
+    if unknown:
+        raise ApiError(422, "validation_error", f"unknown field(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
+    contact, created = contacts.upsert(email, data, source=g.actor, ip=client_ip(),
+                                       user_agent=request.user_agent.string)
+    audit.record(g.actor, "contact.create" if created else "contact.update", target_type="contact",
+                 target_id=contact.id, ip=client_ip())
+    db.session.commit()
+    return jsonify(contact_json(contact)), 201 if created else 200
+
+
+@bp.get("/contacts/<email>")
+def get_contact(email: str):
+    return jsonify(contact_json(contact_or_404(email)))
+
+
+@bp.delete("/contacts/<email>")
+def delete_contact(email: str):
+    contact = contact_or_404(email)
+    event = contacts.erase(contact, source=g.actor, ip=client_ip())
+    audit.record(g.actor, "contact.erase", target_type="contact", target_id=contact.id, ip=client_ip())
+    db.session.commit()
+    return jsonify({"status": "erased", "event_id": event.id})
+
+
+def event_json(event: ledger.ConsentEvent, topic: Topic | None) -> dict:
+    return {
+        "id": event.id,
+        "action": event.action,
+        "topic": topic.key if topic else None,
+        "scope": event.scope,
+        "legal_basis": event.legal_basis,
+        "source": event.source,
+        "consent_text_version": event.consent_text_version,
+        "confirmed": event.confirmed,
+        "occurred_at": event.occurred_at.isoformat(),
+        "hash": event.hash,
+    }
+
+
+@bp.post("/contacts/<email>/consents")
+def post_consent(email: str):
+    data = body()
+    address = normalize(email)
+    topic = topic_or_error(data["topic"]) if data.get("topic") is not None else None
+    action = choice(data, "action", ("grant", "withdraw"), required=True)
+    basis = choice(data, "legal_basis", LEGAL_BASES, default=topic.legal_basis if topic else None)
+    source = text(data, "source", required=True)
+    version = text(data, "consent_text_version", max_length=32)
+    ip = text(data, "ip", max_length=64)
+    user_agent = text(data, "user_agent", max_length=512)
+    confirmed = data.get("confirmed", False)
+    if not isinstance(confirmed, bool):
+        raise ApiError(422, "validation_error", "confirmed must be true or false", "confirmed")
+    if topic is not None and topic.kind == "system":
+        raise ApiError(422, "system_topic", "system topics need no consent and cannot be withdrawn from", "topic")
+    if topic is None and action == "grant" and basis is None:
+        basis = "consent"
+    contact = contacts.find(address)
+    if contact is None:
+        contact, _ = contacts.upsert(address, {}, source=g.actor)
+    event = contacts.record_consent(
+        contact, action=action, topic=topic, source=f"{g.actor}:{source}", legal_basis=basis,
+        consent_text_version=version, confirmed=confirmed, ip=ip, user_agent=user_agent,
+    )
+    db.session.commit()
+    return jsonify({"event": event_json(event, topic), "subscriptions": contacts.subscriptions_view(contact)}), 201
+
+
+@bp.get("/ledger/verify")
+def verify_ledger():
+    result = ledger.verify()
+    return jsonify({"ok": result.ok, "checked": result.checked, "problems": result.problems,
+                    "head_hash": result.head_hash, "at": utcnow().isoformat()})

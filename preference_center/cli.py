@@ -1,0 +1,150 @@
+"""The `preference-center` command (Flask's CLI with our commands)."""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, routes_command, shell_command
+
+from . import audit, ledger, staff, tokens
+from .emails import InvalidEmail
+from .extensions import db
+
+
+def register(app: Flask) -> None:
+    """Attach our commands to the app's CLI group."""
+    app.cli.add_command(create_user)
+    app.cli.add_command(create_token)
+    app.cli.add_command(ledger_group)
+    app.cli.add_command(run)
+    app.cli.add_command(worker)
+    app.cli.add_command(beat)
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--role", type=click.Choice(staff.ROLES), required=True)
+@click.option("--password", help="Omit to be prompted (or to get a generated one when not on a terminal).")
+def create_user(email: str, role: str, password: str | None) -> None:
+    """Create a staff user for /admin."""
+    generated = False
+    if password is None:
+        if sys.stdin.isatty():
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            password, generated = secrets.token_urlsafe(15), True
+    try:
+        user = staff.create_user(email, role, password)
+    except (ValueError, InvalidEmail) as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record("cli", "staff.create", target_type="staff_user", target_id=user.email, detail={"role": role})
+    db.session.commit()
+    click.echo(f"created {role} {user.email}")
+    if generated:
+        click.echo(f"password (shown once): {password}")
+
+
+@click.command("create-token")
+@click.argument("name")
+def create_token(name: str) -> None:
+    """Create an API token and print it once."""
+    try:
+        token, plaintext = tokens.create(name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit.record("cli", "token.create", target_type="api_token", target_id=name)
+    db.session.commit()
+    click.echo(plaintext)
+
+
+@click.group("ledger")
+def ledger_group() -> None:
+    """The consent ledger."""
+
+
+@ledger_group.command("verify")
+def ledger_verify() -> None:
+    """Check the hash chain; exit 1 and list problems if anything was tampered with."""
+    result = ledger.verify()
+    if result.ok:
+        click.echo(f"ledger OK: {result.checked} events, head {result.head_hash}")
+        return
+    click.echo(f"ledger BROKEN: {len(result.problems)} problem(s) in {result.checked} events", err=True)
+    for problem in result.problems:
+        click.echo(f"  - {problem}", err=True)
+    sys.exit(1)
+
+
+def _celery(*args: str) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "worker", *args]
+
+
+@click.command("worker")
+@click.option("--concurrency", "-c", type=int, default=None)
+@click.option("--pool", default=None, help="prefork (default on a server broker), threads or solo")
+def worker(concurrency: int | None, pool: str | None) -> None:
+    """Start a Celery worker (same settings as the site)."""
+    args = ["worker", "--loglevel", "INFO"]
+    if concurrency:
+        args += ["--concurrency", str(concurrency)]
+    if pool:
+        args += ["--pool", pool]
+    os.execv(sys.executable, _celery(*args))
+
+
+@click.command("beat")
+def beat() -> None:
+    """Start the Celery scheduler (starts due campaigns, finds lost batches, retention)."""
+    os.execv(sys.executable, _celery("beat", "--loglevel", "INFO", "--schedule",
+                                     os.path.join(current_app.instance_path, "celerybeat-schedule")))
+
+
+@click.command("run")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+def run(host: str, port: int) -> None:
+    """Start the site, a worker and the scheduler together (the embedded default)."""
+    children = [
+        subprocess.Popen(_celery("worker", "--beat", "--loglevel", "INFO", "--pool", "threads",
+                                 "--concurrency", "4", "--schedule",
+                                 os.path.join(current_app.instance_path, "celerybeat-schedule"))),
+    ]
+
+    def stop(*_):
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.time() + 10
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    base = current_app.config["PC_BASE_URL"]
+    click.echo(f"Preference Center on http://{host}:{port}  (links use {base}); outbox at {base}/outbox")
+    try:
+        current_app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    finally:
+        stop()
+
+
+def _make_app() -> Flask:
+    from . import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    group = FlaskGroup(create_app=_make_app, add_default_commands=False,
+                       help="Preference Center: email preferences, consent ledger and sending.")
+    group.add_command(shell_command)
+    group.add_command(routes_command)
+    group.main(prog_name="preference-center")

@@ -1,0 +1,109 @@
+"""Settings from PC_* environment variables: the one place that reads os.environ."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_SECRET = "dev-insecure-secret-change-me"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely (e.g. production without a secret)."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def instance_path() -> Path:
+    """Where SQLite, the outbox and uploads live."""
+    return Path(_env("PC_INSTANCE_PATH", str(PROJECT_ROOT / "instance"))).resolve()
+
+
+def load(instance: Path) -> dict:
+    """Build the Flask config mapping from the environment."""
+    env = _env("PC_ENV", "development")
+    if env not in ("development", "production", "testing"):
+        raise ConfigError("PC_ENV must be development, production or testing")
+    keys = [k.strip() for k in (_env("PC_SECRET_KEYS", DEFAULT_SECRET) or "").split(",") if k.strip()]
+    if not keys:
+        keys = [DEFAULT_SECRET]
+    database_url = _env("PC_DATABASE_URL", f"sqlite:///{instance / 'preference_center.sqlite3'}")
+    broker_url = _env("PC_BROKER_URL", f"sqla+sqlite:///{instance / 'broker.sqlite3'}")
+    config = {
+        "PC_ENV": env,
+        "SECRET_KEY": keys[-1],
+        "PC_SECRET_KEYS": keys,
+        # The suppression hash must outlive key rotation: it defaults to the
+        # oldest secret, and should be set on its own in production.
+        "PC_SUPPRESSION_KEY": _env("PC_SUPPRESSION_KEY", keys[0]),
+        "PC_BASE_URL": (_env("PC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
+        "PC_INSTANCE_PATH": str(instance),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "PC_BROKER_URL": broker_url,
+        "PC_MAIL_TRANSPORT": _env("PC_MAIL_TRANSPORT", "outbox"),
+        "PC_FROM_EMAIL": _env("PC_FROM_EMAIL", "Preference Center <news@example.com>"),
+        "PC_POSTAL_ADDRESS": _env("PC_POSTAL_ADDRESS", "Example Ltd, 1 Example Street, 00000 Example City"),
+        "PC_UNSUBSCRIBE_MAILTO": _env("PC_UNSUBSCRIBE_MAILTO"),
+        "PC_SENDGRID_API_KEY": _env("PC_SENDGRID_API_KEY"),
+        "PC_SENDGRID_API_HOST": _env("PC_SENDGRID_API_HOST", "https://api.sendgrid.com"),
+        "PC_SENDGRID_WEBHOOK_PUBLIC_KEY": _env("PC_SENDGRID_WEBHOOK_PUBLIC_KEY"),
+        "PC_SENDGRID_WEBHOOK_ALLOW_UNSIGNED": _env("PC_SENDGRID_WEBHOOK_ALLOW_UNSIGNED", "0") == "1",
+        "PC_SMTP_URL": _env("PC_SMTP_URL", "smtp://127.0.0.1:25"),
+        "PC_SEND_RATE": _float("PC_SEND_RATE", 0.0),
+        "PC_BATCH_SIZE": _int("PC_BATCH_SIZE", 1000),
+        "PC_RATELIMIT_STORAGE_URL": _env("PC_RATELIMIT_STORAGE_URL", "memory://"),
+        "PC_RATELIMITS_ENABLED": _env("PC_RATELIMITS_ENABLED", "1") == "1",
+        "MAX_CONTENT_LENGTH": _int("PC_MAX_BODY_BYTES", 1024 * 1024),
+        "PC_API_MAX_BODY_BYTES": _int("PC_API_MAX_BODY_BYTES", 256 * 1024),
+        "PC_LINK_MAX_AGE_DAYS": _int("PC_LINK_MAX_AGE_DAYS", 400),
+        "PC_CONFIRM_MAX_AGE_HOURS": _int("PC_CONFIRM_MAX_AGE_HOURS", 48),
+        "PC_STEPUP_MAX_AGE_HOURS": _int("PC_STEPUP_MAX_AGE_HOURS", 2),
+        "PC_RETENTION_DAYS": _int("PC_RETENTION_DAYS", 3 * 365),
+        "PC_DELIVERY_RETENTION_DAYS": _int("PC_DELIVERY_RETENTION_DAYS", 400),
+        "PC_SOFT_BOUNCE_LIMIT": _int("PC_SOFT_BOUNCE_LIMIT", 5),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env == "production",
+        "WTF_CSRF_TIME_LIMIT": None,
+        "BABEL_DEFAULT_LOCALE": "en",
+        "PC_LOCALES": ["en", "es"],
+    }
+    return config
+
+
+def check_production(config: dict) -> None:
+    """Refuse to run in production with a missing or default secret."""
+    if config.get("PC_ENV") != "production":
+        return
+    keys = config.get("PC_SECRET_KEYS") or []
+    if not keys or any(k == DEFAULT_SECRET or len(k) < 16 for k in keys):
+        raise ConfigError(
+            "PC_ENV=production needs PC_SECRET_KEYS set to secret values of 16+ characters "
+            "(comma-separated, oldest first); the built-in development secret is refused."
+        )
+    if config.get("PC_SUPPRESSION_KEY") in (None, "", DEFAULT_SECRET):
+        raise ConfigError("PC_ENV=production needs a real PC_SUPPRESSION_KEY or PC_SECRET_KEYS")

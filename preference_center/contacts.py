@@ -1,0 +1,178 @@
+"""Domain operations on contacts; each state change is a ledger event in the same transaction."""
+from __future__ import annotations
+
+import re
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from . import ledger
+from .emails import email_hash, normalize
+from .extensions import db
+from .models import RELATIONSHIPS, Contact, Subscription, Suppression, SystemMessage, Topic, utcnow
+from .rules import Decision, may_send
+
+PROFILE_FIELDS = ("name", "company", "title", "phone", "locale")
+LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
+FIELD_LIMITS = {"name": 200, "company": 200, "title": 200, "phone": 50, "locale": 16}
+
+# Suppressions that fresh, confirmed consent lifts. Hard bounces and spam
+# complaints stay until staff remove them by hand.
+LIFTED_BY_CONSENT = ("erased", "opt_out")
+
+
+class ValidationError(ValueError):
+    """Input that cannot be accepted; `field` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None, code: str = "validation_error"):
+        super().__init__(message)
+        self.field = field
+        self.code = code
+
+
+def hash_of(normalized_email: str) -> str:
+    return email_hash(current_app.config["PC_SUPPRESSION_KEY"], normalized_email)
+
+
+def find(email: str) -> Contact | None:
+    """The live contact for an address (erased contacts have no address)."""
+    return db.session.scalar(select(Contact).where(Contact.email == normalize(email)))
+
+
+def clean_profile(fields: dict) -> dict:
+    """Validate profile fields (and relationship); return only what was given."""
+    cleaned = {}
+    for name in PROFILE_FIELDS:
+        if name not in fields:
+            continue
+        value = fields[name]
+        if value is not None and not isinstance(value, str):
+            raise ValidationError(f"{name} must be a string or null", name)
+        value = (value or "").strip() or None
+        if value is not None and len(value) > FIELD_LIMITS[name]:
+            raise ValidationError(f"{name} is longer than {FIELD_LIMITS[name]} characters", name)
+        if name == "locale" and value is not None:
+            if not LOCALE.match(value):
+                raise ValidationError("locale must look like 'en' or 'es-MX'", name)
+            value = value.replace("_", "-")
+        cleaned[name] = value
+    if "relationship" in fields:
+        if fields["relationship"] not in RELATIONSHIPS:
+            raise ValidationError(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "relationship")
+        cleaned["relationship"] = fields["relationship"]
+    return cleaned
+
+
+def upsert(email: str, fields: dict, *, source: str, ip: str | None = None,
+           user_agent: str | None = None) -> tuple[Contact, bool]:
+    """Create or update a contact; relationship changes and corrections are ledger events."""
+    address = normalize(email)
+    profile = clean_profile(fields)
+    contact = db.session.scalar(select(Contact).where(Contact.email == address))
+    created = contact is None
+    if created:
+        contact = Contact(email=address, email_hash=hash_of(address), relationship="prospect",
+                          status="active", token_version=1)
+        db.session.add(contact)
+        db.session.flush()
+    relationship = profile.pop("relationship", None)
+    changed = [k for k, v in profile.items() if getattr(contact, k) != v]
+    for key in changed:
+        setattr(contact, key, profile[key])
+    if not created and changed:
+        ledger.append(ledger.RECTIFY, contact=contact, scope=ledger.CONTACT, source=source,
+                      ip=ip, user_agent=user_agent, detail={"fields": sorted(changed)})
+    if created or (relationship and relationship != contact.relationship):
+        contact.relationship = relationship or contact.relationship
+        ledger.append(ledger.RELATIONSHIP, contact=contact, scope=ledger.CONTACT, source=source,
+                      legal_basis="legitimate_interest", ip=ip, user_agent=user_agent,
+                      detail={"relationship": contact.relationship})
+    return contact, created
+
+
+def suppressions_of(contact: Contact) -> set[str]:
+    return set(db.session.scalars(select(Suppression.scope).where(Suppression.email_hash == contact.email_hash)))
+
+
+def suppress(contact_hash: str, scope: str, reason: str, *, source: str, contact: Contact | None = None,
+             ip: str | None = None, user_agent: str | None = None) -> Suppression:
+    """Add (or keep) a suppression of an address hash, recorded in the ledger."""
+    existing = db.session.scalar(
+        select(Suppression).where(Suppression.email_hash == contact_hash, Suppression.scope == scope)
+    )
+    if existing is not None:
+        return existing
+    event = ledger.append(ledger.SUPPRESS, contact=contact, scope=ledger.CONTACT, source=source,
+                          ip=ip, user_agent=user_agent, detail={"scope": scope, "reason": reason})
+    row = Suppression(email_hash=contact_hash, scope=scope, reason=reason, source=source[:200], event_id=event.id)
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def record_consent(contact: Contact, *, action: str, topic: Topic | None, source: str,
+                   legal_basis: str | None = None, consent_text_version: str | None = None,
+                   confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
+                   detail: dict | None = None) -> ledger.ConsentEvent:
+    """Record a grant or withdrawal for one topic, or for all marketing when topic is None."""
+    if action not in (ledger.GRANT, ledger.WITHDRAW, ledger.OBJECT):
+        raise ValidationError("action must be grant or withdraw", "action")
+    if contact.status == "erased":
+        raise ValidationError("this contact has been erased", code="erased")
+    if topic is not None and topic.kind == "system" and action != ledger.GRANT:
+        raise ValidationError("system topics cannot be unsubscribed from; they are part of the service",
+                              "topic", code="system_topic")
+    scope = ledger.TOPIC if topic is not None else ledger.ALL_MARKETING
+    basis = legal_basis or (topic.legal_basis if topic is not None else None)
+    event = ledger.append(action, contact=contact, scope=scope, topic_id=topic.id if topic else None,
+                          legal_basis=basis, source=source, consent_text_version=consent_text_version,
+                          confirmed=confirmed, ip=ip, user_agent=user_agent, detail=detail)
+    if topic is None and action in (ledger.WITHDRAW, ledger.OBJECT):
+        suppress(contact.email_hash, "marketing", "opt_out", source=source, contact=contact)
+    if action == ledger.GRANT and confirmed:
+        reasons = LIFTED_BY_CONSENT if topic is None else ("erased",)
+        db.session.execute(delete(Suppression).where(
+            Suppression.email_hash == contact.email_hash, Suppression.reason.in_(reasons)))
+    return event
+
+
+def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: str | None = None) -> ledger.ConsentEvent:
+    """Erase a contact's personal data everywhere; keep the suppression hash and the chain."""
+    event = ledger.append(ledger.ERASE, contact=contact, scope=ledger.CONTACT, source=source)
+    suppress(contact.email_hash, "all", "erased", source=source, contact=contact)
+    ledger.redact(contact.id)
+    for name in PROFILE_FIELDS:
+        setattr(contact, name, None)
+    contact.email = None
+    contact.token_version += 1
+    contact.erased_at = utcnow()
+    db.session.execute(
+        update(SystemMessage).where(SystemMessage.contact_id == contact.id)
+        .values(subject="[erased]", text="", html="", data={})
+        .execution_options(synchronize_session=False)
+    )
+    db.session.flush()
+    return event
+
+
+def subscriptions_view(contact: Contact, topics: list[Topic] | None = None) -> list[dict]:
+    """Each live topic with the state the sending rule gives it now."""
+    topics = topics if topics is not None else db.session.scalars(
+        select(Topic).where(Topic.retired.is_(False)).order_by(Topic.kind, Topic.key)).all()
+    subs = {s.topic_id: s for s in db.session.scalars(
+        select(Subscription).where(Subscription.contact_id == contact.id))}
+    scopes = suppressions_of(contact)
+    view = []
+    for topic in topics:
+        decision: Decision = may_send(topic, contact, subs.get(topic.id), scopes)
+        sub = subs.get(topic.id)
+        view.append({
+            "topic": topic.key,
+            "name": topic.name,
+            "kind": topic.kind,
+            "state": "subscribed" if decision.send else "unsubscribed",
+            "basis": topic.legal_basis,
+            "reason": decision.reason,
+            "pending_confirmation": sub is not None and sub.state == "pending",
+        })
+    return view

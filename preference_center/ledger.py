@@ -1,0 +1,304 @@
+"""The consent ledger: append hash-chained events, derive state, verify the chain.
+
+Each event's hash covers its id, the previous hash, every non-personal field
+and a salted digest of the personal fields (IP, user agent, personal detail).
+Erasure blanks the personal fields and their salt but keeps the digest, so the
+chain still verifies while the data is gone for good.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .extensions import db
+from .models import ConsentEvent, Contact, LedgerHead, Subscription, utcnow
+
+GENESIS = "0" * 64
+
+# Actions, in the product's words.
+GRANT = "grant"
+WITHDRAW = "withdraw"
+OBJECT = "object"
+RESTRICT = "restrict"
+LIFT_RESTRICTION = "lift_restriction"
+RECTIFY = "rectify"
+ERASE = "erase"
+EXPORT = "export"
+SUPPRESS = "suppress"
+RELATIONSHIP = "relationship"
+ACTIONS = (GRANT, WITHDRAW, OBJECT, RESTRICT, LIFT_RESTRICTION, RECTIFY, ERASE, EXPORT, SUPPRESS, RELATIONSHIP)
+
+# Scopes: one topic, all marketing, or the contact as a whole.
+TOPIC = "topic"
+ALL_MARKETING = "all_marketing"
+CONTACT = "contact"
+
+
+def _canonical(value) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def _timestamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def pii_digest(salt: str, ip: str | None, user_agent: str | None, personal: dict | None) -> str:
+    """Digest of the personal fields; the random salt stops guessing an IP back."""
+    body = {k: v for k, v in (personal or {}).items() if k != "salt"}
+    return hashlib.sha256(salt.encode() + _canonical([ip, user_agent, body])).hexdigest()
+
+
+def event_hash(event: ConsentEvent) -> str:
+    """The chain hash of an event, from its stored fields and its predecessor."""
+    body = [
+        event.id,
+        event.prev_hash,
+        event.contact_id,
+        event.topic_id,
+        event.scope,
+        event.action,
+        event.legal_basis,
+        event.source,
+        event.consent_text_version,
+        bool(event.confirmed),
+        event.detail or {},
+        _timestamp(event.occurred_at),
+        event.pii_digest,
+    ]
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def ensure_head() -> None:
+    """Create the ledger head row on an empty database (migrations do it too)."""
+    if db.session.get(LedgerHead, 1) is None:
+        db.session.add(LedgerHead(id=1, last_id=0, last_hash=GENESIS))
+        db.session.flush()
+
+
+def append(
+    action: str,
+    *,
+    contact: Contact | None,
+    source: str,
+    scope: str = TOPIC,
+    topic_id: int | None = None,
+    legal_basis: str | None = None,
+    consent_text_version: str | None = None,
+    confirmed: bool = False,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    personal: dict | None = None,
+    detail: dict | None = None,
+    occurred_at: dt.datetime | None = None,
+) -> ConsentEvent:
+    """Append one event and apply it to the derived state, in the caller's transaction."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown ledger action {action!r}")
+    # Taking the head row's write lock first serialises appenders, so the
+    # chain never forks; the lock is held until the caller commits.
+    row = db.session.execute(
+        update(LedgerHead)
+        .where(LedgerHead.id == 1)
+        .values(last_id=LedgerHead.last_id + 1)
+        .returning(LedgerHead.last_id, LedgerHead.last_hash)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        ensure_head()
+        return append(
+            action, contact=contact, source=source, scope=scope, topic_id=topic_id,
+            legal_basis=legal_basis, consent_text_version=consent_text_version,
+            confirmed=confirmed, ip=ip, user_agent=user_agent, personal=personal,
+            detail=detail, occurred_at=occurred_at,
+        )
+    event_id, prev_hash = row
+    salt = secrets.token_hex(16)
+    personal = dict(personal or {})
+    event = ConsentEvent(
+        id=event_id,
+        contact_id=contact.id if contact is not None else None,
+        topic_id=topic_id,
+        scope=scope,
+        action=action,
+        legal_basis=legal_basis,
+        source=source[:200],
+        consent_text_version=consent_text_version,
+        confirmed=bool(confirmed),
+        detail=detail or {},
+        ip=ip,
+        user_agent=(user_agent or None) and user_agent[:512],
+        personal={**personal, "salt": salt},
+        redacted=False,
+        occurred_at=occurred_at or utcnow(),
+        prev_hash=prev_hash,
+    )
+    event.pii_digest = pii_digest(salt, event.ip, event.user_agent, personal)
+    event.hash = event_hash(event)
+    db.session.add(event)
+    db.session.execute(
+        update(LedgerHead).where(LedgerHead.id == 1).values(last_hash=event.hash)
+        .execution_options(synchronize_session=False)
+    )
+    if contact is not None:
+        apply(contact, event)
+    return event
+
+
+# -- derived state ----------------------------------------------------------
+
+@dataclass
+class State:
+    """What the ledger says about one contact, folded from its events."""
+
+    topics: dict[int, tuple[str, int]] = field(default_factory=dict)  # topic -> (state, event id)
+    marketing_opt_out_event_id: int | None = None
+    relationship_event_id: int | None = None
+    status: str = "active"
+
+
+def fold(state: State, event: ConsentEvent) -> State:
+    """Apply one event to a contact's state: the single definition of derivation."""
+    action, scope = event.action, event.scope
+    if scope == TOPIC and event.topic_id is not None:
+        current = state.topics.get(event.topic_id, (None, None))[0]
+        if action == GRANT:
+            if event.confirmed:
+                state.topics[event.topic_id] = ("subscribed", event.id)
+            elif current != "subscribed":
+                state.topics[event.topic_id] = ("pending", event.id)
+        elif action in (WITHDRAW, OBJECT):
+            state.topics[event.topic_id] = ("unsubscribed", event.id)
+    elif scope == ALL_MARKETING:
+        if action in (WITHDRAW, OBJECT):
+            state.marketing_opt_out_event_id = event.id
+        elif action == GRANT:
+            state.marketing_opt_out_event_id = None
+    if action == RELATIONSHIP:
+        state.relationship_event_id = event.id
+    elif action == RESTRICT and state.status != "erased":
+        state.status = "restricted"
+    elif action == LIFT_RESTRICTION and state.status != "erased":
+        state.status = "active"
+    elif action == ERASE:
+        state.status = "erased"
+    return state
+
+
+def state_of(contact: Contact) -> State:
+    """The stored (materialised) state of a contact, in the same shape as fold's."""
+    subs = db.session.execute(
+        select(Subscription.topic_id, Subscription.state, Subscription.event_id)
+        .where(Subscription.contact_id == contact.id)
+    ).all()
+    return State(
+        topics={t: (s, e) for t, s, e in subs},
+        marketing_opt_out_event_id=contact.marketing_opt_out_event_id,
+        relationship_event_id=contact.relationship_event_id,
+        status=contact.status,
+    )
+
+
+def replay(contact_id: int) -> State:
+    """Recompute a contact's state from its ledger events alone."""
+    state = State()
+    events = db.session.scalars(
+        select(ConsentEvent).where(ConsentEvent.contact_id == contact_id).order_by(ConsentEvent.id)
+    )
+    for event in events:
+        fold(state, event)
+    return state
+
+
+def apply(contact: Contact, event: ConsentEvent) -> None:
+    """Write the effect of a just-appended event onto the materialised state."""
+    before = state_of(contact)
+    after = fold(State(dict(before.topics), before.marketing_opt_out_event_id,
+                       before.relationship_event_id, before.status), event)
+    for topic_id, (state, event_id) in after.topics.items():
+        if before.topics.get(topic_id) != (state, event_id):
+            sub = db.session.get(Subscription, (contact.id, topic_id))
+            if sub is None:
+                db.session.add(Subscription(contact_id=contact.id, topic_id=topic_id,
+                                            state=state, event_id=event_id, updated_at=event.occurred_at))
+            else:
+                sub.state, sub.event_id, sub.updated_at = state, event_id, event.occurred_at
+    contact.marketing_opt_out_event_id = after.marketing_opt_out_event_id
+    contact.relationship_event_id = after.relationship_event_id
+    contact.status = after.status
+    contact.last_interaction_at = event.occurred_at
+    db.session.flush()
+
+
+def redact(contact_id: int) -> int:
+    """Blank the personal fields of a contact's events; the chain keeps verifying."""
+    result = db.session.execute(
+        update(ConsentEvent)
+        .where(ConsentEvent.contact_id == contact_id, ConsentEvent.redacted.is_(False))
+        .values(ip=None, user_agent=None, personal=None, redacted=True)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+# -- verification -----------------------------------------------------------
+
+@dataclass
+class Verification:
+    ok: bool
+    checked: int
+    problems: list[str]
+    head_hash: str
+
+
+def verify(chunk: int = 5000, max_problems: int = 50) -> Verification:
+    """Walk the whole committed chain; report every edited, deleted, inserted or reordered event."""
+    with Session(db.engine) as session:
+        return _verify(session, chunk, max_problems)
+
+
+def _verify(session: Session, chunk: int, max_problems: int) -> Verification:
+    problems: list[str] = []
+    expected_id, running = 1, GENESIS
+    checked = 0
+    last_id = 0
+    while True:
+        events = session.scalars(
+            select(ConsentEvent).where(ConsentEvent.id > last_id).order_by(ConsentEvent.id).limit(chunk)
+        ).all()
+        if not events:
+            break
+        for event in events:
+            checked += 1
+            if event.id != expected_id:
+                problems.append(f"event {event.id}: expected id {expected_id} (events missing or renumbered)")
+            if event.prev_hash != running:
+                problems.append(f"event {event.id}: does not follow its predecessor (deleted, inserted or reordered)")
+            if event_hash(event) != event.hash:
+                problems.append(f"event {event.id}: contents do not match its hash (edited)")
+            if event.redacted:
+                if event.ip is not None or event.user_agent is not None or event.personal is not None:
+                    problems.append(f"event {event.id}: marked erased but holds personal data")
+            else:
+                salt = (event.personal or {}).get("salt", "")
+                if pii_digest(salt, event.ip, event.user_agent, event.personal) != event.pii_digest:
+                    problems.append(f"event {event.id}: personal fields do not match their digest (edited)")
+            running = event.hash
+            expected_id = event.id + 1
+            last_id = event.id
+        session.expunge_all()
+        if len(problems) >= max_problems:
+            break
+    head = session.get(LedgerHead, 1)
+    head_id, head_hash = (head.last_id, head.last_hash) if head else (0, GENESIS)
+    if not problems and (head_id != last_id or head_hash != running):
+        problems.append(
+            f"ledger ends at event {last_id} but its head records event {head_id}: "
+            "events were removed from the end or the head was altered"
+        )
+    return Verification(ok=not problems, checked=checked, problems=problems, head_hash=running)

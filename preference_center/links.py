@@ -1,0 +1,88 @@
+"""Signed links in email: one salt per purpose, rotating keys, per-contact revocation.
+
+A token carries [contact id, contact token version, purpose argument]. Bumping
+a contact's token version (erasure, "sign out all links") revokes every link
+made before. Keys come from PC_SECRET_KEYS, oldest first: the newest signs,
+all of them verify, so keys can be rotated without breaking links in old mail.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .extensions import db
+from .models import Contact
+
+PREFERENCES = "preferences"
+UNSUBSCRIBE = "unsubscribe"
+CONFIRM = "confirm"
+STEP_UP = "data-rights-step-up"
+
+# Long enough that old mail keeps working (CAN-SPAM asks 30 days, CASL 60).
+LONG_LIVED = (PREFERENCES, UNSUBSCRIBE)
+
+
+class LinkError(Exception):
+    """A link that cannot be used; `kind` is invalid, expired or revoked."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Link:
+    contact: Contact
+    argument: object
+
+
+def _serializer(purpose: str) -> URLSafeTimedSerializer:
+    keys = current_app.config["PC_SECRET_KEYS"]
+    return URLSafeTimedSerializer(keys, salt=f"pc.{purpose}")
+
+
+def _max_age(purpose: str) -> int:
+    config = current_app.config
+    if purpose in LONG_LIVED:
+        return config["PC_LINK_MAX_AGE_DAYS"] * 86400
+    if purpose == CONFIRM:
+        return config["PC_CONFIRM_MAX_AGE_HOURS"] * 3600
+    return config["PC_STEPUP_MAX_AGE_HOURS"] * 3600
+
+
+def make(purpose: str, contact: Contact, argument: object = 0) -> str:
+    """Sign a token for `purpose` about `contact`."""
+    return _serializer(purpose).dumps([contact.id, contact.token_version, argument])
+
+
+def load(purpose: str, token: str) -> Link:
+    """Verify a token for `purpose`; raise LinkError if it is not good now."""
+    try:
+        payload = _serializer(purpose).loads(token, max_age=_max_age(purpose))
+    except SignatureExpired:
+        raise LinkError("expired") from None
+    except BadSignature:
+        raise LinkError("invalid") from None
+    if not (isinstance(payload, list) and len(payload) == 3 and all(isinstance(p, int) for p in payload[:2])):
+        raise LinkError("invalid")
+    contact_id, version, argument = payload
+    contact = db.session.get(Contact, contact_id)
+    if contact is None or contact.token_version != version or contact.status == "erased":
+        raise LinkError("revoked")
+    return Link(contact, argument)
+
+
+def url(endpoint_path: str, token: str) -> str:
+    """Absolute URL under PC_BASE_URL, e.g. url('/p/', token)."""
+    return f"{current_app.config['PC_BASE_URL']}{endpoint_path}{token}"
+
+
+def preferences_url(contact: Contact) -> str:
+    return url("/p/", make(PREFERENCES, contact))
+
+
+def unsubscribe_url(contact: Contact, topic_id: int | None = None) -> str:
+    """One-click unsubscribe link; topic 0 means all marketing."""
+    return url("/u/", make(UNSUBSCRIBE, contact, topic_id or 0))

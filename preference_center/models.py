@@ -1,0 +1,337 @@
+"""The data model: contacts, topics, the consent ledger and what hangs off them."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+RELATIONSHIPS = ("prospect", "customer", "partner", "supplier", "candidate")
+CONTACT_STATUSES = ("active", "restricted", "erased")
+TOPIC_KINDS = ("marketing", "system")
+LEGAL_BASES = ("consent", "legitimate_interest", "contract")
+SUPPRESSION_SCOPES = ("all", "marketing")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(db.TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use aware UTC datetimes")
+        return value.astimezone(dt.timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+class Contact(db.Model):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    company: Mapped[str | None] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(50))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    relationship: Mapped[str] = mapped_column(String(16), default="prospect")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    # Set while the contact has opted out of (or objected to) all marketing:
+    # the ledger event that did it.
+    marketing_opt_out_event_id: Mapped[int | None] = mapped_column(BigId)
+    # The ledger event that recorded the current relationship: what
+    # legitimate interest and contract sending rest on.
+    relationship_event_id: Mapped[int | None] = mapped_column(BigId)
+    token_version: Mapped[int] = mapped_column(Integer, default=1)
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_interaction_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Topic(db.Model):
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    default_relationships: Mapped[list] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+    sendgrid_group_id: Mapped[int | None] = mapped_column(Integer)
+    retired: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Subscription(db.Model):
+    """Current state of one contact for one topic, derived from the ledger."""
+
+    __tablename__ = "subscriptions"
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True)
+    # subscribed (confirmed grant), pending (grant awaiting confirmation),
+    # unsubscribed (withdrawn or opted out).
+    state: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[int] = mapped_column(BigId)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentText(db.Model):
+    """A versioned wording shown on a consent form; events cite its version."""
+
+    __tablename__ = "consent_texts"
+    __table_args__ = (UniqueConstraint("version", "locale"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(32))
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentEvent(db.Model):
+    """One append-only, hash-chained ledger entry."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_events_contact", "contact_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"))
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
+    # "all marketing" events have no topic; contact-wide ones (erase, rectify) neither.
+    scope: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    legal_basis: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(200))
+    consent_text_version: Mapped[str | None] = mapped_column(String(32))
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Personal fields: blanked on erasure; the chain covers their digest.
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    personal: Mapped[dict | None] = mapped_column(JSON)
+    pii_digest: Mapped[str] = mapped_column(String(64))
+    redacted: Mapped[bool] = mapped_column(Boolean, default=False)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LedgerHead(db.Model):
+    """The single row that serialises appends and pins the end of the chain."""
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigId, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Suppression(db.Model):
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("email_hash", "scope"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[int | None] = mapped_column(BigId)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StaffUser(db.Model):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(db.Model):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditLog(db.Model):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    subject: Mapped[str] = mapped_column(String(500))
+    html: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Keyset cursor of the dispatcher: every contact id <= this is in a batch.
+    dispatch_cursor: Mapped[int] = mapped_column(BigId, default=0)
+    dispatch_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class CampaignBatch(db.Model):
+    """A chunk of a campaign's audience: the unit handed to one worker task."""
+
+    __tablename__ = "campaign_batches"
+    __table_args__ = (UniqueConstraint("campaign_id", "first_contact_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    first_contact_id: Mapped[int] = mapped_column(BigId)
+    last_contact_id: Mapped[int] = mapped_column(BigId)
+    size: Mapped[int] = mapped_column(Integer)
+    # queued -> claimed -> done; a claimed batch whose lease ran out is re-queued.
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SystemMessage(db.Model):
+    __tablename__ = "system_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    request_digest: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(db.Model):
+    """One row per (campaign or system message, contact): what happened and why."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        UniqueConstraint("system_message_id"),
+        Index("ix_deliveries_batch", "batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    system_message_id: Mapped[int | None] = mapped_column(ForeignKey("system_messages.id"))
+    batch_id: Mapped[int | None] = mapped_column(BigId)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    # claimed -> sent | failed | unknown; or skipped with a reason.
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[int | None] = mapped_column(BigId)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DataRequest(db.Model):
+    """A data-subject request, with the one-month deadline staff must meet."""
+
+    __tablename__ = "data_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class WebhookEvent(db.Model):
+    """Provider events seen, keyed by the provider's id, for de-duplication."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class DailyStat(db.Model):
+    """Anonymous per-day delivery counts kept after delivery rows expire."""
+
+    __tablename__ = "daily_stats"
+    __table_args__ = (UniqueConstraint("day", "campaign_id", "topic_id", "status", "reason"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    day: Mapped[dt.date] = mapped_column(db.Date)
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    topic_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,213 @@
+"""The sending rule (SPEC section 3): one pure function and the query built from it.
+
+`may_send` decides for one recipient from plain facts. `audience` is the same
+rule as one set-based query for a whole marketing topic; tests hold the two
+against each other on random populations. The worker re-checks every
+recipient with `decide` (which calls `may_send`) right before sending.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Protocol
+
+from sqlalchemy import and_, case, exists, false, literal, or_, select
+
+from .extensions import db
+from .models import Contact, Subscription, Suppression, Topic
+
+# Reasons: a send says which basis authorised it, a skip says why not.
+SEND_CONSENT = "consent"
+SEND_LEGITIMATE_INTEREST = "legitimate_interest"
+SEND_CONTRACT = "contract"
+SKIP_SUPPRESSED_ALL = "suppressed_all"
+SKIP_ERASED = "erased"
+SKIP_SUPPRESSED_MARKETING = "suppressed_marketing"
+SKIP_RESTRICTED = "restricted"
+SKIP_OPTED_OUT_ALL = "opted_out_all"
+SKIP_UNSUBSCRIBED = "unsubscribed"
+SKIP_NO_CONSENT = "no_consent"
+SKIP_UNCONFIRMED = "unconfirmed"
+SKIP_NOT_COVERED = "relationship_not_covered"
+SKIP_NO_BASIS = "no_basis"
+SKIP_TOPIC_RETIRED = "topic_retired"
+SKIP_REASONS = (
+    SKIP_SUPPRESSED_ALL, SKIP_ERASED, SKIP_SUPPRESSED_MARKETING, SKIP_RESTRICTED,
+    SKIP_OPTED_OUT_ALL, SKIP_UNSUBSCRIBED, SKIP_NO_CONSENT, SKIP_UNCONFIRMED,
+    SKIP_NOT_COVERED, SKIP_NO_BASIS, SKIP_TOPIC_RETIRED,
+)
+
+
+class TopicFacts(Protocol):
+    kind: str
+    legal_basis: str
+    default_relationships: list
+    retired: bool
+
+
+class ContactFacts(Protocol):
+    status: str
+    relationship: str
+    marketing_opt_out_event_id: int | None
+    relationship_event_id: int | None
+
+
+class SubscriptionFacts(Protocol):
+    state: str
+    event_id: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    send: bool
+    reason: str
+    event_id: int | None  # the ledger event that authorises a send
+
+
+def _skip(reason: str) -> Decision:
+    return Decision(False, reason, None)
+
+
+def may_send(
+    topic: TopicFacts,
+    contact: ContactFacts,
+    subscription: SubscriptionFacts | None,
+    suppressed: Iterable[str] = (),
+) -> Decision:
+    """Decide whether `contact` may be sent a message on `topic` right now."""
+    scopes = set(suppressed)
+    if "all" in scopes:
+        return _skip(SKIP_SUPPRESSED_ALL)
+    if contact.status == "erased":
+        return _skip(SKIP_ERASED)
+    if topic.kind == "system":
+        return Decision(True, SEND_CONTRACT, contact.relationship_event_id)
+    if topic.retired:
+        return _skip(SKIP_TOPIC_RETIRED)
+    if "marketing" in scopes:
+        return _skip(SKIP_SUPPRESSED_MARKETING)
+    if contact.status == "restricted":
+        return _skip(SKIP_RESTRICTED)
+    if contact.marketing_opt_out_event_id is not None:
+        return _skip(SKIP_OPTED_OUT_ALL)
+    state = subscription.state if subscription is not None else None
+    if state == "unsubscribed":
+        return _skip(SKIP_UNSUBSCRIBED)
+    if state == "subscribed" and topic.legal_basis in ("consent", "legitimate_interest"):
+        # An explicit confirmed grant authorises either basis.
+        return Decision(True, SEND_CONSENT, subscription.event_id)
+    if topic.legal_basis == "consent":
+        return _skip(SKIP_UNCONFIRMED if state == "pending" else SKIP_NO_CONSENT)
+    if topic.legal_basis == "legitimate_interest":
+        if contact.relationship in (topic.default_relationships or []):
+            return Decision(True, SEND_LEGITIMATE_INTEREST, contact.relationship_event_id)
+        return _skip(SKIP_NOT_COVERED)
+    return _skip(SKIP_NO_BASIS)
+
+
+# -- the rule as one query ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Recipient:
+    contact_id: int
+    email: str
+    event_id: int | None
+    reason: str
+
+
+def _suppressed(scopes: tuple[str, ...]):
+    return exists().where(Suppression.email_hash == Contact.email_hash, Suppression.scope.in_(scopes))
+
+
+def audience_query(topic: Topic, *, after_id: int = 0, limit: int | None = None, filters: dict | None = None):
+    """SELECT of (contact id, email, authorising event, reason) for every eligible contact."""
+    if topic.kind != "marketing":
+        raise ValueError("audience() is for marketing topics; system messages go one by one")
+    sub = Subscription.__table__.alias("s")
+    join = and_(sub.c.contact_id == Contact.id, sub.c.topic_id == topic.id)
+    confirmed = sub.c.state == "subscribed"
+    if topic.retired or topic.legal_basis not in ("consent", "legitimate_interest"):
+        basis = false()
+        event = sub.c.event_id
+        reason = literal(SKIP_NO_BASIS)
+    elif topic.legal_basis == "consent":
+        basis = confirmed
+        event = sub.c.event_id
+        reason = literal(SEND_CONSENT)
+    else:
+        relationships = list(topic.default_relationships or [])
+        covered = and_(
+            or_(sub.c.state.is_(None), sub.c.state != "unsubscribed"),
+            Contact.relationship.in_(relationships) if relationships else false(),
+        )
+        basis = or_(confirmed, covered)
+        event = case((confirmed, sub.c.event_id), else_=Contact.relationship_event_id)
+        reason = case((confirmed, SEND_CONSENT), else_=SEND_LEGITIMATE_INTEREST)
+    query = (
+        select(Contact.id, Contact.email, event.label("event_id"), reason.label("reason"))
+        .select_from(Contact)
+        .outerjoin(sub, join)
+        .where(
+            Contact.status == "active",
+            Contact.marketing_opt_out_event_id.is_(None),
+            Contact.id > after_id,
+            basis,
+            ~_suppressed(("all", "marketing")),
+        )
+        .order_by(Contact.id)
+    )
+    for clause in _filter_clauses(filters or {}):
+        query = query.where(clause)
+    if limit is not None:
+        query = query.limit(limit)
+    return query
+
+
+def _filter_clauses(filters: dict) -> list:
+    """Optional campaign audience narrowing; it can only remove people, never add."""
+    clauses = []
+    if filters.get("relationships"):
+        clauses.append(Contact.relationship.in_(list(filters["relationships"])))
+    if filters.get("locales"):
+        clauses.append(Contact.locale.in_(list(filters["locales"])))
+    if filters.get("contact_ids"):
+        clauses.append(Contact.id.in_([int(i) for i in filters["contact_ids"]]))
+    return clauses
+
+
+AUDIENCE_FILTER_KEYS = ("relationships", "locales", "contact_ids")
+
+
+def audience(topic: Topic, *, chunk: int = 1000, after_id: int = 0, filters: dict | None = None) -> Iterator[list[Recipient]]:
+    """Stream the eligible audience of a marketing topic in keyset-ordered chunks."""
+    while True:
+        rows = db.session.execute(audience_query(topic, after_id=after_id, limit=chunk, filters=filters)).all()
+        if not rows:
+            return
+        yield [Recipient(r[0], r[1], r[2], r[3]) for r in rows]
+        if len(rows) < chunk:
+            return
+        after_id = rows[-1][0]
+
+
+def decide(topic: Topic, contact_ids: list[int]) -> dict[int, tuple[Contact, Decision]]:
+    """Apply `may_send` to many contacts with three queries in all (send-time re-check)."""
+    if not contact_ids:
+        return {}
+    contacts = db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
+    subs = {
+        s.contact_id: s
+        for s in db.session.scalars(
+            select(Subscription).where(Subscription.topic_id == topic.id, Subscription.contact_id.in_(contact_ids))
+        )
+    }
+    scopes: dict[str, set[str]] = defaultdict(set)
+    hashes = list({c.email_hash for c in contacts})
+    for email_hash, scope in db.session.execute(
+        select(Suppression.email_hash, Suppression.scope).where(Suppression.email_hash.in_(hashes))
+    ):
+        scopes[email_hash].add(scope)
+    return {
+        c.id: (c, may_send(topic, c, subs.get(c.id), scopes.get(c.email_hash, ())))
+        for c in contacts
+    }
