@@ -1,0 +1,160 @@
+"""SendGrid transport: v3 mail/send through the official library, with retries that never double-send."""
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import time
+from collections.abc import Callable
+from email.utils import parseaddr
+from urllib.error import URLError
+
+import sendgrid
+from python_http_client.exceptions import HTTPError
+
+from .base import Envelope, MessageBatch, SendResult, TransportError, check_headers, envelope_headers
+
+MAX_PERSONALIZATIONS = 1000
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+RATE_LIMIT_WAIT_CAP = 60.0
+
+
+class SendGridTransport:
+    """Sends through SendGrid's v3 API, up to 1000 personalizations per request."""
+
+    name = "sendgrid"
+    max_batch = MAX_PERSONALIZATIONS
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str = "https://api.sendgrid.com",
+        *,
+        max_attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 10.0,
+    ) -> None:
+        if not api_key:
+            raise ValueError("the sendgrid transport needs an API key (PC_SENDGRID_API_KEY)")
+        self.client = sendgrid.SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+        self.max_attempts = max(1, max_attempts)
+        self.sleep = sleep
+        self.timeout = timeout
+
+    def send(self, batch: MessageBatch) -> list[SendResult]:
+        """Send the batch in requests of at most 1000 envelopes; raise TransportError if one fails."""
+        check_headers(batch)
+        results: list[SendResult] = []
+        for start in range(0, len(batch.envelopes), MAX_PERSONALIZATIONS):
+            chunk = batch.envelopes[start:start + MAX_PERSONALIZATIONS]
+            try:
+                message_id = self._post(request_body(batch, chunk))
+            except TransportError as exc:
+                exc.sent = results + exc.sent
+                raise
+            results.extend(SendResult(e.to, ok=True, provider_message_id=message_id) for e in chunk)
+        return results
+
+    def _post(self, body: dict) -> str | None:
+        """POST one request with retries; return SendGrid's X-Message-Id."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
+            except HTTPError as exc:
+                status = exc.status_code
+                detail = f"SendGrid answered {status}: {provider_message(exc.body)}"
+                if not (status == 429 or status >= 500):  # 400, 401, 403, 413...: repeating cannot help
+                    raise TransportError(detail, retryable=False) from exc
+                wait = rate_limit_wait(exc.headers) if status == 429 else None
+                if wait is None:
+                    wait = backoff(attempt)
+            except URLError as exc:
+                # urllib raises URLError only while connecting or writing the
+                # request, so SendGrid cannot have accepted it yet.
+                detail = f"cannot reach SendGrid: {exc.reason}"
+                wait = backoff(attempt)
+            except (OSError, http.client.HTTPException) as exc:
+                # The request went out and the answer never came back: SendGrid
+                # may have queued it, and we promise at most one delivery.
+                raise TransportError(
+                    f"no answer from SendGrid after sending ({exc!r}); the message may have been accepted",
+                    retryable=False, ambiguous=True,
+                ) from exc
+            else:
+                return response.headers.get("X-Message-Id")
+            if attempt >= self.max_attempts:
+                raise TransportError(f"{detail} (gave up after {attempt} attempts)", retryable=True, retry_after=wait)
+            self.sleep(wait)
+
+
+def request_body(batch: MessageBatch, envelopes: list[Envelope]) -> dict:
+    """The v3 mail/send JSON for these envelopes; SendGrid applies the substitutions."""
+    content = []
+    # SendGrid requires text/plain before text/html and rejects empty values.
+    if batch.text:
+        content.append({"type": "text/plain", "value": batch.text})
+    if batch.html:
+        content.append({"type": "text/html", "value": batch.html})
+    body: dict = {
+        "personalizations": [personalization(batch, e) for e in envelopes],
+        "from": address(batch.from_email),
+        "subject": batch.subject,
+        "content": content,
+    }
+    if batch.categories:
+        body["categories"] = list(batch.categories)
+    return body
+
+
+def personalization(batch: MessageBatch, envelope: Envelope) -> dict:
+    """One recipient's block; headers are substituted here because SendGrid does not do it reliably."""
+    block: dict = {"to": [address(envelope.to)]}
+    if envelope.substitutions:
+        block["substitutions"] = dict(envelope.substitutions)
+    headers = envelope_headers(batch, envelope)
+    if headers:
+        block["headers"] = headers
+    if envelope.custom_args:
+        block["custom_args"] = dict(envelope.custom_args)
+    return block
+
+
+def address(value: str) -> dict:
+    """SendGrid's {"email", "name"} object from "Name <addr>" or a bare address."""
+    name, email = parseaddr(value)
+    result = {"email": email or value}
+    if name:
+        result["name"] = name
+    return result
+
+
+def rate_limit_wait(headers) -> float | None:
+    """Seconds until X-RateLimit-Reset (epoch seconds), capped; None if the header is unusable."""
+    raw = headers.get("X-RateLimit-Reset") if headers is not None else None
+    try:
+        reset = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return min(max(reset - time.time(), 0.0), RATE_LIMIT_WAIT_CAP)
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: about 0.5, 1, 2, 4 ... seconds, at most 30."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    # Jitter spreads out workers that failed together.
+    return random.uniform(delay / 2, delay)
+
+
+def provider_message(body: bytes | str | None) -> str:
+    """SendGrid's error messages joined, or the raw body if it is not the usual JSON."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        errors = json.loads(body or "")["errors"]
+        parts = [f"{e['field']}: {e['message']}" if e.get("field") else str(e.get("message")) for e in errors]
+        return "; ".join(parts) or "(no message)"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return (body or "(empty body)")[:500]

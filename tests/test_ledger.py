@@ -1,0 +1,236 @@
+"""The consent ledger: hash chain, tamper detection, erasure, derived state."""
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from preference_center import contacts, ledger
+from preference_center.extensions import db
+from preference_center.models import ConsentEvent, Contact, LedgerHead
+
+from . import factories
+
+
+@pytest.fixture
+def filled(ctx):
+    """A small real ledger: contacts, grants, withdrawals, an erasure."""
+    news = factories.topic("news")
+    tips = factories.topic("tips", basis="legitimate_interest", relationships=["customer"])
+    ann = factories.contact("ann@example.com", "customer", name="Ann")
+    bob = factories.contact("bob@example.com")
+    contacts.record_consent(ann, action="grant", topic=news, source="form", confirmed=True,
+                            ip="203.0.113.7", user_agent="Firefox", consent_text_version="1")
+    contacts.record_consent(bob, action="grant", topic=news, source="form", confirmed=False, ip="198.51.100.1")
+    contacts.record_consent(ann, action="withdraw", topic=tips, source="link")
+    contacts.record_consent(bob, action="withdraw", topic=None, source="one-click")
+    db.session.commit()
+    return {"news": news, "tips": tips, "ann": ann, "bob": bob}
+
+
+def tamper(sql: str, **params) -> None:
+    db.session.execute(text(sql), params)
+    db.session.commit()
+
+
+def test_a_real_ledger_verifies(filled):
+    result = ledger.verify()
+    assert result.ok, result.problems
+    assert result.checked == db.session.scalar(select(func.count(ConsentEvent.id))) > 5
+
+
+def test_events_chain_each_to_the_previous_hash(filled):
+    events = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id)).all()
+    assert events[0].prev_hash == ledger.GENESIS
+    for before, after in zip(events, events[1:]):
+        assert after.prev_hash == before.hash
+        assert after.id == before.id + 1
+
+
+def test_an_edited_action_is_detected(filled):
+    tamper("UPDATE consent_events SET action = 'grant' WHERE id = 5")
+    result = ledger.verify()
+    assert not result.ok
+    assert any("event 5" in p and "edited" in p for p in result.problems)
+
+
+def test_an_edited_time_is_detected(filled):
+    event = db.session.get(ConsentEvent, 3)
+    db.session.execute(update(ConsentEvent).where(ConsentEvent.id == 3)
+                       .values(occurred_at=event.occurred_at.replace(year=2020)))
+    db.session.commit()
+    assert not ledger.verify().ok
+
+
+def test_an_edited_ip_is_detected(filled):
+    event_id = db.session.scalar(select(ConsentEvent.id).where(ConsentEvent.ip == "203.0.113.7"))
+    tamper("UPDATE consent_events SET ip = '192.0.2.1' WHERE id = :i", i=event_id)
+    result = ledger.verify()
+    assert any(f"event {event_id}" in p and "personal" in p for p in result.problems)
+
+
+def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(filled):
+    event = db.session.get(ConsentEvent, 4)
+    event.source = "forged"
+    event.hash = ledger.event_hash(event)
+    db.session.commit()
+    result = ledger.verify()
+    assert any("event 5" in p and "predecessor" in p for p in result.problems)
+
+
+def test_a_deleted_event_in_the_middle_is_detected(filled):
+    tamper("DELETE FROM consent_events WHERE id = 3")
+    result = ledger.verify()
+    assert any("expected id 3" in p for p in result.problems)
+
+
+def test_a_deleted_last_event_is_detected(filled):
+    last = db.session.scalar(select(func.max(ConsentEvent.id)))
+    tamper("DELETE FROM consent_events WHERE id = :i", i=last)
+    result = ledger.verify()
+    assert not result.ok
+    assert any("head" in p for p in result.problems)
+
+
+def test_deleting_the_whole_ledger_is_detected(filled):
+    tamper("UPDATE contacts SET marketing_opt_out_event_id = NULL, relationship_event_id = NULL")
+    tamper("DELETE FROM consent_events")
+    assert not ledger.verify().ok
+
+
+def test_reordered_events_are_detected(filled):
+    # Swap the contents of events 3 and 4, keeping ids in sequence.
+    a, b = db.session.get(ConsentEvent, 3), db.session.get(ConsentEvent, 4)
+    fields = ("contact_id", "topic_id", "scope", "action", "legal_basis", "source", "confirmed",
+              "detail", "ip", "user_agent", "personal", "pii_digest", "occurred_at", "prev_hash", "hash")
+    values_a = {f: getattr(a, f) for f in fields}
+    values_b = {f: getattr(b, f) for f in fields}
+    db.session.execute(update(ConsentEvent).where(ConsentEvent.id == 3).values(**{**values_b, "hash": "swap"}))
+    db.session.execute(update(ConsentEvent).where(ConsentEvent.id == 4).values(**values_a))
+    db.session.execute(update(ConsentEvent).where(ConsentEvent.id == 3).values(hash=values_b["hash"]))
+    db.session.commit()
+    assert not ledger.verify().ok
+
+
+def test_an_inserted_event_is_detected(filled):
+    last = db.session.get(ConsentEvent, db.session.scalar(select(func.max(ConsentEvent.id))))
+    forged = ConsentEvent(
+        id=last.id + 1, contact_id=last.contact_id, topic_id=None, scope="all_marketing", action="grant",
+        legal_basis="consent", source="forged", confirmed=True, detail={}, pii_digest=last.pii_digest,
+        occurred_at=last.occurred_at, prev_hash=last.hash, hash="f" * 64,
+    )
+    db.session.add(forged)
+    db.session.commit()
+    result = ledger.verify()
+    assert not result.ok
+
+
+def test_a_forged_event_with_a_correct_hash_still_disagrees_with_the_head(filled):
+    last = db.session.get(ConsentEvent, db.session.scalar(select(func.max(ConsentEvent.id))))
+    forged = ConsentEvent(
+        id=last.id + 1, contact_id=last.contact_id, topic_id=None, scope="all_marketing", action="grant",
+        legal_basis="consent", source="forged", confirmed=True, detail={}, pii_digest=last.pii_digest,
+        occurred_at=last.occurred_at, prev_hash=last.hash, redacted=True,
+    )
+    forged.hash = ledger.event_hash(forged)
+    db.session.add(forged)
+    db.session.commit()
+    result = ledger.verify()
+    assert any("head" in p for p in result.problems)
+
+
+def test_erasure_removes_personal_data_and_the_chain_still_verifies(filled):
+    ann = filled["ann"]
+    contacts.erase(ann, source="test")
+    db.session.commit()
+    events = db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == ann.id)).all()
+    assert events and all(e.ip is None and e.user_agent is None and e.personal is None and e.redacted for e in events)
+    row = db.session.get(Contact, ann.id)
+    assert row.email is None and row.name is None and row.status == "erased"
+    assert ledger.verify().ok
+
+
+def test_putting_data_back_into_an_erased_event_is_detected(filled):
+    contacts.erase(filled["ann"], source="test")
+    db.session.commit()
+    event_id = db.session.scalar(select(func.min(ConsentEvent.id)).where(ConsentEvent.contact_id == filled["ann"].id))
+    tamper("UPDATE consent_events SET ip = '203.0.113.7' WHERE id = :i", i=event_id)
+    assert not ledger.verify().ok
+
+
+def test_cli_verify_exits_nonzero_on_tampering(filled, runner):
+    ok = runner.invoke(args=["ledger", "verify"])
+    assert ok.exit_code == 0 and "ledger OK" in ok.output
+    tamper("UPDATE consent_events SET source = 'x' WHERE id = 2")
+    broken = runner.invoke(args=["ledger", "verify"])
+    assert broken.exit_code == 1
+    assert "event 2" in broken.output
+
+
+def test_the_head_points_at_the_last_event(filled):
+    head = db.session.get(LedgerHead, 1)
+    last = db.session.get(ConsentEvent, head.last_id)
+    assert last.hash == head.last_hash
+
+
+def test_derived_state_always_equals_a_replay_of_the_ledger(ctx):
+    rng = random.Random(7)
+    topics = [factories.topic("t1"), factories.topic("t2", basis="legitimate_interest", relationships=["customer"])]
+    people = [factories.contact(f"p{i}@example.com", rng.choice(["customer", "prospect"])) for i in range(12)]
+    for _ in range(300):
+        person = rng.choice(people)
+        if person.status == "erased":
+            continue
+        move = rng.random()
+        if move < 0.5:
+            contacts.record_consent(person, action=rng.choice(["grant", "withdraw"]), topic=rng.choice(topics + [None]),
+                                    source="random", confirmed=rng.random() < 0.6)
+        elif move < 0.6:
+            ledger.append(rng.choice([ledger.RESTRICT, ledger.LIFT_RESTRICTION]), contact=person,
+                          scope=ledger.CONTACT, source="random")
+        elif move < 0.7:
+            contacts.upsert(person.email, {"relationship": rng.choice(["customer", "partner"])}, source="random")
+        elif move < 0.72:
+            contacts.erase(person, source="random")
+        else:
+            contacts.record_consent(person, action="object", topic=None, source="random")
+    db.session.commit()
+    for person in people:
+        assert ledger.state_of(person) == ledger.replay(person.id), person.id
+    assert ledger.verify().ok
+
+
+def test_concurrent_appends_keep_one_unbroken_chain(app):
+    with app.app_context():
+        factories.topic("news")
+        for i in range(4):
+            factories.contact(f"c{i}@example.com")
+        db.session.commit()
+    errors = []
+
+    def writer(n: int):
+        with app.app_context():
+            try:
+                person = contacts.find(f"c{n}@example.com")
+                topic = factories.get_topic("news")
+                for j in range(15):
+                    contacts.record_consent(person, action="grant" if j % 2 else "withdraw", topic=topic,
+                                            source=f"thread-{n}", confirmed=True)
+                    db.session.commit()
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with app.app_context():
+        result = ledger.verify()
+        assert result.ok, result.problems
+        assert result.checked == 4 + 60

@@ -1,0 +1,95 @@
+"""Migrations match the models; configuration refuses unsafe production setups."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from preference_center import config, create_app
+from preference_center.extensions import db
+from preference_center.models import LedgerHead
+
+from .conftest import PG_URL, ensure_postgres_database
+
+
+@pytest.fixture
+def empty_database(tmp_path):
+    """A brand-new database with no tables: a SQLite file, or a fresh PostgreSQL database."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path / 'migrated.sqlite3'}"
+        return
+    ensure_postgres_database(PG_URL)
+    name = f"pc_migrate_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_db_upgrade_builds_a_schema_that_matches_the_models(tmp_path, empty_database):
+    app = create_app({"PC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": empty_database,
+                      "PC_INSTANCE_PATH": str(tmp_path / "instance")})
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            diff = compare_metadata(context, db.metadata)
+        assert diff == [], f"migrations and models differ: {diff}"
+        head = db.session.get(LedgerHead, 1)
+        assert (head.last_id, head.last_hash) == (0, "0" * 64)
+        db.engine.dispose()
+
+
+def test_production_refuses_the_default_secret(monkeypatch, tmp_path):
+    monkeypatch.setenv("PC_ENV", "production")
+    monkeypatch.delenv("PC_SECRET_KEYS", raising=False)
+    with pytest.raises(config.ConfigError, match="PC_SECRET_KEYS"):
+        create_app({"PC_INSTANCE_PATH": str(tmp_path)})
+    monkeypatch.setenv("PC_SECRET_KEYS", config.DEFAULT_SECRET)
+    with pytest.raises(config.ConfigError):
+        create_app({"PC_INSTANCE_PATH": str(tmp_path)})
+    monkeypatch.setenv("PC_SECRET_KEYS", "short")
+    with pytest.raises(config.ConfigError):
+        create_app({"PC_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_production_starts_with_real_secrets(monkeypatch, tmp_path):
+    monkeypatch.setenv("PC_ENV", "production")
+    monkeypatch.setenv("PC_SECRET_KEYS", "an-old-long-secret-value,a-new-long-secret-value")
+    app = create_app({"PC_INSTANCE_PATH": str(tmp_path)})
+    assert app.config["SECRET_KEY"] == "a-new-long-secret-value"
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert "outbox" not in app.blueprints
+
+
+def test_settings_come_from_pc_variables(monkeypatch, tmp_path):
+    monkeypatch.setenv("PC_DATABASE_URL", "sqlite:////tmp/elsewhere.sqlite3")
+    monkeypatch.setenv("PC_BASE_URL", "https://prefs.example.com/")
+    monkeypatch.setenv("PC_MAIL_TRANSPORT", "smtp")
+    values = config.load(tmp_path)
+    assert values["SQLALCHEMY_DATABASE_URI"] == "sqlite:////tmp/elsewhere.sqlite3"
+    assert values["PC_BASE_URL"] == "https://prefs.example.com"
+    assert values["PC_MAIL_TRANSPORT"] == "smtp"
+
+
+def test_defaults_need_no_servers(monkeypatch, tmp_path):
+    for name in ("PC_DATABASE_URL", "PC_BROKER_URL", "PC_MAIL_TRANSPORT"):
+        monkeypatch.delenv(name, raising=False)
+    values = config.load(tmp_path)
+    assert values["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert values["PC_BROKER_URL"].startswith("sqla+sqlite:///")
+    assert values["PC_MAIL_TRANSPORT"] == "outbox"
+
+
+def test_bad_numbers_in_settings_are_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("PC_BATCH_SIZE", "lots")
+    with pytest.raises(config.ConfigError, match="PC_BATCH_SIZE"):
+        config.load(tmp_path)
