@@ -75,6 +75,10 @@ def load(instance: Path) -> dict:
         "PC_SMTP_URL": _env("PC_SMTP_URL", "smtp://127.0.0.1:25"),
         "PC_SEND_RATE": _float("PC_SEND_RATE", 0.0),
         "PC_BATCH_SIZE": _int("PC_BATCH_SIZE", 1000),
+        "PC_BATCH_LEASE_SECONDS": _int("PC_BATCH_LEASE_SECONDS", 600),
+        "PC_REQUEUE_AFTER_SECONDS": _int("PC_REQUEUE_AFTER_SECONDS", 120),
+        "PC_SEND_ATTEMPTS": _int("PC_SEND_ATTEMPTS", 5),
+        "PC_TICK_SECONDS": _float("PC_TICK_SECONDS", 5.0),
         "PC_RATELIMIT_STORAGE_URL": _env("PC_RATELIMIT_STORAGE_URL", "memory://"),
         "PC_RATELIMITS_ENABLED": _env("PC_RATELIMITS_ENABLED", "1") == "1",
         "MAX_CONTENT_LENGTH": _int("PC_MAX_BODY_BYTES", 1024 * 1024),
@@ -89,6 +93,11 @@ def load(instance: Path) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env == "production",
         "WTF_CSRF_TIME_LIMIT": None,
+        # Referrer-Policy is no-referrer everywhere (tokens live in paths), so
+        # browsers send no Referer on our own HTTPS posts; the CSRF token and
+        # the SameSite session cookie remain the protection.
+        "WTF_CSRF_SSL_STRICT": False,
+        "PC_SUBSCRIBE_MIN_SECONDS": _int("PC_SUBSCRIBE_MIN_SECONDS", 3),
         "BABEL_DEFAULT_LOCALE": "en",
         "PC_LOCALES": ["en", "es"],
     }

@@ -226,6 +226,8 @@ class Campaign(db.Model):
     # Keyset cursor of the dispatcher: every contact id <= this is in a batch.
     dispatch_cursor: Mapped[int] = mapped_column(BigId, default=0)
     dispatch_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # One planner at a time per campaign; a dead planner's lease runs out.
+    dispatch_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -282,9 +284,11 @@ class Delivery(db.Model):
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
     system_message_id: Mapped[int | None] = mapped_column(ForeignKey("system_messages.id"))
     batch_id: Mapped[int | None] = mapped_column(BigId)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
-    # claimed -> sent | failed | unknown; or skipped with a reason.
-    status: Mapped[str] = mapped_column(String(16))
+    # queued -> sending (claimed in the database before the provider call)
+    # -> sent | failed | unknown; or skipped with a reason.
+    status: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[int | None] = mapped_column(BigId)
     provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
@@ -335,3 +339,12 @@ class DailyStat(db.Model):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64), default="")
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RateLimit(db.Model):
+    """A send schedule shared by every worker: the next free sending moment."""
+
+    __tablename__ = "rate_limits"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[float] = mapped_column(db.Float, default=0.0)

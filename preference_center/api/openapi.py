@@ -107,3 +107,54 @@ PATHS: dict = {
                                "responses": {"200": _json({"type": "object"})}}},
     "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}},
 }
+
+SCHEMAS.update({
+    "CampaignInput": {"type": "object", "required": ["name", "topic", "subject"], "properties": {
+        "name": {"type": "string"}, "topic": {"type": "string", "description": "a marketing topic key"},
+        "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"},
+        "audience": {"type": "object", "properties": {
+            "relationships": {"type": "array", "items": {"enum": list(RELATIONSHIPS)}},
+            "locales": {"type": "array", "items": {"type": "string"}},
+            "contact_ids": {"type": "array", "items": {"type": "integer"}}}}}},
+    "Campaign": {"allOf": [_ref("CampaignInput"), {"type": "object", "properties": {
+        "id": {"type": "integer"},
+        "status": {"enum": ["draft", "scheduled", "sending", "sent", "cancelled", "failed"]},
+        "scheduled_at": {"type": ["string", "null"], "format": "date-time"}}}]},
+    "Schedule": {"type": "object", "properties": {"at": {"type": ["string", "null"], "format": "date-time",
+                                                         "description": "null or absent: now"}}},
+    "Report": {"type": "object", "properties": {
+        "status": {"type": "string"}, "eligible": {"type": "integer"}, "sent": {"type": "integer"},
+        "skipped": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "failed": {"type": "integer"}, "unknown": {"type": "integer"}, "pending": {"type": "integer"}}},
+    "MessageInput": {"type": "object", "required": ["topic", "to", "subject"], "properties": {
+        "topic": {"type": "string", "description": "a system topic key"}, "to": {"type": "string", "format": "email"},
+        "subject": {"type": "string"}, "text": {"type": "string"}, "html": {"type": "string"},
+        "data": {"type": "object", "description": "values for {{ data.x }} in the templates"}}},
+    "MessageAccepted": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "status": {"type": "string"}, "delivery_id": {"type": "integer"},
+        "replayed": {"type": "boolean"}}},
+})
+
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200},
+               "description": "a retried call with the same key and body sends nothing twice"}
+
+PATHS.update({
+    "/campaigns": {"post": {"summary": "Create a draft campaign", "requestBody": _body(_ref("CampaignInput")),
+                            "responses": {"201": _json(_ref("Campaign"), "Created"), **ERRORS}}},
+    "/campaigns/{id}": {"parameters": [CAMPAIGN], "get": {"summary": "Read a campaign",
+                                                          "responses": {"200": _json(_ref("Campaign")), "404": _json(_ref("Error"))}}},
+    "/campaigns/{id}/schedule": {"parameters": [CAMPAIGN], "post": {
+        "summary": "Schedule (at: ISO-8601, or null for now)", "requestBody": _body(_ref("Schedule")),
+        "responses": {"200": _json(_ref("Campaign")), "409": _json(_ref("Error")), **ERRORS}}},
+    "/campaigns/{id}/cancel": {"parameters": [CAMPAIGN], "post": {
+        "summary": "Cancel; batches not yet sent are skipped", "responses": {"200": _json(_ref("Campaign")), "409": _json(_ref("Error"))}}},
+    "/campaigns/{id}/report": {"parameters": [CAMPAIGN], "get": {
+        "summary": "Counts: eligible, sent, skipped by reason, failed, unknown", "responses": {"200": _json(_ref("Report"))}}},
+    "/messages": {"post": {"summary": "Send a system message (system topics only)", "parameters": [IDEMPOTENCY],
+                           "requestBody": _body(_ref("MessageInput")),
+                           "responses": {"202": _json(_ref("MessageAccepted"), "Queued"),
+                                         "200": _json(_ref("MessageAccepted"), "Replay of an earlier call"),
+                                         "409": _json(_ref("Error"), "Idempotency-Key reused with another body"), **ERRORS}}},
+    "/messages/{id}": {"parameters": [CAMPAIGN], "get": {"summary": "Status of a system message",
+                                                         "responses": {"200": _json(_ref("MessageAccepted"))}}},
+})

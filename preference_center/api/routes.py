@@ -6,10 +6,12 @@ import re
 from flask import current_app, g, jsonify, request
 from sqlalchemy import select
 
-from .. import audit, contacts, ledger, links, tokens
+from worker.tasks import enqueue
+
+from .. import audit, campaigns, contacts, ledger, links, messages, tokens
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
-from ..models import LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS, Contact, Topic, utcnow
+from ..models import LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS, Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
 from . import bp
 from .errors import ApiError
 from .openapi import spec
@@ -46,7 +48,7 @@ def api_error(error: ApiError):
 @bp.errorhandler(contacts.ValidationError)
 def validation_error(error: contacts.ValidationError):
     db.session.rollback()
-    return ApiError(422, error.code, str(error), error.field).response()
+    return ApiError(409 if error.code == "conflict" else 422, error.code, str(error), error.field).response()
 
 
 @bp.errorhandler(InvalidEmail)
@@ -285,3 +287,98 @@ def verify_ledger():
     result = ledger.verify()
     return jsonify({"ok": result.ok, "checked": result.checked, "problems": result.problems,
                     "head_hash": result.head_hash, "at": utcnow().isoformat()})
+
+
+# -- campaigns ------------------------------------------------------------------
+
+def campaign_json(campaign: Campaign) -> dict:
+    topic = db.session.get(Topic, campaign.topic_id)
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "topic": topic.key,
+        "subject": campaign.subject,
+        "html": campaign.html,
+        "text": campaign.text,
+        "audience": campaign.audience or {},
+        "status": campaign.status,
+        "scheduled_at": campaign.scheduled_at.isoformat() if campaign.scheduled_at else None,
+        "created_at": campaign.created_at.isoformat(),
+    }
+
+
+def campaign_or_404(campaign_id: int) -> Campaign:
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise ApiError(404, "not_found", "no campaign with that id")
+    return campaign
+
+
+@bp.post("/campaigns")
+def create_campaign():
+    campaign = campaigns.create(body(), created_by=g.actor)
+    audit.record(g.actor, "campaign.create", target_type="campaign", target_id=campaign.id, ip=client_ip())
+    db.session.commit()
+    return jsonify(campaign_json(campaign)), 201
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+def get_campaign(campaign_id: int):
+    return jsonify(campaign_json(campaign_or_404(campaign_id)))
+
+
+@bp.post("/campaigns/<int:campaign_id>/schedule")
+def schedule_campaign(campaign_id: int):
+    campaign = campaign_or_404(campaign_id)
+    data = body() if request.get_data() else {}
+    at = campaigns.parse_time(data.get("at"))
+    campaigns.schedule(campaign, at)
+    audit.record(g.actor, "campaign.schedule", target_type="campaign", target_id=campaign.id,
+                 detail={"at": campaign.scheduled_at.isoformat()}, ip=client_ip())
+    db.session.commit()
+    if campaign.scheduled_at <= utcnow():
+        enqueue("tick")
+    return jsonify(campaign_json(campaign))
+
+
+@bp.post("/campaigns/<int:campaign_id>/cancel")
+def cancel_campaign(campaign_id: int):
+    campaign = campaigns.cancel(campaign_or_404(campaign_id))
+    audit.record(g.actor, "campaign.cancel", target_type="campaign", target_id=campaign.id, ip=client_ip())
+    db.session.commit()
+    return jsonify(campaign_json(campaign))
+
+
+@bp.get("/campaigns/<int:campaign_id>/report")
+def campaign_report(campaign_id: int):
+    return jsonify(campaigns.report(campaign_or_404(campaign_id)))
+
+
+# -- system messages --------------------------------------------------------------
+
+@bp.post("/messages")
+def send_message():
+    data = body()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 200):
+        raise ApiError(422, "validation_error", "Idempotency-Key must be 1-200 characters", "Idempotency-Key")
+    try:
+        message, delivery, created = messages.create(data, key=key, created_by=g.actor)
+    except messages.IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    if created:
+        audit.record(g.actor, "message.create", target_type="system_message", target_id=message.id, ip=client_ip())
+        db.session.commit()
+        enqueue("send_message", delivery.id)
+    return jsonify({"id": message.id, "status": delivery.status, "delivery_id": delivery.id,
+                    "reason": delivery.reason, "replayed": not created}), 202 if created else 200
+
+
+@bp.get("/messages/<int:message_id>")
+def get_message(message_id: int):
+    message = db.session.get(SystemMessage, message_id)
+    if message is None:
+        raise ApiError(404, "not_found", "no message with that id")
+    delivery = db.session.scalar(select(Delivery).where(Delivery.system_message_id == message.id))
+    return jsonify({"id": message.id, "status": delivery.status, "reason": delivery.reason,
+                    "provider_message_id": delivery.provider_message_id, "delivery_id": delivery.id})

@@ -1,0 +1,132 @@
+"""Campaign lifecycle: create, schedule, start, cancel, report."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select, update
+
+from .contacts import ValidationError
+from .extensions import db
+from .mail import TemplateError, check
+from .models import Campaign, Delivery, Topic, utcnow
+from .rules import AUDIENCE_FILTER_KEYS
+
+OPEN = ("draft", "scheduled", "sending")
+
+
+def create(data: dict, *, created_by: str) -> Campaign:
+    """Validate and store a draft campaign."""
+    def text(key, required=True, limit=200_000):
+        value = data.get(key)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or (required and not value.strip()):
+            raise ValidationError(f"{key} is required and must be a string", key)
+        if len(value) > limit:
+            raise ValidationError(f"{key} is longer than {limit} characters", key)
+        return value
+
+    name, subject = text("name", limit=200), text("subject", limit=500)
+    html, body = text("html", required=False), text("text", required=False)
+    if not html.strip() and not body.strip():
+        raise ValidationError("a campaign needs a text or an HTML body", "text")
+    for key, source in (("subject", subject), ("html", html), ("text", body)):
+        try:
+            check(source)
+        except TemplateError as exc:
+            raise ValidationError(f"{key}: {exc}", key) from exc
+    topic = db.session.scalar(select(Topic).where(Topic.key == data.get("topic"))) if isinstance(data.get("topic"), str) else None
+    if topic is None:
+        raise ValidationError(f"unknown topic {data.get('topic')!r}", "topic", code="unknown_topic")
+    if topic.kind != "marketing":
+        raise ValidationError("campaigns go to marketing topics; send system messages with /messages",
+                              "topic", code="system_topic")
+    if topic.retired:
+        raise ValidationError("this topic is retired", "topic")
+    audience = data.get("audience") or {}
+    if not isinstance(audience, dict) or set(audience) - set(AUDIENCE_FILTER_KEYS) or \
+            any(not isinstance(v, list) for v in audience.values()):
+        raise ValidationError(f"audience is an object of lists with keys {', '.join(AUDIENCE_FILTER_KEYS)}", "audience")
+    campaign = Campaign(name=name, topic_id=topic.id, subject=subject, html=html, text=body,
+                        audience=audience, status="draft", created_by=created_by)
+    db.session.add(campaign)
+    db.session.flush()
+    return campaign
+
+
+def parse_time(value) -> dt.datetime | None:
+    """ISO-8601 with a zone (or naive = UTC); None means now."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("at must be an ISO-8601 time or null", "at")
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError("at must be an ISO-8601 time such as 2026-12-01T09:00:00+01:00", "at") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(dt.timezone.utc)
+
+
+def schedule(campaign: Campaign, at: dt.datetime | None) -> Campaign:
+    if campaign.status not in ("draft", "scheduled"):
+        raise ValidationError(f"a {campaign.status} campaign cannot be scheduled", "status", code="conflict")
+    campaign.status = "scheduled"
+    campaign.scheduled_at = at or utcnow()
+    return campaign
+
+
+def cancel(campaign: Campaign) -> Campaign:
+    """Stop a campaign; batches not yet sent are skipped as cancelled."""
+    if campaign.status not in OPEN:
+        raise ValidationError(f"a {campaign.status} campaign cannot be cancelled", "status", code="conflict")
+    db.session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(OPEN))
+                       .values(status="cancelled", cancelled_at=utcnow()))
+    db.session.refresh(campaign)
+    return campaign
+
+
+def start_due(now: dt.datetime | None = None) -> list[int]:
+    """Move due scheduled campaigns to sending; return their ids."""
+    now = now or utcnow()
+    due = db.session.scalars(select(Campaign.id).where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)).all()
+    started = []
+    for campaign_id in due:
+        result = db.session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "scheduled")
+                                    .values(status="sending", started_at=now))
+        if result.rowcount:
+            started.append(campaign_id)
+    db.session.commit()
+    return started
+
+
+def report(campaign: Campaign) -> dict:
+    """Counts by outcome: eligible (planned), sent, skipped by reason, failed, unknown, pending."""
+    rows = db.session.execute(
+        select(Delivery.status, Delivery.reason, func.count()).where(Delivery.campaign_id == campaign.id)
+        .group_by(Delivery.status, Delivery.reason)
+    ).all()
+    counts = {"sent": 0, "failed": 0, "unknown": 0, "pending": 0}
+    skipped: dict[str, int] = {}
+    eligible = 0
+    for status, reason, n in rows:
+        eligible += n
+        if status == "skipped":
+            skipped[reason or "unknown"] = skipped.get(reason or "unknown", 0) + n
+        elif status in ("queued", "sending"):
+            counts["pending"] += n
+        else:
+            counts[status] = counts.get(status, 0) + n
+    return {
+        "id": campaign.id,
+        "status": campaign.status,
+        "eligible": eligible,
+        "sent": counts["sent"],
+        "skipped": skipped,
+        "failed": counts["failed"],
+        "unknown": counts["unknown"],
+        "pending": counts["pending"],
+        "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
+        "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
+    }

@@ -1,0 +1,88 @@
+"""System messages: one address, a system topic, idempotent on Idempotency-Key."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from . import contacts
+from .contacts import ValidationError
+from .extensions import db
+from .mail import TemplateError, check
+from .models import Delivery, SystemMessage, Topic
+
+
+class IdempotencyConflict(Exception):
+    """The key was used before with a different request."""
+
+
+def digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def existing(key: str | None) -> tuple[SystemMessage, Delivery] | None:
+    if not key:
+        return None
+    message = db.session.scalar(select(SystemMessage).where(SystemMessage.idempotency_key == key))
+    if message is None:
+        return None
+    return message, db.session.scalar(select(Delivery).where(Delivery.system_message_id == message.id))
+
+
+def create(data: dict, *, key: str | None, created_by: str) -> tuple[SystemMessage, Delivery, bool]:
+    """Store a system message and its queued delivery; (message, delivery, created)."""
+    request_digest = digest(data)
+    found = existing(key)
+    if found is not None:
+        if found[0].request_digest != request_digest:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request")
+        return found[0], found[1], False
+    topic_key = data.get("topic")
+    topic = db.session.scalar(select(Topic).where(Topic.key == topic_key)) if isinstance(topic_key, str) else None
+    if topic is None:
+        raise ValidationError(f"unknown topic {topic_key!r}", "topic", code="unknown_topic")
+    if topic.kind != "system":
+        raise ValidationError("only system topics can be sent this way; marketing goes out as campaigns",
+                              "topic", code="marketing_topic")
+    fields = {}
+    for name, required, limit in (("subject", True, 500), ("text", False, 200_000), ("html", False, 200_000)):
+        value = data.get(name)
+        if value is None and not required:
+            fields[name] = ""
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > limit:
+            raise ValidationError(f"{name} must be a non-empty string of at most {limit} characters", name)
+        fields[name] = value
+    if not fields["text"].strip() and not fields["html"].strip():
+        raise ValidationError("a message needs text or html", "text")
+    payload = data.get("data") or {}
+    if not isinstance(payload, dict):
+        raise ValidationError("data must be an object", "data")
+    for name in ("subject", "text", "html"):
+        try:
+            check(fields[name])
+        except TemplateError as exc:
+            raise ValidationError(f"{name}: {exc}", name) from exc
+    if not isinstance(data.get("to"), str):
+        raise ValidationError("to must be an email address", "to", code="invalid_email")
+    contact = contacts.find(data["to"])
+    if contact is None:
+        contact, _ = contacts.upsert(data["to"], {}, source=created_by)
+    message = SystemMessage(topic_id=topic.id, contact_id=contact.id, idempotency_key=key,
+                            request_digest=request_digest, data=payload, created_by=created_by, **fields)
+    db.session.add(message)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Two identical calls raced; the first one's row wins.
+        db.session.rollback()
+        found = existing(key)
+        if found is None or found[0].request_digest != request_digest:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request") from None
+        return found[0], found[1], False
+    delivery = Delivery(system_message_id=message.id, contact_id=contact.id, status="queued", attempts=0)
+    db.session.add(delivery)
+    db.session.flush()
+    return message, delivery, True

@@ -1,0 +1,362 @@
+"""The sending engine: plan batches, claim them, re-check the rule, send, record.
+
+The database is the source of truth, not the broker:
+
+- A campaign's audience is planned chunk by chunk (keyset cursor on the
+  campaign row): each chunk becomes a `CampaignBatch` and one `Delivery` row
+  per recipient, committed before the broker hears of it.
+- A worker claims a batch with one conditional UPDATE; a duplicated broker
+  message finds it claimed or done and sends nothing.
+- Right before the provider call every recipient is re-checked with the
+  sending rule; those still eligible are marked `sending` and committed, and
+  only then handed to the transport.
+- A batch whose broker message was lost stays `queued` and is re-queued by the
+  scheduler; a batch whose worker died keeps its lease until it runs out,
+  then is re-queued, and its `sending` rows become `unknown` (never re-sent).
+
+Guarantee: at most one delivery per (campaign, contact); after a crash the
+recipients that were in flight are visible as `unknown`; nobody is forgotten.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import and_, func, insert, or_, select, update
+
+from . import compose, rules
+from .extensions import db
+from .mail import MessageBatch, TransportError, get_transport
+from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, utcnow
+
+QUEUED, SENDING, SENT, SKIPPED, FAILED, UNKNOWN = "queued", "sending", "sent", "skipped", "failed", "unknown"
+SKIP_CANCELLED = "cancelled"
+
+
+# -- planning -----------------------------------------------------------------
+
+def plan_chunk(campaign_id: int, size: int) -> int | None:
+    """Plan the next chunk of a sending campaign; return the new batch id, or None when done."""
+    # Touch the campaign row first: its write lock serialises planners.
+    row = db.session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .values(dispatch_cursor=Campaign.dispatch_cursor)
+        .returning(Campaign.dispatch_cursor, Campaign.status, Campaign.dispatch_done, Campaign.topic_id,
+                   Campaign.audience)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        db.session.rollback()
+        return None
+    cursor, status, done, topic_id, audience = row
+    if status != "sending" or done:
+        db.session.rollback()
+        return None
+    topic = db.session.get(Topic, topic_id)
+    recipients = db.session.execute(
+        rules.audience_query(topic, after_id=cursor, limit=size, filters=audience or {})
+    ).all()
+    if not recipients:
+        db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatch_done=True))
+        db.session.commit()
+        return None
+    batch = CampaignBatch(campaign_id=campaign_id, first_contact_id=recipients[0][0],
+                          last_contact_id=recipients[-1][0], size=len(recipients), status=QUEUED)
+    db.session.add(batch)
+    db.session.flush()
+    now = utcnow()
+    db.session.execute(insert(Delivery), [
+        {"campaign_id": campaign_id, "batch_id": batch.id, "contact_id": r[0], "status": QUEUED,
+         "event_id": r[2], "attempts": 0, "created_at": now, "updated_at": now}
+        for r in recipients
+    ])
+    db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
+        dispatch_cursor=recipients[-1][0], dispatch_done=len(recipients) < size))
+    db.session.commit()
+    return batch.id
+
+
+# -- claiming -----------------------------------------------------------------
+
+def claim_batch(batch_id: int) -> bool:
+    """Take a batch for this worker; False if another has it or it is finished."""
+    config = current_app.config
+    now = utcnow()
+    result = db.session.execute(
+        update(CampaignBatch)
+        .where(CampaignBatch.id == batch_id,
+               or_(CampaignBatch.status == QUEUED,
+                   and_(CampaignBatch.status == "claimed", CampaignBatch.lease_until < now)))
+        .values(status="claimed", attempts=CampaignBatch.attempts + 1,
+                lease_until=now + dt.timedelta(seconds=config["PC_BATCH_LEASE_SECONDS"]))
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _set(ids: list[int], **values) -> None:
+    if ids:
+        db.session.execute(update(Delivery).where(Delivery.id.in_(ids))
+                           .values(updated_at=utcnow(), **values)
+                           .execution_options(synchronize_session=False))
+
+
+@dataclass
+class Outcome:
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    unknown: int = 0
+    retry_in: float | None = None  # the batch went back to the queue
+
+
+def send_batch(batch_id: int) -> Outcome:
+    """Claim, re-check, send and record one campaign batch."""
+    outcome = Outcome()
+    if not claim_batch(batch_id):
+        return outcome
+    batch = db.session.get(CampaignBatch, batch_id)
+    campaign = db.session.get(Campaign, batch.campaign_id)
+    # Rows left `sending` by a worker that died may have gone out: never resend.
+    in_flight = db.session.scalars(select(Delivery.id).where(Delivery.batch_id == batch_id, Delivery.status == SENDING)).all()
+    _set(list(in_flight), status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
+    outcome.unknown = len(in_flight)
+    queued = db.session.execute(
+        select(Delivery.id, Delivery.contact_id).where(Delivery.batch_id == batch_id, Delivery.status == QUEUED)
+    ).all()
+    if campaign.status == "cancelled":
+        _set([d for d, _ in queued], status=SKIPPED, reason=SKIP_CANCELLED)
+        outcome.skipped = len(queued)
+        finish_batch(batch)
+        return outcome
+    topic = db.session.get(Topic, campaign.topic_id)
+    decisions = rules.decide(topic, [c for _, c in queued])
+    go, envelopes = [], []
+    skips: dict[str, list[int]] = {}
+    for delivery_id, contact_id in queued:
+        contact, decision = decisions.get(contact_id, (None, None))
+        if decision is None or not decision.send:
+            skips.setdefault(decision.reason if decision else rules.SKIP_ERASED, []).append(delivery_id)
+            continue
+        go.append((delivery_id, decision.event_id))
+        envelopes.append(compose.marketing_envelope(contact, topic, delivery_id, campaign.id))
+    for reason, ids in skips.items():
+        _set(ids, status=SKIPPED, reason=reason)
+        outcome.skipped += len(ids)
+    # The claim: committed before the provider hears of anyone.
+    for delivery_id, event_id in go:
+        db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+            status=SENDING, event_id=event_id, attempts=Delivery.attempts + 1, updated_at=utcnow()))
+    db.session.commit()
+    if envelopes:
+        message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
+        _deliver(message, envelopes, [d for d, _ in go], outcome, batch.attempts)
+    if outcome.retry_in is not None:
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(status=QUEUED, lease_until=None))
+        db.session.commit()
+        return outcome
+    finish_batch(batch)
+    return outcome
+
+
+def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome: Outcome, attempt: int) -> None:
+    """Hand envelopes to the transport in provider-sized requests and record each result."""
+    transport = get_transport(current_app.config)
+    step = max(1, transport.max_batch)
+    for start in range(0, len(envelopes), step):
+        part, ids = envelopes[start:start + step], delivery_ids[start:start + step]
+        wait_for_rate(len(part))
+        try:
+            results = transport.send(MessageBatch(**{**message.__dict__, "envelopes": part}))
+        except TransportError as error:
+            rest = delivery_ids[start:]
+            if error.ambiguous:
+                _set(rest[:len(part)], status=UNKNOWN, error=error.message[:2000])
+                _set(rest[len(part):], status=QUEUED)
+                outcome.unknown += len(part)
+            elif error.retryable and attempt < current_app.config["PC_SEND_ATTEMPTS"]:
+                _set(rest, status=QUEUED, error=error.message[:2000])
+                outcome.retry_in = error.retry_after or min(300.0, 2.0 ** attempt)
+            else:
+                _set(rest, status=FAILED, error=error.message[:2000])
+                outcome.failed += len(rest)
+            db.session.commit()
+            if outcome.retry_in is not None or not error.ambiguous:
+                return
+            continue
+        sent = [(i, r) for i, r in zip(ids, results) if r.ok]
+        failed = [(i, r) for i, r in zip(ids, results) if not r.ok]
+        by_message: dict[str | None, list[int]] = {}
+        for delivery_id, result in sent:
+            by_message.setdefault(result.provider_message_id, []).append(delivery_id)
+        for provider_id, group in by_message.items():
+            _set(group, status=SENT, provider_message_id=provider_id, error=None)
+        for delivery_id, result in failed:
+            _set([delivery_id], status=FAILED, error=(result.error or "refused")[:2000])
+        db.session.commit()
+        outcome.sent += len(sent)
+        outcome.failed += len(failed)
+
+
+def finish_batch(batch: CampaignBatch) -> None:
+    db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch.id)
+                       .values(status="done", finished_at=utcnow(), lease_until=None))
+    db.session.commit()
+    finish_campaign_if_done(batch.campaign_id)
+
+
+def finish_campaign_if_done(campaign_id: int) -> bool:
+    """Mark a fully planned campaign with no open batch as sent."""
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None or campaign.status != "sending" or not campaign.dispatch_done:
+        return False
+    open_batches = db.session.scalar(select(func.count(CampaignBatch.id)).where(
+        CampaignBatch.campaign_id == campaign_id, CampaignBatch.status != "done"))
+    if open_batches:
+        return False
+    result = db.session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "sending")
+                                .values(status="sent", finished_at=utcnow()))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+# -- recovery -----------------------------------------------------------------
+
+def lost_batches() -> list[int]:
+    """Batches whose broker message was lost (queued too long) or whose worker died (lease over)."""
+    now = utcnow()
+    stale = now - dt.timedelta(seconds=current_app.config["PC_REQUEUE_AFTER_SECONDS"])
+    return list(db.session.scalars(select(CampaignBatch.id).where(or_(
+        and_(CampaignBatch.status == QUEUED, CampaignBatch.queued_at < stale),
+        and_(CampaignBatch.status == "claimed", CampaignBatch.lease_until < now),
+    ))))
+
+
+def mark_requeued(batch_ids: list[int]) -> None:
+    if batch_ids:
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id.in_(batch_ids), CampaignBatch.status == QUEUED)
+                           .values(queued_at=utcnow()))
+        db.session.commit()
+
+
+# -- the shared rate limit ------------------------------------------------------
+
+def wait_for_rate(count: int, name: str = "provider") -> None:
+    """Reserve `count` sends on the schedule every worker shares; sleep until our slot."""
+    rate = current_app.config["PC_SEND_RATE"]
+    if rate <= 0 or count <= 0:
+        return
+    cost = count / rate
+    now = time.time()
+    row = db.session.execute(
+        update(RateLimit).where(RateLimit.name == name)
+        .values(next_at=func.max(RateLimit.next_at, now) + cost if db.engine.dialect.name == "sqlite"
+                else func.greatest(RateLimit.next_at, now) + cost)
+        .returning(RateLimit.next_at)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if row is None:
+        db.session.add(RateLimit(name=name, next_at=now + cost))
+        db.session.commit()
+        return
+    db.session.commit()
+    start = row - cost
+    if start > now:
+        time.sleep(start - now)
+
+
+# -- system messages -------------------------------------------------------------
+
+def send_system(delivery_id: int) -> str:
+    """Send one system message delivery; returns its final status."""
+    claimed = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
+        .values(status=SENDING, attempts=Delivery.attempts + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    delivery = db.session.get(Delivery, delivery_id)
+    if not claimed:
+        return delivery.status if delivery else "missing"
+    message = db.session.get(SystemMessage, delivery.system_message_id)
+    topic = db.session.get(Topic, message.topic_id)
+    contact, decision = rules.decide(topic, [delivery.contact_id])[delivery.contact_id]
+    if not decision.send:
+        _set([delivery_id], status=SKIPPED, reason=decision.reason)
+        db.session.commit()
+        return SKIPPED
+    _set([delivery_id], event_id=decision.event_id)
+    db.session.commit()
+    batch = compose.system_batch(topic, contact, message.subject, message.html, message.text,
+                                 message.data or {}, delivery_id)
+    outcome = Outcome()
+    _deliver(batch, batch.envelopes, [delivery_id], outcome, delivery.attempts)
+    if outcome.retry_in is not None:
+        raise RetryLater(outcome.retry_in)
+    return db.session.get(Delivery, delivery_id, populate_existing=True).status
+
+
+class RetryLater(Exception):
+    def __init__(self, seconds: float):
+        super().__init__(f"retry in {seconds:.1f}s")
+        self.seconds = seconds
+
+
+def stale_system_deliveries() -> list[int]:
+    """System deliveries still queued long after creation (their broker message was lost)."""
+    stale = utcnow() - dt.timedelta(seconds=current_app.config["PC_REQUEUE_AFTER_SECONDS"])
+    return list(db.session.scalars(select(Delivery.id).where(
+        Delivery.system_message_id.is_not(None), Delivery.status == QUEUED, Delivery.updated_at < stale)))
+
+
+def touch(delivery_ids: list[int]) -> None:
+    _set(delivery_ids)
+    db.session.commit()
+
+
+def abandon_stuck_system_sends() -> int:
+    """System sends left `sending` past the lease: the worker died mid-call; mark unknown."""
+    lease = utcnow() - dt.timedelta(seconds=current_app.config["PC_BATCH_LEASE_SECONDS"])
+    result = db.session.execute(update(Delivery).where(
+        Delivery.system_message_id.is_not(None), Delivery.status == SENDING, Delivery.updated_at < lease)
+        .values(status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount or 0
+
+
+# -- planner bookkeeping ----------------------------------------------------------
+
+PLANNING_LEASE = dt.timedelta(seconds=120)
+
+
+def take_planning_lease(campaign_id: int, renew: bool = False) -> bool:
+    """Become the one planner of a campaign (or extend our lease)."""
+    now = utcnow()
+    query = update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "sending")
+    if not renew:
+        query = query.where(or_(Campaign.dispatch_lease_until.is_(None), Campaign.dispatch_lease_until < now))
+    result = db.session.execute(query.values(dispatch_lease_until=now + PLANNING_LEASE)
+                                .execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def release_planning_lease(campaign_id: int) -> None:
+    db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatch_lease_until=None))
+    db.session.commit()
+
+
+def campaigns_to_plan() -> list[int]:
+    """Sending campaigns not fully planned and with no live planner."""
+    now = utcnow()
+    return list(db.session.scalars(select(Campaign.id).where(
+        Campaign.status == "sending", Campaign.dispatch_done.is_(False),
+        or_(Campaign.dispatch_lease_until.is_(None), Campaign.dispatch_lease_until < now))))
+
+
+def sending_campaigns() -> list[int]:
+    return list(db.session.scalars(select(Campaign.id).where(Campaign.status == "sending")))

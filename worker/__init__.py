@@ -1,0 +1,61 @@
+"""The Celery app, bound to the Flask app: `celery -A worker worker`.
+
+`celery_init_app(app)` follows Flask's "Background Tasks with Celery" pattern:
+every task runs inside the Flask app context, and the Celery settings come
+from the same PC_* configuration. Tasks take ids and load what they need.
+"""
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+
+def celery_config(config: dict) -> dict:
+    broker = config["PC_BROKER_URL"]
+    options: dict = {"visibility_timeout": 3600}
+    if broker.startswith("sqla+"):
+        options = {"polling_interval": 0.2}
+    return {
+        "broker_url": broker,
+        "broker_transport_options": options,
+        "broker_connection_retry_on_startup": True,
+        "task_ignore_result": True,
+        "result_backend": None,
+        # Acknowledge after the work: a killed worker's message comes back,
+        # and the database claim turns the repeat into a no-op.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "beat_schedule": {
+            "tick": {"task": "worker.tasks.tick", "schedule": float(config["PC_TICK_SECONDS"])},
+        },
+    }
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(app.config))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    from . import tasks  # noqa: F401  (registers the shared tasks)
+
+    return celery_app
+
+
+def __getattr__(name: str):
+    # `celery -A worker` looks up worker.app / worker.celery: build the Flask
+    # app from the environment only then, not on every import.
+    if name in ("app", "celery"):
+        from preference_center import create_app
+
+        value = create_app().extensions["celery"]
+        globals()["app"] = globals()["celery"] = value
+        return value
+    raise AttributeError(name)
