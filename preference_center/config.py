@@ -72,6 +72,8 @@ def load(instance: Path) -> dict:
         "PC_SENDGRID_API_HOST": _env("PC_SENDGRID_API_HOST", "https://api.sendgrid.com"),
         "PC_SENDGRID_WEBHOOK_PUBLIC_KEY": _env("PC_SENDGRID_WEBHOOK_PUBLIC_KEY"),
         "PC_SENDGRID_WEBHOOK_ALLOW_UNSIGNED": _env("PC_SENDGRID_WEBHOOK_ALLOW_UNSIGNED", "0") == "1",
+        "PC_SENDGRID_MAX_ATTEMPTS": _int("PC_SENDGRID_MAX_ATTEMPTS", 5),
+        "PC_SENDGRID_TIMEOUT": _float("PC_SENDGRID_TIMEOUT", 10.0),
         "PC_SMTP_URL": _env("PC_SMTP_URL", "smtp://127.0.0.1:25"),
         "PC_SEND_RATE": _float("PC_SEND_RATE", 0.0),
         "PC_BATCH_SIZE": _int("PC_BATCH_SIZE", 1000),

@@ -12,9 +12,9 @@ from flask import Flask
 
 def celery_config(config: dict) -> dict:
     broker = config["PC_BROKER_URL"]
-    options: dict = {"visibility_timeout": 3600}
-    if broker.startswith("sqla+"):
-        options = {"polling_interval": 0.2}
+    # kombu's SQLAlchemy transport hands its options to create_engine, so
+    # the embedded broker gets none.
+    options: dict = {} if broker.startswith("sqla+") else {"visibility_timeout": 3600}
     return {
         "broker_url": broker,
         "broker_transport_options": options,

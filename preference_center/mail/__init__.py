@@ -29,5 +29,7 @@ def get_transport(config: dict) -> Transport:
         return SendGridTransport(
             config.get("PC_SENDGRID_API_KEY") or "",
             config.get("PC_SENDGRID_API_HOST") or "https://api.sendgrid.com",
+            max_attempts=int(config.get("PC_SENDGRID_MAX_ATTEMPTS", 5)),
+            timeout=float(config.get("PC_SENDGRID_TIMEOUT", 10.0)),
         )
     raise ValueError(f"PC_MAIL_TRANSPORT must be one of {', '.join(TRANSPORTS)}; got {choice!r}")

@@ -1,0 +1,464 @@
+"""End to end: a real Celery worker, the real sendgrid client, a fake provider.
+
+Runs on SQLite with the embedded broker by default, and on PostgreSQL + Redis
+when PC_TEST_DATABASE_URL / PC_TEST_BROKER_URL are set.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from sqlalchemy import func, select
+
+from preference_center import campaigns, contacts, ledger, sending
+from preference_center.extensions import db
+from preference_center.models import Campaign, CampaignBatch, Contact, Delivery, Subscription, Topic
+from worker import tasks
+
+from . import factories
+from .fake_sendgrid import FakeSendGrid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake():
+    with FakeSendGrid() as server:
+        yield server
+
+
+@pytest.fixture
+def app_config(app_config, fake):
+    app_config.update({
+        "PC_MAIL_TRANSPORT": "sendgrid",
+        "PC_SENDGRID_API_KEY": "SG.test-key",
+        "PC_SENDGRID_API_HOST": fake.url,
+        "PC_SENDGRID_MAX_ATTEMPTS": 2,
+        "PC_BATCH_SIZE": 100,
+        "PC_BATCH_LEASE_SECONDS": 4,
+        "PC_REQUEUE_AFTER_SECONDS": 2,
+        "PC_UNSUBSCRIBE_MAILTO": "unsubscribe@example.com",
+    })
+    return app_config
+
+
+@pytest.fixture
+def celery_app(app):
+    celery = app.extensions["celery"]
+    celery.control.purge() if celery.conf.broker_url.startswith("redis") else None
+    return celery
+
+
+@pytest.fixture
+def worker(celery_app):
+    """A real Celery worker consuming from the real broker, in this process."""
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False,
+                      shutdown_timeout=20, loglevel="WARNING"):
+        yield
+
+
+def wait_until(predicate, timeout=60.0, tick=None):
+    """Poll until predicate() is true; `tick` (the scheduler's job) runs between polls."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if tick:
+            tick()
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def populate(n: int, topic: Topic, seed: int = 1) -> set[str]:
+    """n contacts in a realistic mix of states; returns the addresses that may be sent."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append(Contact(email=f"r{i}@example.com", email_hash=contacts.hash_of(f"r{i}@example.com"),
+                            relationship=rng.choice(["customer", "prospect"]), token_version=1,
+                            status=rng.choice(["active"] * 18 + ["restricted", "erased"]),
+                            marketing_opt_out_event_id=1 if rng.random() < 0.05 else None))
+    db.session.add_all(rows)
+    db.session.flush()
+    states = [None, "subscribed", "subscribed", "subscribed", "pending", "unsubscribed"]
+    db.session.add_all([
+        Subscription(contact_id=row.id, topic_id=topic.id, state=state, event_id=row.id)
+        for row in rows if (state := rng.choice(states)) is not None
+    ])
+    db.session.commit()
+    decisions = {cid: d for cid, (c, d) in rules_decide(topic, [r.id for r in rows]).items()}
+    return {r.email for r in rows if decisions[r.id].send}
+
+
+def rules_decide(topic, ids):
+    from preference_center import rules
+
+    out = {}
+    for start in range(0, len(ids), 900):
+        out.update(rules.decide(topic, ids[start:start + 900]))
+    return out
+
+
+def new_campaign(topic_key: str = "news", **extra) -> int:
+    campaign = campaigns.create({"name": "Winter", "topic": topic_key, "subject": "Hello {{ contact.name }}",
+                                 "html": "<p>Hi {{ contact.name }}</p>", "text": "Hi {{ contact.name }}",
+                                 **extra}, created_by="test")
+    db.session.commit()
+    return campaign.id
+
+
+def start_now(campaign_id: int) -> None:
+    campaigns.schedule(db.session.get(Campaign, campaign_id), None)
+    db.session.commit()
+
+
+def status_of(campaign_id: int) -> str:
+    db.session.expire_all()
+    return db.session.get(Campaign, campaign_id).status
+
+
+def report(campaign_id: int) -> dict:
+    db.session.expire_all()
+    return campaigns.report(db.session.get(Campaign, campaign_id))
+
+
+def accepted_emails(fake) -> list[str]:
+    return [address for a in fake.accepted for address in a.to]
+
+
+def plan_everything(campaign_id: int) -> list[int]:
+    campaigns.start_due()
+    batches = []
+    while (batch := sending.plan_chunk(campaign_id, 100)) is not None:
+        batches.append(batch)
+    return batches
+
+
+@pytest.fixture
+def news(ctx):
+    topic = factories.topic("news")
+    factories.topic("orders", kind="system", basis="contract")
+    db.session.commit()
+    return topic
+
+
+def test_a_5000_recipient_campaign_reaches_every_eligible_recipient_exactly_once(ctx, news, fake, worker):
+    eligible = populate(5000, news)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    wait_until(lambda: status_of(campaign_id) == "sent", timeout=240, tick=tasks.tick)
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)), "someone got the campaign twice"
+    assert set(got) == eligible
+    assert 2000 < len(eligible) < 4000
+    result = report(campaign_id)
+    assert result["sent"] == len(eligible) == result["eligible"]
+    assert result["failed"] == result["unknown"] == result["pending"] == 0
+    # Every delivery names the ledger event that authorised it and the provider id.
+    assert db.session.scalar(select(func.count(Delivery.id)).where(
+        Delivery.campaign_id == campaign_id, Delivery.status == "sent",
+        (Delivery.event_id.is_(None)) | (Delivery.provider_message_id.is_(None)))) == 0
+
+
+def test_marketing_mail_carries_one_click_headers_links_and_only_opaque_ids(ctx, news, fake, worker, client):
+    person = factories.contact("ann@example.com", name="Ann <b>")
+    contacts.record_consent(person, action="grant", topic=news, source="test", confirmed=True)
+    db.session.commit()
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    wait_until(lambda: status_of(campaign_id) == "sent", tick=tasks.tick)
+    (mail,) = fake.accepted
+    assert mail.to == ["ann@example.com"]
+    assert mail.subject == "Hello Ann <b>"
+    assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = mail.headers["List-Unsubscribe"]
+    assert unsubscribe.startswith("<https://prefs.example.test/u/") and "mailto:unsubscribe@example.com" in unsubscribe
+    html = mail.content["text/html"]
+    text = mail.content["text/plain"]
+    assert "Ann &lt;b&gt;" in html and "<b>" not in html.split("Hi ")[1][:20]
+    for body in (html, text):
+        assert "https://prefs.example.test/u/" in body and "https://prefs.example.test/p/" in body
+        assert ctx.config["PC_POSTAL_ADDRESS"] in body
+    assert set(mail.custom_args) == {"delivery_id", "campaign_id"}
+    assert all(v.isdigit() for v in mail.custom_args.values())
+    # The one-click URL from the header works as Gmail would use it.
+    url = unsubscribe[1:unsubscribe.index(">")]
+    response = client.post(url.removeprefix("https://prefs.example.test"), data="List-Unsubscribe=One-Click",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    db.session.expire_all()
+    assert db.session.get(Subscription, (person.id, news.id)).state == "unsubscribed"
+
+
+def test_an_opt_out_between_scheduling_and_sending_stops_the_recipient(ctx, news, fake, worker):
+    people = [factories.contact(f"p{i}@example.com") for i in range(5)]
+    for person in people:
+        contacts.record_consent(person, action="grant", topic=news, source="test", confirmed=True)
+    db.session.commit()
+    campaign_id = new_campaign()
+    campaigns.schedule(db.session.get(Campaign, campaign_id), None)
+    db.session.commit()
+    contacts.record_consent(people[0], action="withdraw", topic=news, source="one-click")
+    contacts.record_consent(people[1], action="withdraw", topic=None, source="preferences")
+    db.session.commit()
+    wait_until(lambda: status_of(campaign_id) == "sent", tick=tasks.tick)
+    assert sorted(accepted_emails(fake)) == ["p2@example.com", "p3@example.com", "p4@example.com"]
+
+
+def test_an_opt_out_after_planning_is_caught_at_send_time(ctx, news, fake, celery_app):
+    eligible = populate(400, news, seed=3)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    batches = plan_everything(campaign_id)
+    assert len(batches) >= 2
+    # Mid-campaign: people in the last batch opt out after it was planned.
+    last = db.session.scalars(select(Delivery).where(Delivery.batch_id == batches[-1])).all()
+    quitters = last[:5]
+    for delivery in quitters:
+        person = db.session.get(Contact, delivery.contact_id)
+        contacts.record_consent(person, action="withdraw", topic=news, source="one-click")
+        eligible.discard(person.email)
+    restricted = db.session.get(Contact, last[5].contact_id)
+    ledger.append(ledger.RESTRICT, contact=restricted, scope=ledger.CONTACT, source="data-rights")
+    eligible.discard(restricted.email)
+    db.session.commit()
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=20):
+        for batch_id in batches:
+            tasks.enqueue("send_batch", batch_id)
+        wait_until(lambda: status_of(campaign_id) == "sent", tick=tasks.tick)
+    assert sorted(accepted_emails(fake)) == sorted(eligible)
+    result = report(campaign_id)
+    assert result["skipped"] == {"unsubscribed": 5, "restricted": 1}
+    skipped = db.session.scalars(select(Delivery).where(Delivery.status == "skipped")).all()
+    assert all(d.reason and d.provider_message_id is None for d in skipped)
+
+
+def test_a_broker_message_delivered_twice_sends_nothing_twice(ctx, news, fake, celery_app):
+    eligible = populate(300, news, seed=4)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    batches = plan_everything(campaign_id)
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=20):
+        for batch_id in batches + batches + batches[:1]:
+            tasks.enqueue("send_batch", batch_id)
+        wait_until(lambda: status_of(campaign_id) == "sent", tick=tasks.tick)
+        time.sleep(1.0)  # let the duplicates be consumed too
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)) == len(eligible)
+
+
+def test_a_batch_whose_broker_message_was_lost_is_found_and_requeued(ctx, news, fake, worker):
+    eligible = populate(250, news, seed=5)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    batches = plan_everything(campaign_id)  # planned, committed, never handed to the broker
+    assert db.session.scalar(select(func.count(CampaignBatch.id)).where(CampaignBatch.status == "queued")) == len(batches)
+    wait_until(lambda: status_of(campaign_id) == "sent", timeout=60, tick=tasks.tick)
+    assert sorted(accepted_emails(fake)) == sorted(eligible)
+
+
+def test_cancel_stops_a_campaign_between_batches(ctx, news, fake, worker):
+    populate(300, news, seed=6)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    batches = plan_everything(campaign_id)
+    campaigns.cancel(db.session.get(Campaign, campaign_id))
+    db.session.commit()
+    for batch_id in batches:
+        tasks.enqueue("send_batch", batch_id)
+    wait_until(lambda: report(campaign_id)["pending"] == 0, tick=tasks.tick)
+    assert fake.accepted == []
+    result = report(campaign_id)
+    assert result["status"] == "cancelled" and result["skipped"] == {"cancelled": result["eligible"]}
+
+
+def test_provider_429_then_success_is_retried(ctx, news, fake, worker):
+    eligible = populate(150, news, seed=7)
+    fake.script([(429, {"X-RateLimit-Reset": str(int(time.time()) + 1)})])
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    wait_until(lambda: status_of(campaign_id) == "sent", tick=tasks.tick)
+    assert sorted(accepted_emails(fake)) == sorted(eligible)
+    batches = db.session.scalar(select(func.count(CampaignBatch.id)).where(CampaignBatch.campaign_id == campaign_id))
+    assert fake.requests == batches + 1  # one request refused with 429, then retried
+
+
+def test_a_provider_500_storm_is_survived_without_duplicates(ctx, news, fake, worker):
+    eligible = populate(250, news, seed=8)
+    fake.script([(500, {})] * 5 + [(503, {})] * 2)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    wait_until(lambda: status_of(campaign_id) == "sent", timeout=120, tick=tasks.tick)
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)) and set(got) == eligible
+    assert report(campaign_id)["failed"] == 0
+
+
+def test_a_provider_that_refuses_the_request_marks_deliveries_failed(ctx, news, fake, worker):
+    populate(50, news, seed=9)
+    fake.script([(401, {})])
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    wait_until(lambda: status_of(campaign_id) == "sent", tick=tasks.tick)
+    result = report(campaign_id)
+    assert result["failed"] == result["eligible"] > 0 and result["sent"] == 0
+    assert fake.requests == 1
+
+
+def test_the_send_rate_is_shared_by_all_workers(ctx, news, fake, worker, app):
+    app.config["PC_SEND_RATE"] = 100.0
+    app.config["PC_BATCH_SIZE"] = 20
+    populate(200, news, seed=10)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    started = time.time()
+    wait_until(lambda: status_of(campaign_id) == "sent", tick=tasks.tick)
+    sent = report(campaign_id)["sent"]
+    # Two worker threads, yet the shared schedule spaces every request.
+    assert time.time() - started >= (sent - 20) / 100.0
+
+
+# -- a worker killed mid-batch ---------------------------------------------------
+
+def worker_process(app, tmp_path) -> subprocess.Popen:
+    config = app.config
+    env = {**os.environ,
+           "PC_DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"], "PC_BROKER_URL": config["PC_BROKER_URL"],
+           "PC_INSTANCE_PATH": config["PC_INSTANCE_PATH"], "PC_SECRET_KEYS": ",".join(config["PC_SECRET_KEYS"]),
+           "PC_SUPPRESSION_KEY": config["PC_SUPPRESSION_KEY"], "PC_BASE_URL": config["PC_BASE_URL"],
+           "PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
+           "PC_SENDGRID_API_HOST": config["PC_SENDGRID_API_HOST"], "PC_SENDGRID_TIMEOUT": "60",
+           "PC_BATCH_LEASE_SECONDS": str(config["PC_BATCH_LEASE_SECONDS"]), "PC_ENV": "testing"}
+    log = open(tmp_path / "worker.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker", "worker", "--pool", "threads",
+                             "--concurrency", "1", "--loglevel", "INFO"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_a_worker_killed_mid_batch_leaves_nobody_unsent_and_forgotten(ctx, app, news, fake, celery_app, tmp_path):
+    eligible = populate(300, news, seed=11)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    batches = plan_everything(campaign_id)
+    fake.script([("hang", 30)])  # the first provider call never answers in time
+    process = worker_process(app, tmp_path)
+    try:
+        for batch_id in batches:
+            tasks.enqueue("send_batch", batch_id)
+        wait_until(lambda: fake.requests >= 1, timeout=60)
+        time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    db.session.expire_all()
+    in_flight = db.session.scalars(select(Delivery.id).where(Delivery.status == "sending")).all()
+    assert in_flight, "the kill should have caught a batch in flight"
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=20):
+        wait_until(lambda: status_of(campaign_id) == "sent", timeout=90, tick=tasks.tick)
+    result = report(campaign_id)
+    assert result["pending"] == 0
+    assert result["unknown"] == len(in_flight)
+    assert result["sent"] + result["unknown"] == len(eligible)
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)), "a recipient was sent twice"
+    sent = set(db.session.scalars(select(Contact.email).join(Delivery, Delivery.contact_id == Contact.id)
+                                  .where(Delivery.status == "sent")))
+    assert sent <= set(got) and set(got) <= eligible
+
+
+# -- system messages -------------------------------------------------------------
+
+def test_system_messages_bypass_marketing_opt_out_and_are_idempotent(ctx, news, fake, worker, api):
+    person = factories.contact("buyer@example.com", name="Bea")
+    contacts.record_consent(person, action="withdraw", topic=None, source="one-click")
+    db.session.commit()
+    body = {"topic": "orders", "to": "buyer@example.com", "subject": "Order {{ data.order }}",
+            "text": "Thanks {{ contact.name }}, order {{ data.order }} ships today.", "data": {"order": "A-17"}}
+    first = api.post("/messages", json=body, headers={"Idempotency-Key": "order-A-17"})
+    again = api.post("/messages", json=body, headers={"Idempotency-Key": "order-A-17"})
+    assert first.status_code == 202 and again.status_code == 200
+    assert first.json["id"] == again.json["id"] and again.json["replayed"] is True
+    conflict = api.post("/messages", json={**body, "subject": "Other"}, headers={"Idempotency-Key": "order-A-17"})
+    assert conflict.status_code == 409
+    wait_until(lambda: api.get(f"/messages/{first.json['id']}").json["status"] == "sent", tick=tasks.tick)
+    time.sleep(0.5)
+    (mail,) = fake.accepted
+    assert mail.subject == "Order A-17"
+    text = mail.content["text/plain"]
+    assert "Thanks Bea, order A-17 ships today." in text and "part of a service you use" in text
+    assert "List-Unsubscribe" not in mail.headers and "List-Unsubscribe-Post" not in mail.headers
+
+
+def test_system_messages_respect_all_scope_suppression(ctx, news, fake, worker, api):
+    person = factories.contact("bounced@example.com")
+    contacts.suppress(person.email_hash, "all", "hard_bounce", source="webhook:sendgrid", contact=person)
+    db.session.commit()
+    sent = api.post("/messages", json={"topic": "orders", "to": "bounced@example.com", "subject": "Hi", "text": "x"})
+    wait_until(lambda: api.get(f"/messages/{sent.json['id']}").json["status"] == "skipped", tick=tasks.tick)
+    assert api.get(f"/messages/{sent.json['id']}").json["reason"] == "suppressed_all"
+    assert fake.accepted == []
+
+
+@pytest.mark.parametrize("body, code", [
+    ({"topic": "news", "to": "a@example.com", "subject": "Hi", "text": "x"}, "marketing_topic"),
+    ({"topic": "nope", "to": "a@example.com", "subject": "Hi", "text": "x"}, "unknown_topic"),
+    ({"topic": "orders", "to": "not-an-email", "subject": "Hi", "text": "x"}, "invalid_email"),
+    ({"topic": "orders", "to": "a@example.com", "text": "x"}, "validation_error"),
+    ({"topic": "orders", "to": "a@example.com", "subject": "Hi", "text": "{% if %}"}, "validation_error"),
+])
+def test_bad_system_messages_are_refused_and_send_nothing(ctx, news, api, body, code):
+    response = api.post("/messages", json=body)
+    assert response.status_code == 422 and response.json["error"]["code"] == code
+    assert db.session.scalar(select(func.count(Delivery.id))) == 0
+
+
+# -- the campaign API ----------------------------------------------------------------
+
+def test_campaign_api_create_schedule_report_cancel(ctx, news, api, fake, worker):
+    person = factories.contact("c@example.com")
+    contacts.record_consent(person, action="grant", topic=news, source="test", confirmed=True)
+    db.session.commit()
+    created = api.post("/campaigns", json={"name": "N", "topic": "news", "subject": "S", "text": "T"})
+    assert created.status_code == 201 and created.json["status"] == "draft"
+    later = api.post(f"/campaigns/{created.json['id']}/schedule", json={"at": "2099-01-01T09:00:00+01:00"})
+    assert later.json["status"] == "scheduled" and later.json["scheduled_at"].startswith("2099-01-01T08:00:00")
+    tasks.tick()
+    assert api.get(f"/campaigns/{created.json['id']}/report").json["status"] == "scheduled"
+    now = api.post(f"/campaigns/{created.json['id']}/schedule", json={"at": None})
+    assert now.status_code == 200
+    wait_until(lambda: api.get(f"/campaigns/{created.json['id']}/report").json["status"] == "sent", tick=tasks.tick)
+    result = api.get(f"/campaigns/{created.json['id']}/report").json
+    assert {k: result[k] for k in ("status", "eligible", "sent", "skipped", "failed", "unknown")} == {
+        "status": "sent", "eligible": 1, "sent": 1, "skipped": {}, "failed": 0, "unknown": 0}
+    assert api.post(f"/campaigns/{created.json['id']}/cancel").status_code == 409
+    assert api.post("/campaigns/9999/cancel").status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "N", "topic": "orders", "subject": "S", "text": "T"}, "topic"),
+    ({"name": "N", "topic": "nope", "subject": "S", "text": "T"}, "topic"),
+    ({"name": "N", "topic": "news", "text": "T"}, "subject"),
+    ({"name": "N", "topic": "news", "subject": "S"}, "text"),
+    ({"name": "N", "topic": "news", "subject": "S", "text": "{{ oops"}, "text"),
+    ({"name": "N", "topic": "news", "subject": "S", "text": "T", "audience": {"shoe": ["x"]}}, "audience"),
+])
+def test_bad_campaigns_are_refused(ctx, news, api, body, field):
+    response = api.post("/campaigns", json=body)
+    assert response.status_code == 422 and response.json["error"]["field"] == field
+    assert db.session.scalar(select(func.count(Campaign.id))) == 0
+
+
+def test_scheduling_with_a_bad_time_is_refused(ctx, news, api):
+    created = api.post("/campaigns", json={"name": "N", "topic": "news", "subject": "S", "text": "T"}).json
+    response = api.post(f"/campaigns/{created['id']}/schedule", json={"at": "next tuesday"})
+    assert response.status_code == 422
+    assert api.get(f"/campaigns/{created['id']}").json["status"] == "draft"
