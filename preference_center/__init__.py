@@ -34,16 +34,26 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PACKAGE / "migrations"), render_as_batch=True)
     csrf.init_app(app)
+    from .i18n import init_babel
+    from .limits import init_limits
+
+    init_babel(app)
+    init_limits(app)
 
     from .api import bp as api_bp
+    from .public import bp as public_bp
 
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(public_bp)
     if app.config["PC_ENV"] != "production":
         from .mail.views import bp as outbox_bp
 
         app.register_blueprint(outbox_bp)
 
+    from worker import celery_init_app
+
+    celery_init_app(app)
     register_health(app)
     register_errors(app)
     register_security_headers(app)

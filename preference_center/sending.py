@@ -147,9 +147,14 @@ def send_batch(batch_id: int) -> Outcome:
         _set(ids, status=SKIPPED, reason=reason)
         outcome.skipped += len(ids)
     # The claim: committed before the provider hears of anyone.
-    for delivery_id, event_id in go:
-        db.session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-            status=SENDING, event_id=event_id, attempts=Delivery.attempts + 1, updated_at=utcnow()))
+    if go:
+        now = utcnow()
+        # ORM bulk UPDATE by primary key: one executemany, not a query per row.
+        db.session.execute(update(Delivery), [
+            {"id": delivery_id, "status": SENDING, "event_id": event_id, "attempts": batch.attempts,
+             "updated_at": now}
+            for delivery_id, event_id in go
+        ])
     db.session.commit()
     if envelopes:
         message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)

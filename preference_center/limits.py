@@ -1,0 +1,22 @@
+"""Rate limits for the public pages: one Limiter, configured from PC_RATELIMIT* settings."""
+from __future__ import annotations
+
+from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+# Generous for people, tight enough to stop a script. One-click is high because
+# mail providers retry and may post from a few shared addresses.
+PAGE_VIEWS = "60/minute"
+SENDS_MAIL = "10/minute"
+ONE_CLICK = "300/minute"
+
+limiter = Limiter(key_func=get_remote_address)
+
+
+def init_limits(app: Flask) -> None:
+    """Bind the limiter to `app`; PC_RATELIMITS_ENABLED switches it, PC_RATELIMIT_STORAGE_URL stores counts."""
+    app.config["RATELIMIT_ENABLED"] = bool(app.config.get("PC_RATELIMITS_ENABLED", True))
+    app.config["RATELIMIT_STORAGE_URI"] = app.config.get("PC_RATELIMIT_STORAGE_URL") or "memory://"
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)

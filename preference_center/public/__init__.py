@@ -1,0 +1,6 @@
+"""The recipient side: pages reached through signed links in email, no account needed."""
+from flask import Blueprint
+
+bp = Blueprint("public", __name__)
+
+from . import routes  # noqa: E402,F401  (registers the views on bp)

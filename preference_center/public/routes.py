@@ -1,0 +1,306 @@
+"""Recipient pages: each view checks the signed link, calls one domain function, commits, renders."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import format_datetime, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import validate_csrf
+from wtforms import ValidationError
+
+from .. import contacts, links, rights
+from ..extensions import csrf, db
+from ..i18n import use_contact_locale
+from ..limits import ONE_CLICK, PAGE_VIEWS, SENDS_MAIL, limiter
+from ..models import Contact
+from . import bp, choices, notify
+from .forms import (ActionForm, PreferencesForm, RectifyForm, SubscribeForm, UndoForm, filled_by_a_person,
+                    form_started_stamp)
+
+DATA_PAGE = "data-rights-page"
+STEP_UP_ACTIONS = ("export", "erase")
+ONE_CLICK_BODY = ("List-Unsubscribe", "One-Click")
+
+
+def _client() -> dict:
+    return {"ip": request.remote_addr, "user_agent": request.user_agent.string or None}
+
+
+def _link(purpose: str, token: str) -> links.Link:
+    """The verified link, with the page switched to its contact's language."""
+    link = links.load(purpose, token)
+    use_contact_locale(link.contact.locale)
+    return link
+
+
+@bp.app_template_filter("when")
+def when(iso: str) -> str:
+    """An ISO timestamp as a local-language date and time (UTC)."""
+    return format_datetime(dt.datetime.fromisoformat(iso), "medium") + " UTC"
+
+
+@bp.errorhandler(links.LinkError)
+def link_error(error: links.LinkError):
+    db.session.rollback()
+    return render_template("public/link_error.html", kind=error.kind), 410 if error.kind == "expired" else 404
+
+
+# -- preferences ------------------------------------------------------------------
+
+def _preferences_page(token: str, contact: Contact, form: PreferencesForm, status: int = 200):
+    page = choices.preferences(contact)
+    return render_template("public/preferences.html", token=token, page=page, form=form,
+                           all_form=ActionForm(), unsubscribe_all_url=links.unsubscribe_url(contact)), status
+
+
+def _preferences_form(topics) -> PreferencesForm:
+    form = PreferencesForm()
+    form.topics.choices = [(t.key, t.name) for t in topics]
+    return form
+
+
+@bp.get("/p/<token>")
+@limiter.limit(PAGE_VIEWS)
+def preferences(token: str):
+    contact = _link(links.PREFERENCES, token).contact
+    form = _preferences_form(choices.marketing_topics())
+    form.topics.data = choices.preferences(contact)["subscribed"]
+    return _preferences_page(token, contact, form)
+
+
+@bp.post("/p/<token>")
+@limiter.limit(PAGE_VIEWS)
+def save_preferences(token: str):
+    contact = _link(links.PREFERENCES, token).contact
+    form = _preferences_form(choices.marketing_topics())
+    if not form.validate_on_submit():
+        return _preferences_page(token, contact, form, 400)
+    choices.save_preferences(contact, set(form.topics.data or []), **_client())
+    db.session.commit()
+    flash(_("Your choices are saved."))
+    return redirect(url_for("public.preferences", token=token), 303)
+
+
+@bp.post("/p/<token>/unsubscribe-all")
+@limiter.limit(PAGE_VIEWS)
+def unsubscribe_all(token: str):
+    contact = _link(links.PREFERENCES, token).contact
+    if not ActionForm().validate_on_submit():
+        abort(400, _("The form has expired. Please reload the page and try again."))
+    choices.unsubscribe(contact, None, source=choices.PREFERENCES_PAGE, **_client())
+    db.session.commit()
+    flash(_("You are unsubscribed from all marketing email."))
+    return redirect(url_for("public.preferences", token=token), 303)
+
+
+# -- unsubscribe (including RFC 8058 one-click) ------------------------------------
+
+@bp.get("/u/<token>")
+@limiter.limit(PAGE_VIEWS)
+def unsubscribe_page(token: str):
+    link = _link(links.UNSUBSCRIBE, token)
+    topic = choices.unsubscribe_target(link.argument)
+    return render_template("public/unsubscribe.html", topic=topic, form=ActionForm(),
+                           preferences_url=links.preferences_url(link.contact))
+
+
+def _is_one_click() -> bool:
+    name, value = ONE_CLICK_BODY
+    return request.form.get(name) == value
+
+
+@bp.post("/u/<token>")
+@limiter.limit(ONE_CLICK)
+@csrf.exempt  # RFC 8058: mail providers post without cookies or a token; our own button is checked below
+def unsubscribe(token: str):
+    link = _link(links.UNSUBSCRIBE, token)
+    topic = choices.unsubscribe_target(link.argument)
+    one_click = _is_one_click()
+    if not one_click:
+        try:
+            validate_csrf(request.form.get("csrf_token"))
+        except ValidationError:
+            abort(400, _("The form has expired. Please reload the page and try again."))
+    event = choices.unsubscribe(link.contact, topic, source=choices.ONE_CLICK if one_click else choices.UNSUBSCRIBE_PAGE,
+                                **_client())
+    db.session.commit()
+    if one_click:
+        return Response(_("You are unsubscribed.") + "\n", 200, mimetype="text/plain")
+    undo = UndoForm(event=event.id) if choices.undoable(link.contact, event) else None
+    return render_template("public/unsubscribed.html", topic=topic, token=token, undo=undo,
+                           preferences_url=links.preferences_url(link.contact))
+
+
+@bp.post("/u/<token>/undo")
+@limiter.limit(PAGE_VIEWS)
+def undo_unsubscribe(token: str):
+    link = _link(links.UNSUBSCRIBE, token)
+    topic = choices.unsubscribe_target(link.argument)
+    form = UndoForm()
+    if not form.validate_on_submit():
+        abort(400, _("The form has expired. Please reload the page and try again."))
+    event = choices.undo_unsubscribe(link.contact, form.event.data, **_client())
+    db.session.commit()
+    return render_template("public/resubscribed.html", topic=topic, undone=event is not None,
+                           preferences_url=links.preferences_url(link.contact))
+
+
+# -- the public consent form and its confirmation -------------------------------------
+
+@bp.route("/subscribe", methods=["GET", "POST"])
+@limiter.limit(PAGE_VIEWS, methods=["GET"])
+@limiter.limit(SENDS_MAIL, methods=["POST"])
+def subscribe():
+    locale = str(get_locale())
+    form = SubscribeForm()
+    form.topics.choices = [(t.key, t.name) for t in choices.consent_topics()]
+    text = choices.consent_text(locale, form.consent_version.data)
+    if form.validate_on_submit():
+        # Bots and known or unknown addresses all get the very same answer.
+        if filled_by_a_person(form):
+            contact, pending = choices.subscribe(form.email.data, form.name.data, form.topics.data, text,
+                                                 locale=locale, **_client())
+            db.session.commit()
+            notify.send_confirmation(contact, pending)
+        return render_template("public/subscribe_sent.html")
+    db.session.commit()  # keeps a consent text created on first use
+    form.consent_version.data = text.version
+    form.started.data = form_started_stamp()
+    topics = {t.key: t for t in choices.consent_topics()}
+    return render_template("public/subscribe.html", form=form, text=text, topics=topics), \
+        400 if form.is_submitted() else 200
+
+
+@bp.get("/confirm/<token>")
+@limiter.limit(PAGE_VIEWS)
+def confirm_page(token: str):
+    link = _link(links.CONFIRM, token)
+    topics = choices.topics_to_confirm(link.contact, link.argument)
+    return render_template("public/confirm.html", topics=topics, form=ActionForm())
+
+
+@bp.post("/confirm/<token>")
+@limiter.limit(PAGE_VIEWS)
+def confirm(token: str):
+    link = _link(links.CONFIRM, token)
+    if not ActionForm().validate_on_submit():
+        abort(400, _("The form has expired. Please reload the page and try again."))
+    topics = choices.topics_to_confirm(link.contact, link.argument)
+    choices.confirm(link.contact, link.argument, **_client())
+    db.session.commit()
+    subscribed = choices.preferences(link.contact)["subscribed"]
+    return render_template("public/confirmed.html", topics=[t for t in topics if t.key in subscribed],
+                           preferences_url=links.preferences_url(link.contact))
+
+
+# -- data rights ----------------------------------------------------------------------
+
+def _rectify_form(contact: Contact | None = None) -> RectifyForm:
+    form = RectifyForm(obj=contact) if contact is not None else RectifyForm()
+    form.set_locales(current_app.config["PC_LOCALES"])
+    if contact is not None and contact.locale and contact.locale not in current_app.config["PC_LOCALES"]:
+        form.locale.choices.append((contact.locale, contact.locale))
+    return form
+
+
+def _data_page(token: str, contact: Contact, form: RectifyForm, status: int = 200):
+    return render_template("public/data.html", token=token, contact=contact, form=form, actions=ActionForm(),
+                           data=rights.holdings(contact), objected=rights.has_objected(contact)), status
+
+
+@bp.get("/p/<token>/data")
+@limiter.limit(PAGE_VIEWS)
+def data_page(token: str):
+    contact = _link(links.PREFERENCES, token).contact
+    return _data_page(token, contact, _rectify_form(contact))
+
+
+@bp.post("/p/<token>/data/rectify")
+@limiter.limit(PAGE_VIEWS)
+def rectify(token: str):
+    contact = _link(links.PREFERENCES, token).contact
+    form = _rectify_form()
+    if form.locale.data and form.locale.data not in dict(form.locale.choices):
+        form.locale.choices.append((form.locale.data, form.locale.data))
+    if not form.validate_on_submit():
+        return _data_page(token, contact, form, 400)
+    try:
+        changed = rights.rectify(contact, {name: form[name].data for name in contacts.PROFILE_FIELDS},
+                                 source=DATA_PAGE, **_client())
+    except contacts.ValidationError as exc:
+        form[exc.field].errors = [str(exc)] if exc.field in contacts.PROFILE_FIELDS else []
+        db.session.rollback()
+        return _data_page(token, contact, form, 400)
+    db.session.commit()
+    use_contact_locale(contact.locale)  # a new language applies from this very message
+    flash(_("Your details are updated.") if changed else _("Nothing to change."))
+    return redirect(url_for("public.data_page", token=token), 303)
+
+
+SIMPLE_RIGHTS = {
+    "restrict": (rights.restrict, _l("Processing is restricted: we send you no marketing email until you lift it.")),
+    "lift-restriction": (rights.lift_restriction, _l("The restriction is lifted.")),
+    "object": (rights.object_to_marketing, _l("Your objection is recorded: we send you no more marketing email.")),
+}
+
+
+@bp.post("/p/<token>/data/<any(restrict, 'lift-restriction', object):right>")
+@limiter.limit(PAGE_VIEWS)
+def exercise_right(token: str, right: str):
+    contact = _link(links.PREFERENCES, token).contact
+    if not ActionForm().validate_on_submit():
+        abort(400, _("The form has expired. Please reload the page and try again."))
+    action, message = SIMPLE_RIGHTS[right]
+    action(contact, source=DATA_PAGE, **_client())
+    db.session.commit()
+    flash(str(message))
+    return redirect(url_for("public.data_page", token=token), 303)
+
+
+@bp.post("/p/<token>/data/<any(export, erase):action>")
+@limiter.limit(SENDS_MAIL)
+def request_step_up(token: str, action: str):
+    contact = _link(links.PREFERENCES, token).contact
+    if not ActionForm().validate_on_submit():
+        abort(400, _("The form has expired. Please reload the page and try again."))
+    (rights.request_export if action == "export" else rights.request_erasure)(contact)
+    db.session.commit()
+    notify.send_step_up(contact, action)
+    return render_template("public/check_inbox.html", action=action, token=token,
+                           hours=current_app.config["PC_STEPUP_MAX_AGE_HOURS"])
+
+
+def _step_up(token: str, step_token: str) -> tuple[Contact, str]:
+    contact = _link(links.PREFERENCES, token).contact
+    step = links.load(links.STEP_UP, step_token)
+    if step.contact.id != contact.id or step.argument not in STEP_UP_ACTIONS:
+        raise links.LinkError("invalid")
+    return contact, step.argument
+
+
+@bp.get("/p/<token>/data/confirm/<step_token>")
+@limiter.limit(PAGE_VIEWS)
+def step_up_page(token: str, step_token: str):
+    _contact, action = _step_up(token, step_token)
+    return render_template("public/step_up.html", action=action, form=ActionForm(), token=token,
+                           step_token=step_token)
+
+
+@bp.post("/p/<token>/data/confirm/<step_token>")
+@limiter.limit(PAGE_VIEWS)
+def step_up(token: str, step_token: str):
+    contact, action = _step_up(token, step_token)
+    if not ActionForm().validate_on_submit():
+        abort(400, _("The form has expired. Please reload the page and try again."))
+    if action == "erase":
+        rights.erase(contact, source=DATA_PAGE, **_client())
+        db.session.commit()
+        return render_template("public/erased.html")
+    fmt = "csv" if request.args.get("format") == "csv" else "json"
+    body = rights.export(contact, fmt, source=DATA_PAGE, **_client())
+    db.session.commit()
+    mimetype = "text/csv" if fmt == "csv" else "application/json"
+    return Response(body, mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="my-data.{fmt}"'})
