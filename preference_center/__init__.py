@@ -43,9 +43,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .api import bp as api_bp
     from .public import bp as public_bp
 
+    from .webhooks import bp as webhooks_bp
+
     csrf.exempt(api_bp)
+    csrf.exempt(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(public_bp)
+    app.register_blueprint(webhooks_bp)
     if app.config["PC_ENV"] != "production":
         from .mail.views import bp as outbox_bp
 

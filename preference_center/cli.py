@@ -25,6 +25,9 @@ def register(app: Flask) -> None:
     app.cli.add_command(run)
     app.cli.add_command(worker)
     app.cli.add_command(beat)
+    from .retention import retention_command
+
+    app.cli.add_command(retention_command)
 
 
 @click.command("create-user")

@@ -7,6 +7,7 @@ from the same PC_* configuration. Tasks take ids and load what they need.
 from __future__ import annotations
 
 from celery import Celery, Task
+from celery.schedules import crontab
 from flask import Flask
 
 
@@ -30,6 +31,8 @@ def celery_config(config: dict) -> dict:
         "timezone": "UTC",
         "beat_schedule": {
             "tick": {"task": "worker.tasks.tick", "schedule": float(config["PC_TICK_SECONDS"])},
+            "webhook-sweep": {"task": "worker.tasks.sweep_webhook_events", "schedule": 60.0},
+            "retention": {"task": "worker.tasks.retention", "schedule": crontab(hour=3, minute=17)},
         },
     }
 
@@ -44,7 +47,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(celery_config(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    from . import tasks  # noqa: F401  (registers the shared tasks)
+    from . import feedback_tasks, tasks  # noqa: F401  (registers the shared tasks)
 
     return celery_app
 

@@ -1,0 +1,187 @@
+"""The retention policy: erase long-inactive contacts without a basis; keep only anonymous delivery counts.
+
+- A contact is erased (personal data removed, suppression hash kept, ledger
+  chain intact) when it has had no interaction for PC_RETENTION_DAYS and no
+  active basis. "No active basis" is deliberately simple and conservative:
+  status `active` (restricted contacts are kept: restriction exists to
+  preserve data), relationship `prospect` or `candidate` (customers,
+  partners and suppliers have a contract or business relationship), no
+  subscription `subscribed` or `pending`, and no open data request.
+- Delivery rows older than PC_DELIVERY_RETENTION_DAYS are counted into
+  `DailyStat` (day, campaign, topic, status, reason) and deleted, with the
+  content of the system messages they carried.
+- Stored webhook events (they hold addresses) go after a week; SendGrid stops
+  retrying after a day, so de-duplication no longer needs them.
+
+`plan` reports what `apply` would do and changes nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import delete, exists, func, select
+
+from . import contacts
+from .extensions import db
+from .models import (
+    Campaign,
+    Contact,
+    DailyStat,
+    DataRequest,
+    Delivery,
+    Subscription,
+    SystemMessage,
+    WebhookEvent,
+    utcnow,
+)
+
+SOURCE = "retention"
+NO_BASIS_RELATIONSHIPS = ("prospect", "candidate")
+WEBHOOK_EVENT_DAYS = 7
+
+
+@dataclass
+class Report:
+    """What a retention run did, or (dry run) would do."""
+
+    dry_run: bool
+    now: dt.datetime
+    contact_cutoff: dt.datetime
+    delivery_cutoff: dt.datetime
+    contacts_erased: int = 0
+    deliveries_aggregated: int = 0
+    system_messages_deleted: int = 0
+    webhook_events_deleted: int = 0
+    daily_stats_written: int | None = None  # unknown in a dry run
+
+    def as_dict(self) -> dict:
+        return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in asdict(self).items()}
+
+
+def _report(now: dt.datetime | None, dry_run: bool) -> Report:
+    now = now or utcnow()
+    config = current_app.config
+    return Report(dry_run=dry_run, now=now,
+                  contact_cutoff=now - dt.timedelta(days=config["PC_RETENTION_DAYS"]),
+                  delivery_cutoff=now - dt.timedelta(days=config["PC_DELIVERY_RETENTION_DAYS"]))
+
+
+def _inactive_contacts(cutoff: dt.datetime):
+    """SELECT of the ids of contacts the policy erases."""
+    live_subscription = exists().where(Subscription.contact_id == Contact.id,
+                                       Subscription.state.in_(("subscribed", "pending")))
+    open_request = exists().where(DataRequest.contact_id == Contact.id, DataRequest.status == "open")
+    return select(Contact.id).where(
+        Contact.status == "active",
+        Contact.last_interaction_at < cutoff,
+        Contact.relationship.in_(NO_BASIS_RELATIONSHIPS),
+        ~live_subscription,
+        ~open_request,
+    )
+
+
+def _count(query) -> int:
+    return db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def plan(now: dt.datetime | None = None) -> Report:
+    """Dry run: count what `apply` would erase, aggregate and delete; change nothing."""
+    report = _report(now, dry_run=True)
+    report.contacts_erased = _count(_inactive_contacts(report.contact_cutoff))
+    report.deliveries_aggregated = _count(select(Delivery.id).where(Delivery.created_at < report.delivery_cutoff))
+    report.system_messages_deleted = _count(select(Delivery.id).where(
+        Delivery.created_at < report.delivery_cutoff, Delivery.system_message_id.is_not(None)))
+    report.webhook_events_deleted = _count(select(WebhookEvent.id).where(
+        WebhookEvent.received_at < report.now - dt.timedelta(days=WEBHOOK_EVENT_DAYS)))
+    db.session.rollback()
+    return report
+
+
+def apply(now: dt.datetime | None = None, chunk: int = 500) -> Report:
+    """Run the policy, one transaction per chunk; the ledger chain keeps verifying."""
+    report = _report(now, dry_run=False)
+    report.contacts_erased = _erase_inactive(report.contact_cutoff, chunk)
+    report.daily_stats_written = 0
+    _fold_deliveries(report, chunk)
+    result = db.session.execute(delete(WebhookEvent).where(
+        WebhookEvent.received_at < report.now - dt.timedelta(days=WEBHOOK_EVENT_DAYS)))
+    report.webhook_events_deleted = result.rowcount or 0
+    db.session.commit()
+    return report
+
+
+def _erase_inactive(cutoff: dt.datetime, chunk: int) -> int:
+    erased, after = 0, 0
+    while True:
+        # Selected in the transaction that erases them: someone who came back
+        # a moment ago is no longer selected.
+        ids = db.session.scalars(
+            _inactive_contacts(cutoff).where(Contact.id > after).order_by(Contact.id).limit(chunk)
+        ).all()
+        if not ids:
+            return erased
+        for contact in db.session.scalars(select(Contact).where(Contact.id.in_(ids))):
+            contacts.erase(contact, source=SOURCE)
+        db.session.commit()
+        erased += len(ids)
+        after = ids[-1]
+
+
+def _fold_deliveries(report: Report, chunk: int) -> None:
+    while True:
+        rows = db.session.execute(
+            select(Delivery.id, Delivery.created_at, Delivery.campaign_id, Delivery.system_message_id,
+                   func.coalesce(Campaign.topic_id, SystemMessage.topic_id).label("topic_id"),
+                   Delivery.status, Delivery.reason)
+            .outerjoin(Campaign, Campaign.id == Delivery.campaign_id)
+            .outerjoin(SystemMessage, SystemMessage.id == Delivery.system_message_id)
+            .where(Delivery.created_at < report.delivery_cutoff)
+            .order_by(Delivery.id).limit(chunk)
+        ).all()
+        if not rows:
+            return
+        counts = Counter(
+            (row.created_at.astimezone(dt.timezone.utc).date(), row.campaign_id, row.topic_id,
+             row.status, row.reason or "")
+            for row in rows
+        )
+        for key, count in counts.items():
+            _add_to_stat(key, count)
+        report.daily_stats_written += len(counts)
+        db.session.execute(delete(Delivery).where(Delivery.id.in_([row.id for row in rows])))
+        messages = [row.system_message_id for row in rows if row.system_message_id is not None]
+        if messages:
+            db.session.execute(delete(SystemMessage).where(SystemMessage.id.in_(messages)))
+        db.session.commit()
+        report.deliveries_aggregated += len(rows)
+        report.system_messages_deleted += len(messages)
+
+
+def _add_to_stat(key: tuple, count: int) -> None:
+    day, campaign_id, topic_id, status, reason = key
+    # campaign_id is NULL for system messages, and NULLs never collide in a
+    # unique constraint: look the row up instead of relying on ON CONFLICT.
+    row = db.session.scalar(select(DailyStat).where(
+        DailyStat.day == day, DailyStat.campaign_id == campaign_id, DailyStat.topic_id == topic_id,
+        DailyStat.status == status, DailyStat.reason == reason))
+    if row is None:
+        db.session.add(DailyStat(day=day, campaign_id=campaign_id, topic_id=topic_id,
+                                 status=status, reason=reason, count=count))
+    else:
+        row.count += count
+    db.session.flush()
+
+
+@click.command("retention")
+@click.option("--dry-run", is_flag=True, help="Only report what would be erased and deleted.")
+@with_appcontext
+def retention_command(dry_run: bool) -> None:
+    """Apply the retention policy (daily in the worker's schedule)."""
+    report = plan() if dry_run else apply()
+    click.echo(("dry run: nothing changed\n" if dry_run else "") + "\n".join(
+        f"{key}: {value}" for key, value in report.as_dict().items() if key != "dry_run"))
