@@ -13,7 +13,7 @@ from wtforms import ValidationError
 from .. import contacts, links, rights
 from ..extensions import csrf, db
 from ..i18n import use_contact_locale
-from ..limits import ONE_CLICK, PAGE_VIEWS, SENDS_MAIL, limiter
+from ..limits import ONE_CLICK, PAGE_VIEWS, SENDS_MAIL, limiter, per_link
 from ..models import Contact
 from . import bp, choices, notify
 from .forms import (ActionForm, PreferencesForm, RectifyForm, SubscribeForm, UndoForm, filled_by_a_person,
@@ -112,7 +112,7 @@ def _is_one_click() -> bool:
 
 
 @bp.post("/u/<token>")
-@limiter.limit(ONE_CLICK)
+@limiter.limit(ONE_CLICK, key_func=per_link)
 @csrf.exempt  # RFC 8058: mail providers post without cookies or a token; our own button is checked below
 def unsubscribe(token: str):
     link = _link(links.UNSUBSCRIBE, token)
