@@ -11,6 +11,7 @@ import time
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, routes_command, shell_command
+from werkzeug.serving import run_simple
 
 from . import audit, ledger, staff, tokens
 from .emails import InvalidEmail
@@ -134,7 +135,8 @@ def run(host: str, port: int) -> None:
     base = current_app.config["PC_BASE_URL"]
     click.echo(f"Preference Center on http://{host}:{port}  (links use {base}); outbox at {base}/outbox")
     try:
-        current_app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        # app.run() refuses to block inside the flask CLI; serve directly.
+        run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
     finally:
         stop()
 
