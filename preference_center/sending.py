@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, update
 
 from . import compose, rules
 from .extensions import db
 from .mail import MessageBatch, TransportError, get_transport
-from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, utcnow
+from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
 
 QUEUED, SENDING, SENT, SKIPPED, FAILED, UNKNOWN = "queued", "sending", "sent", "skipped", "failed", "unknown"
 SKIP_CANCELLED = "cancelled"
@@ -55,25 +55,31 @@ def plan_chunk(campaign_id: int, size: int) -> int | None:
         db.session.rollback()
         return None
     topic = db.session.get(Topic, topic_id)
-    recipients = db.session.execute(
-        rules.audience_query(topic, after_id=cursor, limit=size, filters=audience or {})
-    ).all()
-    if not recipients:
+    batch = CampaignBatch(campaign_id=campaign_id, first_contact_id=cursor + 1, last_contact_id=cursor,
+                          size=0, status=QUEUED)
+    db.session.add(batch)
+    db.session.flush()
+    # The chunk goes from the audience query into delivery rows inside the
+    # database: no recipient travels to Python and back.
+    chunk = rules.audience_query(topic, after_id=cursor, limit=size, filters=audience or {}).subquery()
+    now = utcnow()
+    db.session.execute(insert(Delivery).from_select(
+        ["campaign_id", "batch_id", "contact_id", "status", "event_id", "attempts", "created_at", "updated_at"],
+        select(literal(campaign_id), literal(batch.id), chunk.c.id, literal(QUEUED), chunk.c.event_id,
+               literal(0), literal(now, UTCDateTime), literal(now, UTCDateTime)),
+    ))
+    first, last, count = db.session.execute(
+        select(func.min(Delivery.contact_id), func.max(Delivery.contact_id), func.count())
+        .where(Delivery.batch_id == batch.id)
+    ).one()
+    if not count:
+        db.session.delete(batch)
         db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatch_done=True))
         db.session.commit()
         return None
-    batch = CampaignBatch(campaign_id=campaign_id, first_contact_id=recipients[0][0],
-                          last_contact_id=recipients[-1][0], size=len(recipients), status=QUEUED)
-    db.session.add(batch)
-    db.session.flush()
-    now = utcnow()
-    db.session.execute(insert(Delivery), [
-        {"campaign_id": campaign_id, "batch_id": batch.id, "contact_id": r[0], "status": QUEUED,
-         "event_id": r[2], "attempts": 0, "created_at": now, "updated_at": now}
-        for r in recipients
-    ])
+    batch.first_contact_id, batch.last_contact_id, batch.size = first, last, count
     db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
-        dispatch_cursor=recipients[-1][0], dispatch_done=len(recipients) < size))
+        dispatch_cursor=last, dispatch_done=count < size))
     db.session.commit()
     return batch.id
 
@@ -125,18 +131,20 @@ def send_batch(batch_id: int) -> Outcome:
     _set(list(in_flight), status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
     outcome.unknown = len(in_flight)
     queued = db.session.execute(
-        select(Delivery.id, Delivery.contact_id).where(Delivery.batch_id == batch_id, Delivery.status == QUEUED)
+        select(Delivery.id, Delivery.contact_id, Delivery.event_id)
+        .where(Delivery.batch_id == batch_id, Delivery.status == QUEUED)
     ).all()
+    planned_event = {d: e for d, _, e in queued}
     if campaign.status == "cancelled":
-        _set([d for d, _ in queued], status=SKIPPED, reason=SKIP_CANCELLED)
+        _set([d for d, _, _ in queued], status=SKIPPED, reason=SKIP_CANCELLED)
         outcome.skipped = len(queued)
         finish_batch(batch)
         return outcome
     topic = db.session.get(Topic, campaign.topic_id)
-    decisions = rules.decide(topic, [c for _, c in queued])
+    decisions = rules.decide(topic, [c for _, c, _ in queued])
     go, envelopes = [], []
     skips: dict[str, list[int]] = {}
-    for delivery_id, contact_id in queued:
+    for delivery_id, contact_id, _ in queued:
         contact, decision = decisions.get(contact_id, (None, None))
         if decision is None or not decision.send:
             skips.setdefault(decision.reason if decision else rules.SKIP_ERASED, []).append(delivery_id)
@@ -147,14 +155,12 @@ def send_batch(batch_id: int) -> Outcome:
         _set(ids, status=SKIPPED, reason=reason)
         outcome.skipped += len(ids)
     # The claim: committed before the provider hears of anyone.
-    if go:
-        now = utcnow()
-        # ORM bulk UPDATE by primary key: one executemany, not a query per row.
-        db.session.execute(update(Delivery), [
-            {"id": delivery_id, "status": SENDING, "event_id": event_id, "attempts": batch.attempts,
-             "updated_at": now}
-            for delivery_id, event_id in go
-        ])
+    _set([d for d, _ in go], status=SENDING, attempts=batch.attempts)
+    # The authorising event is usually the one seen at planning; rewrite the
+    # few that changed since (a fresh grant, a new relationship).
+    changed = [{"id": d, "event_id": e} for d, e in go if planned_event[d] != e]
+    if changed:
+        db.session.execute(update(Delivery), changed)
     db.session.commit()
     if envelopes:
         message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
