@@ -50,6 +50,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(public_bp)
     app.register_blueprint(webhooks_bp)
+    from .admin import bp as admin_bp
+
+    app.register_blueprint(admin_bp)
     if app.config["PC_ENV"] != "production":
         from .mail.views import bp as outbox_bp
 

@@ -1,6 +1,7 @@
 """Settings from PC_* environment variables: the one place that reads os.environ."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -91,6 +92,10 @@ def load(instance: Path) -> dict:
         "PC_RETENTION_DAYS": _int("PC_RETENTION_DAYS", 3 * 365),
         "PC_DELIVERY_RETENTION_DAYS": _int("PC_DELIVERY_RETENTION_DAYS", 400),
         "PC_SOFT_BOUNCE_LIMIT": _int("PC_SOFT_BOUNCE_LIMIT", 5),
+        "PC_STAFF_SESSION_HOURS": _int("PC_STAFF_SESSION_HOURS", 8),
+        "PERMANENT_SESSION_LIFETIME": dt.timedelta(hours=_int("PC_STAFF_SESSION_HOURS", 8)),
+        "PC_IMPORT_MAX_BYTES": _int("PC_IMPORT_MAX_BYTES", 64 * 1024 * 1024),
+        "PC_IMPORT_INLINE_MAX_ROWS": _int("PC_IMPORT_INLINE_MAX_ROWS", 1000),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env == "production",

@@ -348,3 +348,6 @@ class RateLimit(db.Model):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     next_at: Mapped[float] = mapped_column(db.Float, default=0.0)
+
+
+from . import admin_models  # noqa: E402,F401  (ImportJob: CSV import progress)

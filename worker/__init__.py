@@ -47,7 +47,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(celery_config(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    from . import feedback_tasks, tasks  # noqa: F401  (registers the shared tasks)
+    from . import feedback_tasks, import_tasks, tasks  # noqa: F401  (registers the shared tasks)
 
     return celery_app
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 14:51:22.775380
+Create Date: 2026-11-25 15:57:28.810408
 
 """
 from alembic import op
@@ -219,6 +219,41 @@ def upgrade():
     with op.batch_alter_table('data_requests', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_data_requests_contact_id'), ['contact_id'], unique=False)
 
+    op.create_table('import_jobs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('created_by', sa.String(length=200), nullable=False),
+    sa.Column('filename', sa.String(length=255), nullable=False),
+    sa.Column('stored_path', sa.String(length=500), nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('delimiter', sa.String(length=1), nullable=False),
+    sa.Column('has_header', sa.Boolean(), nullable=False),
+    sa.Column('columns', sa.JSON(), nullable=False),
+    sa.Column('mapping', sa.JSON(), nullable=False),
+    sa.Column('legal_basis', sa.String(length=32), nullable=True),
+    sa.Column('source_text', sa.String(length=150), nullable=True),
+    sa.Column('default_relationship', sa.String(length=16), nullable=True),
+    sa.Column('topic_id', sa.Integer(), nullable=True),
+    sa.Column('consent_collected', sa.Boolean(), nullable=False),
+    sa.Column('confirmed_opt_in', sa.Boolean(), nullable=False),
+    sa.Column('preview', sa.JSON(), nullable=False),
+    sa.Column('total', sa.Integer(), nullable=False),
+    sa.Column('processed', sa.Integer(), nullable=False),
+    sa.Column('created_count', sa.Integer(), nullable=False),
+    sa.Column('updated_count', sa.Integer(), nullable=False),
+    sa.Column('unchanged_count', sa.Integer(), nullable=False),
+    sa.Column('skipped_count', sa.Integer(), nullable=False),
+    sa.Column('invalid_count', sa.Integer(), nullable=False),
+    sa.Column('granted_count', sa.Integer(), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_import_jobs_topic_id_topics')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_import_jobs'))
+    )
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_import_jobs_status'), ['status'], unique=False)
+
     op.create_table('subscriptions',
     sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('topic_id', sa.Integer(), nullable=False),
@@ -316,6 +351,10 @@ def downgrade():
     op.drop_table('campaign_batches')
     op.drop_table('system_messages')
     op.drop_table('subscriptions')
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_import_jobs_status'))
+
+    op.drop_table('import_jobs')
     with op.batch_alter_table('data_requests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_data_requests_contact_id'))
 

@@ -1,0 +1,205 @@
+"""Forms of the staff pages (Flask-WTF: every POST carries a CSRF token)."""
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import (BooleanField, DateTimeLocalField, PasswordField, SelectField, SelectMultipleField,
+                     StringField, TextAreaField)
+from wtforms.validators import DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from ..imports import BASES, BASIS_NAMES, FIELDS
+from ..models import RELATIONSHIPS
+from ..staff import ROLES
+
+
+class CheckboxesField(SelectMultipleField):
+    """Several checkboxes sharing one name."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class ActionForm(FlaskForm):
+    """A button that only needs the CSRF token (retire, cancel, sign out…)."""
+
+
+class LoginForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+
+
+BASIS_CHOICES = [("consent", "Consent"), ("legitimate_interest", "Legitimate interest")]
+
+
+class TopicForm(FlaskForm):
+    key = StringField("Key (used in the API and in links; cannot change)",
+                      validators=[DataRequired(), Length(max=64)])
+    name = StringField("Name shown to recipients", validators=[DataRequired(), Length(max=200)])
+    kind = SelectField("Kind (cannot change later)", choices=[
+        ("marketing", "Marketing: newsletters, offers; people can always opt out"),
+        ("system", "System: orders, invoices, account notices; sent on the basis of the contract")])
+    legal_basis = SelectField("Legal basis (marketing topics)", choices=BASIS_CHOICES, validators=[Optional()])
+    default_relationships = CheckboxesField(
+        "On by default for (legitimate interest only)", choices=[(r, r) for r in RELATIONSHIPS])
+    description = TextAreaField("Description shown on the preference page", validators=[Length(max=5000)])
+
+    def data_for_domain(self) -> dict:
+        data = {"name": self.name.data, "description": self.description.data or ""}
+        # Fields removed for system topics (see TopicEditForm) are None here.
+        if self.kind is not None and self.kind.data == "system":
+            return data
+        if self.legal_basis is not None:
+            data["legal_basis"] = self.legal_basis.data
+        if self.default_relationships is not None:
+            data["default_relationships"] = list(self.default_relationships.data or [])
+        return data
+
+
+class TopicEditForm(TopicForm):
+    def __init__(self, *args, kind: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.key
+        del self.kind
+        if kind == "system":
+            del self.legal_basis
+            del self.default_relationships
+
+
+class SearchForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    q = StringField("Email or name", validators=[Optional(), Length(max=320)])
+
+
+class SuppressForm(FlaskForm):
+    scope = SelectField("Block", choices=[
+        ("marketing", "Marketing only (system mail such as invoices still goes out)"),
+        ("all", "All mail, including system mail")])
+    reason = StringField("Reason (kept in the ledger)", validators=[DataRequired(), Length(max=60)])
+
+
+class UploadForm(FlaskForm):
+    file = FileField("CSV file (UTF-8; comma, semicolon or tab separated)", validators=[FileRequired()])
+
+
+class ImportSettingsForm(FlaskForm):
+    has_header = BooleanField("The first row names the columns")
+    legal_basis = SelectField("Legal basis for holding these contacts",
+                              choices=[("", "— choose —")] + [(b, BASIS_NAMES[b]) for b in BASES],
+                              validators=[Optional()])
+    source_text = StringField("Where do these contacts come from?", validators=[Length(max=150)])
+    default_relationship = SelectField("Relationship for rows that have none",
+                                       choices=[("", "keep / prospect")] + [(r, r) for r in RELATIONSHIPS],
+                                       validators=[Optional()])
+    topic = SelectField("Subscribe them to (consent only)", choices=[("", "— no subscription —")],
+                        validators=[Optional()])
+    consent_collected = BooleanField(
+        "I confirm these people gave their consent to this topic, collected as described in the source above.")
+    confirmed_opt_in = BooleanField(
+        "Their consent was confirmed (double opt-in or signed form), so they may be sent mail right away. "
+        "Leave unticked to record it as awaiting confirmation.")
+
+    def mapping(self) -> dict:
+        return {name: int(self[f"map_{name}"].data) for name in FIELDS if self[f"map_{name}"].data not in (None, "")}
+
+
+def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSettingsForm:
+    """The settings form with one column select per contact field."""
+    choices = [("", "— not in the file —")] + [(str(i), f"{i + 1}: {name}") for i, name in enumerate(columns)]
+
+    class Form(ImportSettingsForm):
+        pass
+
+    for name in FIELDS:
+        label = "Email address (required)" if name == "email" else name.capitalize()
+        setattr(Form, f"map_{name}", SelectField(label, choices=choices, validators=[Optional()]))
+    form = Form(**kwargs)
+    form.topic.choices = [("", "— no subscription —")] + [
+        (t.key, f"{t.name} ({t.key}, basis: {t.legal_basis.replace('_', ' ')})") for t in topics]
+    return form
+
+
+class CampaignForm(FlaskForm):
+    name = StringField("Internal name", validators=[DataRequired(), Length(max=200)])
+    topic = SelectField("Topic", validators=[DataRequired()])
+    subject = StringField("Subject", validators=[DataRequired(), Length(max=500)])
+    html = TextAreaField("HTML body", validators=[Length(max=200_000)])
+    text = TextAreaField("Text body", validators=[Length(max=200_000)])
+    relationships = CheckboxesField("Only these relationships (none ticked: everyone eligible)",
+                                    choices=[(r, r) for r in RELATIONSHIPS])
+    locales = StringField("Only these locales (comma-separated, e.g. en, es; empty: all)",
+                          validators=[Optional(), Length(max=200)])
+    preview_email = StringField("Preview for contact (email)", validators=[Optional(), Length(max=320)])
+
+    def data_for_domain(self) -> dict:
+        audience = {}
+        if self.relationships.data:
+            audience["relationships"] = list(self.relationships.data)
+        locales = [x.strip() for x in (self.locales.data or "").split(",") if x.strip()]
+        if locales:
+            audience["locales"] = locales
+        return {"name": self.name.data, "topic": self.topic.data, "subject": self.subject.data,
+                "html": self.html.data or "", "text": self.text.data or "", "audience": audience}
+
+
+@lru_cache(maxsize=1)
+def zone_choices() -> list[tuple[str, str]]:
+    zones = sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/")))
+    return [("UTC", "UTC")] + [(z, z.replace("_", " ")) for z in zones]
+
+
+def to_utc(local: dt.datetime, zone: str) -> dt.datetime:
+    """A wall-clock time in an IANA zone as UTC; refuses times a clock change skips."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {zone!r}") from exc
+    aware = local.replace(tzinfo=tz)
+    back = aware.astimezone(dt.timezone.utc).astimezone(tz)
+    if back.replace(tzinfo=None) != local:
+        raise ValueError(f"{local:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks change then)")
+    return aware.astimezone(dt.timezone.utc)
+
+
+class ScheduleForm(FlaskForm):
+    at = DateTimeLocalField("Send at (local time)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+                            validators=[Optional()])
+    zone = SelectField("Time zone", default="UTC")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.zone.choices = zone_choices()
+
+    def moment(self) -> dt.datetime | None:
+        """The chosen moment in UTC, or None for 'now'."""
+        if self.at.data is None:
+            return None
+        return to_utc(self.at.data, self.zone.data)
+
+
+class TestSendForm(FlaskForm):
+    preview_email = StringField("Fill in as contact (email, optional)", validators=[Optional(), Length(max=320)])
+
+
+class UserForm(FlaskForm):
+    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
+    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    password = PasswordField("Initial password (10+ characters)", validators=[DataRequired(), Length(min=10, max=1000)])
+
+
+class TokenForm(FlaskForm):
+    name = StringField("Token name (which system uses it)", validators=[DataRequired(), Length(max=100)])
+
+
+class RequestFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    status = SelectField("Show", choices=[("open", "Open"), ("completed", "Completed"), ("all", "All")],
+                         default="open", validators=[Optional()])

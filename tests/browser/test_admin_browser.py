@@ -1,0 +1,148 @@
+"""The staff pages in real headless Chromium against a real server: sign in, import, compose, schedule, report."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from preference_center import campaigns, contacts, sending, staff
+from preference_center.extensions import db
+from preference_center.models import Campaign
+
+from .. import factories
+from ..test_admin import PASSWORD
+from .screenshots import SCREENSHOTS, chromium, chromium_path, fits_the_screen, phone, serve, settled, screenshot, submit
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(chromium_path() is None,
+                       reason="Chromium not found; install it with: apt-get install -y chromium chromium-driver"),
+]
+
+CSV = "Email,Name,Relationship\nana@example.com,Ana García,customer\nben@example.com,Ben Ode,prospect\nnot-an-address,X,\n"
+
+
+@pytest.fixture
+def site(app):
+    with app.app_context():
+        staff.create_user("mia@example.com", "marketer", PASSWORD)
+        topic = factories.topic("news")
+        topic.name, topic.description = "Monthly newsletter", "Product news, once a month."
+        factories.topic("orders", kind="system", basis="contract")
+        db.session.commit()
+    with serve(app) as base:
+        yield base
+
+
+@pytest.fixture
+def browser(tmp_path):
+    with chromium(tmp_path / "downloads") as driver:
+        yield driver
+
+
+def css(driver, selector):
+    return driver.find_element("css selector", selector)
+
+
+def select_value(driver, selector, value):
+    from selenium.webdriver.support.ui import Select
+
+    Select(css(driver, selector)).select_by_value(value)
+
+
+def desktop_screenshot(driver, name: str) -> None:
+    """One wide view for the docs (the shared helper shoots at phone width)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    settled(driver)
+    height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": max(int(height), 600), "deviceScaleFactor": 1, "mobile": False})
+    (SCREENSHOTS / f"{name}.png").write_bytes(driver.get_screenshot_as_png())
+    phone(driver)
+
+
+def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_its_report(app, site, browser, tmp_path):
+    # Sign in.
+    browser.get(f"{site}/admin/")
+    settled(browser)
+    assert "/admin/login" in browser.current_url
+    screenshot(browser, "admin-login")
+    css(browser, "#email").send_keys("mia@example.com")
+    css(browser, "#password").send_keys(PASSWORD)
+    submit(browser, css(browser, "main form button[type=submit]"))
+    assert "mia@example.com" in browser.page_source and fits_the_screen(browser)
+    screenshot(browser, "admin-home")
+
+    # Import a small CSV: upload, map, state basis and source, preview, import.
+    upload = tmp_path / "fair.csv"
+    upload.write_text(CSV, encoding="utf-8-sig")
+    browser.get(f"{site}/admin/imports")
+    css(browser, "#file").send_keys(str(upload))
+    submit(browser, css(browser, "main form button[type=submit]"))
+    select_value(browser, "#legal_basis", "consent")
+    css(browser, "#source_text").send_keys("Trade fair 2026 sign-up sheet")
+    select_value(browser, "#topic", "news")
+    css(browser, "#consent_collected").click()
+    css(browser, "#confirmed_opt_in").click()
+    screenshot(browser, "admin-import-mapping")
+    submit(browser, browser.find_element("xpath", "//button[contains(., 'Preview the import')]"))
+    page = browser.page_source
+    assert "2</strong> new contacts" in page and "not-an-address" in page
+    assert fits_the_screen(browser)
+    screenshot(browser, "admin-import-preview")
+    submit(browser, browser.find_element("xpath", "//button[starts-with(normalize-space(.), 'Import 2 contacts')]"))
+    assert "Import finished: 2 new" in browser.page_source
+    screenshot(browser, "admin-import-done")
+    with app.app_context():
+        ana = contacts.find("ana@example.com")
+        assert ana.name == "Ana García"
+        assert {s["topic"]: s["state"] for s in contacts.subscriptions_view(ana)}["news"] == "subscribed"
+
+    # Compose with a live preview for a chosen contact, then save the draft.
+    browser.get(f"{site}/admin/campaigns/new")
+    css(browser, "#name").send_keys("December news")
+    select_value(browser, "#topic", "news")
+    css(browser, "#subject").send_keys("News for {{ contact.name }}")
+    css(browser, "#html").send_keys("<h1>Hello {{ contact.name }}</h1><p>Our winter update.</p>")
+    css(browser, "#text").send_keys("Hello {{ contact.name }}, our winter update.")
+    css(browser, "#preview_email").send_keys("ana@example.com")
+    submit(browser, browser.find_element("xpath", "//button[@value='preview']"))
+    frame = css(browser, "iframe.mail-frame")
+    assert frame.get_attribute("sandbox") == ""
+    browser.switch_to.frame(frame)
+    assert "Hello Ana García" in browser.find_element("tag name", "h1").text
+    browser.switch_to.default_content()
+    assert fits_the_screen(browser)
+    screenshot(browser, "admin-campaign-preview")
+    submit(browser, browser.find_element("xpath", "//button[@value='save']"))
+    assert "Draft saved" in browser.page_source
+
+    # Schedule in Madrid time: 09:30 on 1 July 2030 is 07:30 UTC.
+    browser.execute_script("arguments[0].value = '2030-07-01T09:30'", css(browser, "#at"))
+    select_value(browser, "#zone", "Europe/Madrid")
+    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Schedule']"))
+    assert "Scheduled for 2030-07-01 09:30 Europe/Madrid (2030-07-01 07:30 UTC)" in browser.page_source
+    screenshot(browser, "admin-campaign-scheduled")
+    with app.app_context():
+        campaign = db.session.scalar(select(Campaign))
+        assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 7, 30, tzinfo=dt.timezone.utc)
+        campaign_id = campaign.id
+
+    # Send it now instead, let the engine run, and read the report.
+    css(browser, "#at").clear()
+    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Schedule']"))
+    with app.app_context():
+        campaigns.start_due()
+        while (batch := sending.plan_chunk(campaign_id, 100)) is not None:
+            sending.send_batch(batch)
+        sending.finish_campaign_if_done(campaign_id)
+    submit(browser, browser.find_element("link text", "Report"))
+    assert browser.find_element("id", "n-sent").text == "2"
+    assert browser.find_element("id", "n-eligible").text == "2"
+    assert browser.find_elements("css selector", "svg.bars rect.seg-sent")
+    assert fits_the_screen(browser)
+    screenshot(browser, "admin-report")
+    desktop_screenshot(browser, "admin-report-desktop")
