@@ -16,7 +16,7 @@ from preference_center.extensions import db
 from preference_center.models import ConsentEvent, ConsentText, Contact, DataRequest, Subscription, Suppression
 
 from . import factories
-from .conftest import csrf_token, path_of
+from .conftest import csrf_token, path_of, prepare_database
 
 UA = "Mozilla/5.0 (Linux; Android 14) TestPhone"
 IP = "203.0.113.7"
@@ -628,10 +628,7 @@ def extra_app():
 
     def build(config):
         app = create_app(config)
-        with app.app_context():
-            db.create_all()
-            ledger.ensure_head()
-            db.session.commit()
+        prepare_database(app)
         made.append(app)
         return app
 
