@@ -118,9 +118,20 @@ def submit(driver, button) -> None:
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from selenium.common.exceptions import WebDriverException
+
     html = driver.find_element("tag name", "html")
     button.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(html))
+
+    def navigated(_):
+        # Mid-navigation Chromium may answer "node does not belong to the
+        # document" instead of "stale element": both mean the page changed.
+        try:
+            return expected_conditions.staleness_of(html)(driver)
+        except WebDriverException as error:
+            return "does not belong to the document" in str(error)
+
+    WebDriverWait(driver, 20).until(navigated)
     settled(driver)
 
 

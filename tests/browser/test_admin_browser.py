@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +15,12 @@ from preference_center.models import Campaign
 
 from .. import factories
 from ..test_admin import PASSWORD
-from .screenshots import SCREENSHOTS, chromium, chromium_path, fits_the_screen, phone, serve, settled, screenshot, submit
+from .screenshots import chromium, chromium_path, fits_the_screen, phone, serve, settled, screenshot, submit
+
+# The docs' admin screenshots are refreshed with
+# PC_SCREENSHOTS_DIR=docs/screenshots pytest tests/browser/test_admin_browser.py;
+# an ordinary test run keeps its pictures out of the working tree.
+SHOTS = Path(os.environ.get("PC_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="pc-admin-shots-"))
 
 pytestmark = [
     pytest.mark.browser,
@@ -53,14 +61,14 @@ def select_value(driver, selector, value):
 
 def desktop_screenshot(driver, name: str) -> None:
     """One wide view for the docs (the shared helper shoots at phone width)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
     settled(driver)
     height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 1280, "height": max(int(height), 600), "deviceScaleFactor": 1, "mobile": False})
-    (SCREENSHOTS / f"{name}.png").write_bytes(driver.get_screenshot_as_png())
+    (SHOTS / f"{name}.png").write_bytes(driver.get_screenshot_as_png())
     phone(driver)
 
 
@@ -69,12 +77,12 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     browser.get(f"{site}/admin/")
     settled(browser)
     assert "/admin/login" in browser.current_url
-    screenshot(browser, "admin-login")
+    screenshot(browser, "admin-login", SHOTS)
     css(browser, "#email").send_keys("mia@example.com")
     css(browser, "#password").send_keys(PASSWORD)
     submit(browser, css(browser, "main form button[type=submit]"))
     assert "mia@example.com" in browser.page_source and fits_the_screen(browser)
-    screenshot(browser, "admin-home")
+    screenshot(browser, "admin-home", SHOTS)
 
     # Import a small CSV: upload, map, state basis and source, preview, import.
     upload = tmp_path / "fair.csv"
@@ -87,15 +95,15 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     select_value(browser, "#topic", "news")
     css(browser, "#consent_collected").click()
     css(browser, "#confirmed_opt_in").click()
-    screenshot(browser, "admin-import-mapping")
+    screenshot(browser, "admin-import-mapping", SHOTS)
     submit(browser, browser.find_element("xpath", "//button[contains(., 'Preview the import')]"))
     page = browser.page_source
     assert "2</strong> new contacts" in page and "not-an-address" in page
     assert fits_the_screen(browser)
-    screenshot(browser, "admin-import-preview")
+    screenshot(browser, "admin-import-preview", SHOTS)
     submit(browser, browser.find_element("xpath", "//button[starts-with(normalize-space(.), 'Import 2 contacts')]"))
     assert "Import finished: 2 new" in browser.page_source
-    screenshot(browser, "admin-import-done")
+    screenshot(browser, "admin-import-done", SHOTS)
     with app.app_context():
         ana = contacts.find("ana@example.com")
         assert ana.name == "Ana García"
@@ -116,7 +124,7 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     assert "Hello Ana García" in browser.find_element("tag name", "h1").text
     browser.switch_to.default_content()
     assert fits_the_screen(browser)
-    screenshot(browser, "admin-campaign-preview")
+    screenshot(browser, "admin-campaign-preview", SHOTS)
     submit(browser, browser.find_element("xpath", "//button[@value='save']"))
     assert "Draft saved" in browser.page_source
 
@@ -125,7 +133,7 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     select_value(browser, "#zone", "Europe/Madrid")
     submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Schedule']"))
     assert "Scheduled for 2030-07-01 09:30 Europe/Madrid (2030-07-01 07:30 UTC)" in browser.page_source
-    screenshot(browser, "admin-campaign-scheduled")
+    screenshot(browser, "admin-campaign-scheduled", SHOTS)
     with app.app_context():
         campaign = db.session.scalar(select(Campaign))
         assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 7, 30, tzinfo=dt.timezone.utc)
@@ -144,5 +152,5 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     assert browser.find_element("id", "n-eligible").text == "2"
     assert browser.find_elements("css selector", "svg.bars rect.seg-sent")
     assert fits_the_screen(browser)
-    screenshot(browser, "admin-report")
+    screenshot(browser, "admin-report", SHOTS)
     desktop_screenshot(browser, "admin-report-desktop")
