@@ -1,0 +1,163 @@
+"""One-click unsubscribe and the preference page under load, against the floor.
+
+    .venv/bin/python -m bench.unsubscribe --contacts 60000 --seconds 15
+
+gunicorn with the production settings on PostgreSQL; wrk (Debian package)
+from outside the process drives RFC 8058 POSTs for distinct recipients, then
+GET /p/<token>. Afterwards every answered opt-out must be in the ledger (and
+nothing else changed), and the chain must verify. The floor is a minimal
+Flask view that inserts one row, on the same gunicorn settings.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from preference_center import create_app, ledger, links  # noqa: E402
+from preference_center.extensions import db  # noqa: E402
+from preference_center.models import ConsentEvent, Contact, Subscription, Topic  # noqa: E402
+
+from .campaign import ensure_database  # noqa: E402
+
+SECRET = "bench-secret-key-0123456789"
+
+
+def seed(n: int) -> None:
+    db.drop_all()
+    db.create_all()
+    ledger.ensure_head()
+    topic = Topic(key="news", name="News", kind="marketing", legal_basis="consent", default_relationships=[],
+                  description="")
+    db.session.add(topic)
+    db.session.commit()
+    topic_id = topic.id
+    raw = db.session.connection().connection.dbapi_connection
+    cur = raw.cursor()
+    now = "2026-11-01 00:00:00+00"
+    with cur.copy("COPY contacts (id, email, email_hash, name, relationship, status, relationship_event_id, "
+                  "token_version, soft_bounces, created_at, updated_at, last_interaction_at) FROM STDIN") as copy:
+        for i in range(1, n + 1):
+            copy.write_row((i, f"user{i}@bench.example.com", f"{i:064x}", f"User {i}", "prospect", "active",
+                            None, 1, 0, now, now, now))
+    with cur.copy("COPY subscriptions (contact_id, topic_id, state, event_id, updated_at) FROM STDIN") as copy:
+        for i in range(1, n + 1):
+            copy.write_row((i, topic_id, "subscribed", 0, now))
+    raw.commit()
+    db.session.execute(text("SELECT setval('contacts_id_seq', :n)"), {"n": n})
+    db.session.execute(text("DROP TABLE IF EXISTS floor_hits"))
+    db.session.execute(text("CREATE TABLE floor_hits (id bigserial primary key, token text, body text, "
+                            "at timestamptz default now())"))
+    db.session.execute(text("ANALYZE"))
+    db.session.commit()
+
+
+def serve(app_path: str, env: dict, workers: int, threads: int, port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-w", str(workers), "-k", "gthread", "--threads",
+         str(threads), "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_path],
+        cwd=ROOT, env=env)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except Exception:  # noqa: BLE001 - not up yet (the floor app answers 404, which raises too)
+            if process.poll() is not None:
+                raise SystemExit("gunicorn did not start")
+            time.sleep(0.2)
+    time.sleep(0.5)
+    return process
+
+
+def load(url: str, paths_file: Path, seconds: int, method: str, connections: int, threads: int) -> dict:
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "-s", str(ROOT / "bench/wrk_paths.lua"),
+         url], capture_output=True, text=True,
+        env={**os.environ, "PATHS_FILE": str(paths_file), "METHOD": method, "WRK_THREADS": str(threads)})
+    match = re.search(r"RESULT (.*)", out.stdout)
+    if not match:
+        raise SystemExit(out.stdout + out.stderr)
+    return {k: float(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=60000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench_web")
+    args = parser.parse_args()
+    ensure_database(args.database)
+    instance = Path("/tmp/pc-bench-web")
+    instance.mkdir(exist_ok=True)
+    env = {**os.environ, "PC_ENV": "production", "PC_DATABASE_URL": args.database,
+           "PC_BROKER_URL": "redis://127.0.0.1:6379/14", "PC_INSTANCE_PATH": str(instance),
+           "PC_SECRET_KEYS": SECRET, "PC_SUPPRESSION_KEY": "bench-suppression-key",
+           "PC_BASE_URL": "https://prefs.example.com",
+           # One load tool on one address: the per-address page limit would cap it.
+           "PC_RATELIMITS_ENABLED": "0"}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PC_")})
+    app = create_app()
+    with app.app_context():
+        seed(args.contacts)
+        contacts = db.session.scalars(select(Contact).order_by(Contact.id)).all()
+        unsub = instance / "unsubscribe.txt"
+        unsub.write_text("".join(f"/u/{links.make(links.UNSUBSCRIBE, c, 1)}\n" for c in contacts))
+        prefs = instance / "preferences.txt"
+        prefs.write_text("".join(f"/p/{links.make(links.PREFERENCES, c)}\n" for c in contacts[: args.contacts // 2]))
+        floor_paths = instance / "floor.txt"
+        floor_paths.write_text("".join(f"/u/t{i}\n" for i in range(args.contacts)))
+        events_before = db.session.scalar(select(func.count(ConsentEvent.id)))
+        db.engine.dispose()
+
+    port = 8765
+    server = serve("wsgi:app", env, args.workers, args.threads, port)
+    try:
+        one_click = load(f"http://127.0.0.1:{port}", unsub, args.seconds, "POST", args.connections, 2)
+        time.sleep(1)
+        pages = load(f"http://127.0.0.1:{port}", prefs, args.seconds, "GET", args.connections, 2)
+    finally:
+        server.terminate()
+        server.wait(30)
+    with app.app_context():
+        withdrawn = db.session.scalar(select(func.count()).select_from(Subscription).where(Subscription.state == "unsubscribed"))
+        events = db.session.scalar(select(func.count(ConsentEvent.id))) - events_before
+        wrong = db.session.scalar(select(func.count(ConsentEvent.id)).where(ConsentEvent.action != "withdraw"))
+        verified = ledger.verify()
+    answered = int(one_click["requests"])
+    print(f"\none-click: {one_click['rps']:,.0f} req/s, p50 {one_click['p50_ms']:.1f} ms, p95 {one_click['p95_ms']:.1f} ms, "
+          f"p99 {one_click['p99_ms']:.1f} ms ({answered:,} requests, {int(one_click['non2xx'])} non-2xx, "
+          f"{int(one_click['errors'])} socket errors)")
+    print(f"ledger: {events:,} withdraw events for {answered:,} answered opt-outs "
+          f"(at most {args.connections} more were in flight when wrk stopped); {withdrawn:,} subscriptions now "
+          f"unsubscribed; other events: {wrong}; chain verifies: {verified.ok}")
+    assert answered <= events <= answered + args.connections and withdrawn == events and wrong == 0 and verified.ok
+    print(f"preference page: {pages['rps']:,.0f} req/s, p50 {pages['p50_ms']:.1f} ms, p95 {pages['p95_ms']:.1f} ms, "
+          f"p99 {pages['p99_ms']:.1f} ms ({int(pages['non2xx'])} non-2xx)")
+
+    floor_env = {**env}
+    server = serve("bench.floor_app:app", floor_env, args.workers, args.threads, port)
+    try:
+        floor = load(f"http://127.0.0.1:{port}", floor_paths, args.seconds, "POST", args.connections, 2)
+    finally:
+        server.terminate()
+        server.wait(30)
+    print(f"floor (Flask view inserting one row): {floor['rps']:,.0f} req/s, p50 {floor['p50_ms']:.1f} ms, "
+          f"p99 {floor['p99_ms']:.1f} ms")
+    print(f"ratio: one-click at {one_click['rps'] / floor['rps']:.2f} of the floor")
+
+
+if __name__ == "__main__":
+    main()
