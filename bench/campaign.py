@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,18 +28,10 @@ from preference_center import campaigns, compose, create_app, rules  # noqa: E40
 from preference_center.extensions import db  # noqa: E402
 from preference_center.mail import get_transport  # noqa: E402
 from preference_center.models import Campaign, Delivery  # noqa: E402
+from tests.conftest import ensure_postgres_database as ensure_database  # noqa: E402
 from tests.fake_sendgrid import FakeSendGrid  # noqa: E402
 
 from .seed import seed  # noqa: E402
-
-
-def ensure_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}):
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:

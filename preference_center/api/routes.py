@@ -1,22 +1,19 @@
 """API views: parse and check input, call one domain function, answer JSON."""
 from __future__ import annotations
 
-import re
-
 from flask import current_app, g, jsonify, request
 from sqlalchemy import select
 
 from worker.tasks import enqueue
 
-from .. import audit, campaigns, contacts, ledger, links, messages, tokens
+from .. import audit, campaigns, contacts, ledger, links, messages, tokens, topics
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
-from ..models import LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS, Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
+from ..models import LEGAL_BASES, Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
 from . import bp
 from .errors import ApiError
 from .openapi import spec
 
-TOPIC_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 # -- plumbing -----------------------------------------------------------------
@@ -146,43 +143,23 @@ def get_topic(key: str):
 
 @bp.put("/topics/<key>")
 def put_topic(key: str):
-    if not TOPIC_KEY.match(key):
-        raise ApiError(422, "validation_error", "topic keys are 1-64 of a-z, 0-9, '_', '.', '-'", "key")
     data = body()
-    topic = db.session.scalar(select(Topic).where(Topic.key == key))
-    created = topic is None
-    kind = choice(data, "kind", TOPIC_KINDS, required=created, default=topic.kind if topic else None)
-    if topic is not None and kind != topic.kind:
-        raise ApiError(409, "kind_change", "a topic's kind cannot change; create a new topic instead", "kind")
-    default_basis = "contract" if kind == "system" else (topic.legal_basis if topic else None)
-    basis = choice(data, "legal_basis", LEGAL_BASES, required=default_basis is None, default=default_basis)
-    if kind == "system" and basis != "contract":
-        raise ApiError(422, "validation_error", "system topics have legal_basis 'contract'", "legal_basis")
-    if kind == "marketing" and basis == "contract":
-        raise ApiError(422, "validation_error", "marketing topics need 'consent' or 'legitimate_interest'", "legal_basis")
-    relationships = data.get("default_relationships", topic.default_relationships if topic else [])
-    if relationships is None:
-        relationships = []
-    if not isinstance(relationships, list) or any(r not in RELATIONSHIPS for r in relationships):
-        raise ApiError(422, "validation_error",
-                       f"default_relationships must be a list drawn from: {', '.join(RELATIONSHIPS)}",
-                       "default_relationships")
-    if relationships and basis != "legitimate_interest":
-        raise ApiError(422, "validation_error",
-                       "default_relationships only apply to legitimate_interest topics", "default_relationships")
-    name = text(data, "name", required=created, default=topic.name if topic else None)
-    description = text(data, "description", max_length=5000, default=topic.description if topic else "")
-    retired = data.get("retired", topic.retired if topic else False)
-    if not isinstance(retired, bool):
+    retired = data.get("retired")
+    if retired is not None and not isinstance(retired, bool):
         raise ApiError(422, "validation_error", "retired must be true or false", "retired")
-    group = data.get("sendgrid_group_id", topic.sendgrid_group_id if topic else None)
+    group = data.get("sendgrid_group_id")
     if group is not None and (not isinstance(group, int) or isinstance(group, bool)):
         raise ApiError(422, "validation_error", "sendgrid_group_id must be an integer", "sendgrid_group_id")
+    topic = topics.get(key)
+    created = topic is None
     if created:
-        topic = Topic(key=key, kind=kind)
-        db.session.add(topic)
-    topic.name, topic.legal_basis, topic.description = name, basis, description or ""
-    topic.default_relationships, topic.retired, topic.sendgrid_group_id = list(dict.fromkeys(relationships)), retired, group
+        topic = topics.create(key, data)
+    else:
+        topics.update(topic, data)
+    if retired is not None:
+        topic.retired = retired
+    if "sendgrid_group_id" in data:
+        topic.sendgrid_group_id = group
     audit.record(g.actor, "topic.create" if created else "topic.update", target_type="topic",
                  target_id=key, detail=topic_json(topic), ip=client_ip())
     db.session.commit()
