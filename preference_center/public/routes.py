@@ -49,8 +49,8 @@ def link_error(error: links.LinkError):
 
 # -- preferences ------------------------------------------------------------------
 
-def _preferences_page(token: str, contact: Contact, form: PreferencesForm, status: int = 200):
-    page = choices.preferences(contact)
+def _preferences_page(token: str, contact: Contact, form: PreferencesForm, status: int = 200, page=None):
+    page = page if page is not None else choices.preferences(contact)
     return render_template("public/preferences.html", token=token, page=page, form=form,
                            all_form=ActionForm(), unsubscribe_all_url=links.unsubscribe_url(contact)), status
 
@@ -66,8 +66,9 @@ def _preferences_form(topics) -> PreferencesForm:
 def preferences(token: str):
     contact = _link(links.PREFERENCES, token).contact
     form = _preferences_form(choices.marketing_topics())
-    form.topics.data = choices.preferences(contact)["subscribed"]
-    return _preferences_page(token, contact, form)
+    page = choices.preferences(contact)
+    form.topics.data = page["subscribed"]
+    return _preferences_page(token, contact, form, page=page)
 
 
 @bp.post("/p/<token>")
