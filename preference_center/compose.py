@@ -81,12 +81,17 @@ def system_batch(topic: Topic, contact: Contact, subject: str, html: str, text: 
         html_body = render(html, _context(True, data), html=True) + (
             f'<hr><p style="font-size:12px;color:#555">{escape(why)}<br>{escape(config["PC_POSTAL_ADDRESS"])}</p>')
     name = contact.name or ""
+    preferences = links.preferences_url(contact)
     return MessageBatch(
         from_email=config["PC_FROM_EMAIL"],
         subject=render(subject, _context(False, data)),
         text=text_body,
         html=html_body,
         categories=[f"system-{topic.key}"[:255]],
-        envelopes=[Envelope(to=contact.email, substitutions={NAME: name, NAME_HTML: escape(name)},
+        # A system mail cannot be unsubscribed from: a template's unsubscribe
+        # link leads to the preference page, which says why.
+        envelopes=[Envelope(to=contact.email,
+                            substitutions={NAME: name, NAME_HTML: escape(name), PREFS: preferences,
+                                           UNSUB: preferences},
                             custom_args={"delivery_id": str(delivery_id)})],
     )

@@ -382,7 +382,8 @@ def test_system_messages_bypass_marketing_opt_out_and_are_idempotent(ctx, news, 
     contacts.record_consent(person, action="withdraw", topic=None, source="one-click")
     db.session.commit()
     body = {"topic": "orders", "to": "buyer@example.com", "subject": "Order {{ data.order }}",
-            "text": "Thanks {{ contact.name }}, order {{ data.order }} ships today.", "data": {"order": "A-17"}}
+            "text": "Thanks {{ contact.name }}, order {{ data.order }} ships today. {{ preferences_url }}",
+            "data": {"order": "A-17"}}
     first = api.post("/messages", json=body, headers={"Idempotency-Key": "order-A-17"})
     again = api.post("/messages", json=body, headers={"Idempotency-Key": "order-A-17"})
     assert first.status_code == 202 and again.status_code == 200
@@ -394,7 +395,8 @@ def test_system_messages_bypass_marketing_opt_out_and_are_idempotent(ctx, news, 
     (mail,) = fake.accepted
     assert mail.subject == "Order A-17"
     text = mail.content["text/plain"]
-    assert "Thanks Bea, order A-17 ships today." in text and "part of a service you use" in text
+    assert "Thanks Bea, order A-17 ships today. https://prefs.example.test/p/" in text
+    assert "part of a service you use" in text and "-pc_" not in text
     assert "List-Unsubscribe" not in mail.headers and "List-Unsubscribe-Post" not in mail.headers
 
 
