@@ -63,6 +63,31 @@ def clean_profile(fields: dict) -> dict:
     return cleaned
 
 
+def _changes(contact: Contact, created: bool, profile: dict, *, source: str, ip: str | None,
+             user_agent: str | None) -> list[dict]:
+    """Set a contact's changed fields; return the ledger events (as specs) the change needs."""
+    profile = dict(profile)
+    relationship = profile.pop("relationship", None)
+    changed = [k for k, v in profile.items() if getattr(contact, k) != v]
+    for key in changed:
+        setattr(contact, key, profile[key])
+    specs = []
+    if not created and changed:
+        specs.append(dict(action=ledger.RECTIFY, contact=contact, scope=ledger.CONTACT, source=source,
+                          ip=ip, user_agent=user_agent, detail={"fields": sorted(changed)}))
+    if created or (relationship and relationship != contact.relationship):
+        contact.relationship = relationship or contact.relationship
+        specs.append(dict(action=ledger.RELATIONSHIP, contact=contact, scope=ledger.CONTACT, source=source,
+                          legal_basis="legitimate_interest", ip=ip, user_agent=user_agent,
+                          detail={"relationship": contact.relationship}))
+    return specs
+
+
+def _new_contact(address: str) -> Contact:
+    return Contact(email=address, email_hash=hash_of(address), relationship="prospect", status="active",
+                   token_version=1)
+
+
 def upsert(email: str, fields: dict, *, source: str, ip: str | None = None,
            user_agent: str | None = None) -> tuple[Contact, bool]:
     """Create or update a contact; relationship changes and corrections are ledger events."""
@@ -71,23 +96,52 @@ def upsert(email: str, fields: dict, *, source: str, ip: str | None = None,
     contact = db.session.scalar(select(Contact).where(Contact.email == address))
     created = contact is None
     if created:
-        contact = Contact(email=address, email_hash=hash_of(address), relationship="prospect",
-                          status="active", token_version=1)
+        contact = _new_contact(address)
         db.session.add(contact)
         db.session.flush()
-    relationship = profile.pop("relationship", None)
-    changed = [k for k, v in profile.items() if getattr(contact, k) != v]
-    for key in changed:
-        setattr(contact, key, profile[key])
-    if not created and changed:
-        ledger.append(ledger.RECTIFY, contact=contact, scope=ledger.CONTACT, source=source,
-                      ip=ip, user_agent=user_agent, detail={"fields": sorted(changed)})
-    if created or (relationship and relationship != contact.relationship):
-        contact.relationship = relationship or contact.relationship
-        ledger.append(ledger.RELATIONSHIP, contact=contact, scope=ledger.CONTACT, source=source,
-                      legal_basis="legitimate_interest", ip=ip, user_agent=user_agent,
-                      detail={"relationship": contact.relationship})
+    for spec in _changes(contact, created, profile, source=source, ip=ip, user_agent=user_agent):
+        ledger.append(**spec)
     return contact, created
+
+
+BULK_IN = 900
+
+
+def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = None,
+                user_agent: str | None = None, then=None) -> list[tuple[Contact, bool]]:
+    """`upsert` for many (email, fields) rows at once, with one ledger append for all of them.
+
+    `then(index, contact)` may return more ledger event specs (e.g. from
+    `consent_spec`) to append right after row `index`'s own events, so the
+    ledger reads exactly as if each row were upserted and followed up one by one.
+    Contacts have their ids when `then` is called.
+    """
+    prepared = [(normalize(email), clean_profile(fields)) for email, fields in rows]
+    addresses = list(dict.fromkeys(address for address, _ in prepared))
+    known: dict[str, Contact] = {}
+    for i in range(0, len(addresses), BULK_IN):
+        for contact in db.session.scalars(select(Contact).where(Contact.email.in_(addresses[i:i + BULK_IN]))):
+            known[contact.email] = contact
+    results: list[tuple[Contact, bool]] = []
+    per_row: list[list[dict]] = []
+    fresh: list[Contact] = []
+    for address, profile in prepared:
+        contact = known.get(address)
+        created = contact is None
+        if created:
+            contact = known[address] = _new_contact(address)
+            fresh.append(contact)
+        per_row.append(_changes(contact, created, profile, source=source, ip=ip, user_agent=user_agent))
+        results.append((contact, created))
+    db.session.add_all(fresh)
+    db.session.flush()
+    specs: list[dict] = []
+    for index, ((contact, _), own) in enumerate(zip(results, per_row)):
+        specs += own
+        if then is not None:
+            specs += then(index, contact) or []
+    ledger.append_many(specs)
+    return results
 
 
 def suppressions_of(contact: Contact) -> set[str]:
@@ -110,11 +164,11 @@ def suppress(contact_hash: str, scope: str, reason: str, *, source: str, contact
     return row
 
 
-def record_consent(contact: Contact, *, action: str, topic: Topic | None, source: str,
-                   legal_basis: str | None = None, consent_text_version: str | None = None,
-                   confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
-                   detail: dict | None = None) -> ledger.ConsentEvent:
-    """Record a grant or withdrawal for one topic, or for all marketing when topic is None."""
+def consent_spec(contact: Contact, *, action: str, topic: Topic | None, source: str,
+                 legal_basis: str | None = None, consent_text_version: str | None = None,
+                 confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
+                 detail: dict | None = None) -> dict:
+    """Check a grant or withdrawal and describe its ledger event (for `ledger.append(**spec)`)."""
     if action not in (ledger.GRANT, ledger.WITHDRAW, ledger.OBJECT):
         raise ValidationError("action must be grant or withdraw", "action")
     if contact.status == "erased":
@@ -124,15 +178,33 @@ def record_consent(contact: Contact, *, action: str, topic: Topic | None, source
                               "topic", code="system_topic")
     scope = ledger.TOPIC if topic is not None else ledger.ALL_MARKETING
     basis = legal_basis or (topic.legal_basis if topic is not None else None)
-    event = ledger.append(action, contact=contact, scope=scope, topic_id=topic.id if topic else None,
-                          legal_basis=basis, source=source, consent_text_version=consent_text_version,
-                          confirmed=confirmed, ip=ip, user_agent=user_agent, detail=detail)
+    return dict(action=action, contact=contact, scope=scope, topic_id=topic.id if topic else None,
+                legal_basis=basis, source=source, consent_text_version=consent_text_version,
+                confirmed=confirmed, ip=ip, user_agent=user_agent, detail=detail)
+
+
+def lift_suppressions_after_grant(email_hashes: list[str], topic: Topic | None) -> None:
+    """Fresh confirmed consent lifts the suppressions it may lift, for each address hash."""
+    reasons = LIFTED_BY_CONSENT if topic is None else ("erased",)
+    hashes = list(dict.fromkeys(email_hashes))
+    for i in range(0, len(hashes), BULK_IN):
+        db.session.execute(delete(Suppression).where(
+            Suppression.email_hash.in_(hashes[i:i + BULK_IN]), Suppression.reason.in_(reasons)))
+
+
+def record_consent(contact: Contact, *, action: str, topic: Topic | None, source: str,
+                   legal_basis: str | None = None, consent_text_version: str | None = None,
+                   confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
+                   detail: dict | None = None) -> ledger.ConsentEvent:
+    """Record a grant or withdrawal for one topic, or for all marketing when topic is None."""
+    event = ledger.append(**consent_spec(
+        contact, action=action, topic=topic, source=source, legal_basis=legal_basis,
+        consent_text_version=consent_text_version, confirmed=confirmed, ip=ip, user_agent=user_agent,
+        detail=detail))
     if topic is None and action in (ledger.WITHDRAW, ledger.OBJECT):
         suppress(contact.email_hash, "marketing", "opt_out", source=source, contact=contact)
     if action == ledger.GRANT and confirmed:
-        reasons = LIFTED_BY_CONSENT if topic is None else ("erased",)
-        db.session.execute(delete(Suppression).where(
-            Suppression.email_hash == contact.email_hash, Suppression.reason.in_(reasons)))
+        lift_suppressions_after_grant([contact.email_hash], topic)
     return event
 
 

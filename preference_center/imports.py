@@ -448,18 +448,31 @@ def discard(job: ImportJob) -> ImportJob:
     return job
 
 
-def _apply_row(job: ImportJob, row: Row, topic: Topic | None, counts: dict) -> None:
-    counts[row.outcome] += 1
-    if row.outcome not in (NEW, UPDATE, UNCHANGED):
+def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: dict) -> None:
+    """Apply a classified chunk: as if each row were upserted and granted one by one, in one ledger append."""
+    todo = []
+    for row in rows:
+        counts[row.outcome] += 1
+        if row.outcome in (NEW, UPDATE, UNCHANGED):
+            todo.append(row)
+    if not todo:
         return
-    contact, _ = contacts.upsert(row.email, row.fields, source=source_of(job))
-    if row.grant:
-        contacts.record_consent(
+
+    def grant(index: int, contact: Contact) -> list[dict]:
+        row = todo[index]
+        if not row.grant:
+            return []
+        return [contacts.consent_spec(
             contact, action=ledger.GRANT, topic=topic, source=consent_source_of(job), legal_basis="consent",
             confirmed=job.confirmed_opt_in, detail={"import_job": job.id, "line": row.line},
-        )
-        counts["grants"] += 1
-    counts["kept_opt_out"] += row.keeps_opt_out
+        )]
+
+    done = contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant)
+    granted = [contact.email_hash for (contact, _), row in zip(done, todo) if row.grant]
+    if granted and job.confirmed_opt_in:
+        contacts.lift_suppressions_after_grant(granted, topic)
+    counts["grants"] += len(granted)
+    counts["kept_opt_out"] += sum(row.keeps_opt_out for row in todo)
 
 
 def run(job_id: int, chunk: int = CHUNK) -> ImportJob | None:
@@ -485,8 +498,7 @@ def run(job_id: int, chunk: int = CHUNK) -> ImportJob | None:
     try:
         for batch in _chunks(job, skip=job.processed, size=chunk):
             counts = _empty_counts()
-            for row in classify(job, batch, seen):
-                _apply_row(job, row, topic, counts)
+            _apply_rows(job, classify(job, batch, seen), topic, counts)
             done = db.session.execute(
                 update(ImportJob)
                 .where(ImportJob.id == job.id, ImportJob.processed == job.processed, ImportJob.status == "running")

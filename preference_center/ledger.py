@@ -13,7 +13,7 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from .extensions import db
@@ -81,6 +81,76 @@ def ensure_head() -> None:
         db.session.flush()
 
 
+SPEC_KEYS = ("action", "contact", "source", "scope", "topic_id", "legal_basis", "consent_text_version",
+             "confirmed", "ip", "user_agent", "personal", "detail", "occurred_at")
+
+
+def _check(spec: dict) -> None:
+    if spec.get("action") not in ACTIONS:
+        raise ValueError(f"unknown ledger action {spec.get('action')!r}")
+    unknown = set(spec) - set(SPEC_KEYS)
+    if unknown:
+        raise TypeError(f"unknown ledger event fields {sorted(unknown)}")
+    if not isinstance(spec.get("source"), str):
+        raise TypeError("a ledger event needs a source")
+
+
+def _build(spec: dict, event_id: int, prev_hash: str) -> ConsentEvent:
+    """The one definition of how an event is built, digested and chained onto prev_hash."""
+    contact = spec.get("contact")
+    user_agent = spec.get("user_agent")
+    salt = secrets.token_hex(16)
+    personal = dict(spec.get("personal") or {})
+    event = ConsentEvent(
+        id=event_id,
+        contact_id=contact.id if contact is not None else None,
+        topic_id=spec.get("topic_id"),
+        scope=spec.get("scope", TOPIC),
+        action=spec["action"],
+        legal_basis=spec.get("legal_basis"),
+        source=spec["source"][:200],
+        consent_text_version=spec.get("consent_text_version"),
+        confirmed=bool(spec.get("confirmed", False)),
+        detail=spec.get("detail") or {},
+        ip=spec.get("ip"),
+        user_agent=(user_agent or None) and user_agent[:512],
+        personal={**personal, "salt": salt},
+        redacted=False,
+        occurred_at=spec.get("occurred_at") or utcnow(),
+        prev_hash=prev_hash,
+    )
+    event.pii_digest = pii_digest(salt, event.ip, event.user_agent, personal)
+    event.hash = event_hash(event)
+    return event
+
+
+def _take_ids(n: int) -> tuple[int, str]:
+    """Reserve n event ids under the head row's write lock: (first id, hash to chain onto).
+
+    Taking the head row's write lock first serialises appenders, so the chain
+    never forks; the lock is held until the caller commits.
+    """
+    row = db.session.execute(
+        update(LedgerHead)
+        .where(LedgerHead.id == 1)
+        .values(last_id=LedgerHead.last_id + n)
+        .returning(LedgerHead.last_id, LedgerHead.last_hash)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None:
+        ensure_head()
+        return _take_ids(n)
+    last_id, prev_hash = row
+    return last_id - n + 1, prev_hash
+
+
+def _set_head_hash(last_hash: str) -> None:
+    db.session.execute(
+        update(LedgerHead).where(LedgerHead.id == 1).values(last_hash=last_hash)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def append(
     action: str,
     *,
@@ -98,56 +168,43 @@ def append(
     occurred_at: dt.datetime | None = None,
 ) -> ConsentEvent:
     """Append one event and apply it to the derived state, in the caller's transaction."""
-    if action not in ACTIONS:
-        raise ValueError(f"unknown ledger action {action!r}")
-    # Taking the head row's write lock first serialises appenders, so the
-    # chain never forks; the lock is held until the caller commits.
-    row = db.session.execute(
-        update(LedgerHead)
-        .where(LedgerHead.id == 1)
-        .values(last_id=LedgerHead.last_id + 1)
-        .returning(LedgerHead.last_id, LedgerHead.last_hash)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if row is None:
-        ensure_head()
-        return append(
-            action, contact=contact, source=source, scope=scope, topic_id=topic_id,
-            legal_basis=legal_basis, consent_text_version=consent_text_version,
-            confirmed=confirmed, ip=ip, user_agent=user_agent, personal=personal,
-            detail=detail, occurred_at=occurred_at,
-        )
-    event_id, prev_hash = row
-    salt = secrets.token_hex(16)
-    personal = dict(personal or {})
-    event = ConsentEvent(
-        id=event_id,
-        contact_id=contact.id if contact is not None else None,
-        topic_id=topic_id,
-        scope=scope,
-        action=action,
-        legal_basis=legal_basis,
-        source=source[:200],
-        consent_text_version=consent_text_version,
-        confirmed=bool(confirmed),
-        detail=detail or {},
-        ip=ip,
-        user_agent=(user_agent or None) and user_agent[:512],
-        personal={**personal, "salt": salt},
-        redacted=False,
-        occurred_at=occurred_at or utcnow(),
-        prev_hash=prev_hash,
-    )
-    event.pii_digest = pii_digest(salt, event.ip, event.user_agent, personal)
-    event.hash = event_hash(event)
+    spec = dict(action=action, contact=contact, source=source, scope=scope, topic_id=topic_id,
+                legal_basis=legal_basis, consent_text_version=consent_text_version, confirmed=confirmed,
+                ip=ip, user_agent=user_agent, personal=personal, detail=detail, occurred_at=occurred_at)
+    _check(spec)
+    event_id, prev_hash = _take_ids(1)
+    event = _build(spec, event_id, prev_hash)
     db.session.add(event)
-    db.session.execute(
-        update(LedgerHead).where(LedgerHead.id == 1).values(last_hash=event.hash)
-        .execution_options(synchronize_session=False)
-    )
+    _set_head_hash(event.hash)
     if contact is not None:
         apply(contact, event)
     return event
+
+
+def append_many(specs: list[dict]) -> list[ConsentEvent]:
+    """Append several events in order, as `append` would one by one, under a single head lock.
+
+    Each spec holds `append`'s arguments by name (`action`, `contact`, `source`, ...).
+    The events are hashed in order, inserted in one statement, and applied to the
+    derived state in one pass. The returned events carry the stored values but
+    are not attached to the session (load them by id to change them).
+    """
+    specs = list(specs)
+    for spec in specs:
+        _check(spec)
+    if not specs:
+        return []
+    first_id, prev_hash = _take_ids(len(specs))
+    events = []
+    for offset, spec in enumerate(specs):
+        event = _build(spec, first_id + offset, prev_hash)
+        prev_hash = event.hash
+        events.append(event)
+    columns = [c.key for c in ConsentEvent.__mapper__.column_attrs]
+    db.session.execute(insert(ConsentEvent), [{c: getattr(e, c) for c in columns} for e in events])
+    _set_head_hash(prev_hash)
+    apply_many([(spec.get("contact"), event) for spec, event in zip(specs, events)])
+    return events
 
 
 # -- derived state ----------------------------------------------------------
@@ -232,6 +289,56 @@ def apply(contact: Contact, event: ConsentEvent) -> None:
     contact.relationship_event_id = after.relationship_event_id
     contact.status = after.status
     contact.last_interaction_at = event.occurred_at
+    db.session.flush()
+
+
+IN_CHUNK = 900
+
+
+def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
+    """`apply` for many just-appended events (in ledger order): one read, one write-back.
+
+    Gives the same materialised state as calling `apply` for each pair in turn.
+    """
+    by_contact: dict[int, tuple[Contact, list[ConsentEvent]]] = {}
+    for contact, event in pairs:
+        if contact is not None:
+            by_contact.setdefault(contact.id, (contact, []))[1].append(event)
+    if not by_contact:
+        return
+    ids = list(by_contact)
+    subs: dict[tuple[int, int], Subscription] = {}
+    for i in range(0, len(ids), IN_CHUNK):
+        for sub in db.session.scalars(
+                select(Subscription).where(Subscription.contact_id.in_(ids[i:i + IN_CHUNK]))
+                .execution_options(populate_existing=True)):
+            subs[(sub.contact_id, sub.topic_id)] = sub
+    topics_of: dict[int, dict[int, tuple[str, int]]] = {}
+    for (contact_id, topic_id), sub in subs.items():
+        topics_of.setdefault(contact_id, {})[topic_id] = (sub.state, sub.event_id)
+    added = []
+    for contact_id, (contact, events) in by_contact.items():
+        before = topics_of.get(contact_id, {})
+        after = State(dict(before), contact.marketing_opt_out_event_id, contact.relationship_event_id,
+                      contact.status)
+        for event in events:
+            fold(after, event)
+        when = {event.id: event.occurred_at for event in events}
+        for topic_id, (state, event_id) in after.topics.items():
+            if before.get(topic_id) == (state, event_id):
+                continue
+            # The last event that changed a topic is the one its state names.
+            sub = subs.get((contact_id, topic_id))
+            if sub is None:
+                added.append(Subscription(contact_id=contact_id, topic_id=topic_id, state=state,
+                                          event_id=event_id, updated_at=when[event_id]))
+            else:
+                sub.state, sub.event_id, sub.updated_at = state, event_id, when[event_id]
+        contact.marketing_opt_out_event_id = after.marketing_opt_out_event_id
+        contact.relationship_event_id = after.relationship_event_id
+        contact.status = after.status
+        contact.last_interaction_at = events[-1].occurred_at
+    db.session.add_all(added)
     db.session.flush()
 
 

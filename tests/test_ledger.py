@@ -1,6 +1,7 @@
 """The consent ledger: hash chain, tamper detection, erasure, derived state."""
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 
@@ -9,7 +10,7 @@ from sqlalchemy import func, select, text, update
 
 from preference_center import contacts, ledger
 from preference_center.extensions import db
-from preference_center.models import ConsentEvent, Contact, LedgerHead
+from preference_center.models import ConsentEvent, Contact, LedgerHead, Subscription
 
 from . import factories
 
@@ -234,3 +235,155 @@ def test_concurrent_appends_keep_one_unbroken_chain(app):
         result = ledger.verify()
         assert result.ok, result.problems
         assert result.checked == 4 + 60
+
+
+# -- append_many: many events under one head lock -------------------------------------
+
+EVENT_FIELDS = ("id", "contact_id", "topic_id", "scope", "action", "legal_basis", "source", "consent_text_version",
+                "confirmed", "detail", "ip", "user_agent", "redacted", "occurred_at")
+
+
+def random_specs(rng: random.Random, people: list, topic_ids: list[int], n: int, start) -> list[dict]:
+    """A mix of every kind of event, several per contact, with fixed times."""
+    specs = []
+    for i in range(n):
+        person = rng.choice(people + [None]) if i % 7 == 0 else rng.choice(people)
+        action = rng.choice([ledger.GRANT, ledger.GRANT, ledger.WITHDRAW, ledger.OBJECT, ledger.RESTRICT,
+                             ledger.LIFT_RESTRICTION, ledger.RELATIONSHIP, ledger.RECTIFY, ledger.SUPPRESS,
+                             ledger.ERASE if rng.random() < 0.1 else ledger.EXPORT])
+        scope = rng.choice([ledger.TOPIC, ledger.TOPIC, ledger.ALL_MARKETING]) \
+            if action in (ledger.GRANT, ledger.WITHDRAW, ledger.OBJECT) else ledger.CONTACT
+        spec = {"action": action, "contact": person, "source": f"src-{i % 3}", "scope": scope,
+                "occurred_at": start + dt.timedelta(seconds=i), "confirmed": rng.random() < 0.5,
+                "detail": {"n": i}}
+        if scope == ledger.TOPIC:
+            spec["topic_id"] = rng.choice(topic_ids)
+            spec["legal_basis"] = "consent"
+        if rng.random() < 0.3:
+            spec.update(ip=f"198.51.100.{i % 250}", user_agent="Agent " * rng.randint(0, 120),
+                        personal={"note": f"n{i}"}, consent_text_version="2")
+        specs.append(spec)
+    return specs
+
+
+def snapshot(people: list) -> dict:
+    """Every event (minus salts and hashes) and every contact's materialised state."""
+    db.session.expire_all()
+    events = []
+    for e in db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id)):
+        row = {f: getattr(e, f) for f in EVENT_FIELDS}
+        row["personal"] = {k: v for k, v in (e.personal or {}).items() if k != "salt"}
+        events.append(row)
+    states = {}
+    for person in people:
+        contact = db.session.get(Contact, person.id)
+        subs = db.session.execute(select(Subscription.topic_id, Subscription.state, Subscription.event_id,
+                                         Subscription.updated_at).where(Subscription.contact_id == person.id)
+                                  .order_by(Subscription.topic_id)).all()
+        states[person.id] = (ledger.state_of(contact), contact.last_interaction_at, [tuple(s) for s in subs])
+    return {"events": events, "states": states}
+
+
+def test_append_many_equals_single_appends_field_by_field(ctx):
+    rng = random.Random(11)
+    topic_ids = [factories.topic("a").id, factories.topic("b").id]
+    people = [factories.contact(f"m{i}@example.com") for i in range(6)]
+    contacts.record_consent(people[0], action="grant", topic=factories.get_topic("a"), source="seed", confirmed=True)
+    db.session.commit()
+    specs = random_specs(rng, people, topic_ids, 80, dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc))
+    base = db.session.get(LedgerHead, 1).last_id
+
+    for spec in specs:
+        ledger.append(**spec)
+    db.session.flush()
+    one_by_one = snapshot(people)
+    db.session.rollback()
+
+    people = [db.session.get(Contact, p.id) for p in people]
+    events = ledger.append_many([{**s, "contact": db.session.get(Contact, s["contact"].id) if s["contact"] else None}
+                                 for s in specs])
+    db.session.commit()
+    assert [e.id for e in events] == list(range(base + 1, base + 81))
+    assert len(one_by_one["events"]) == base + 80
+    assert snapshot(people) == one_by_one
+    result = ledger.verify()
+    assert result.ok, result.problems
+    assert result.checked == base + 80
+    head = db.session.get(LedgerHead, 1)
+    assert (head.last_id, head.last_hash) == (base + 80, events[-1].hash)
+
+
+def test_append_many_chains_onto_single_appends_and_an_empty_list_is_nothing(ctx):
+    news = factories.topic("news")
+    ann = factories.contact("ann@example.com")
+    contacts.record_consent(ann, action="grant", topic=news, source="form", confirmed=True)
+    assert ledger.append_many([]) == []
+    batch = ledger.append_many([{"action": "withdraw", "contact": ann, "topic_id": news.id, "source": "x"},
+                                {"action": "export", "contact": None, "scope": "contact", "source": "x"}])
+    contacts.record_consent(ann, action="grant", topic=news, source="form", confirmed=True)
+    db.session.commit()
+    events = db.session.scalars(select(ConsentEvent).order_by(ConsentEvent.id)).all()
+    assert [e.action for e in events] == ["relationship", "grant", "withdraw", "export", "grant"]
+    assert events[2].prev_hash == events[1].hash and events[4].prev_hash == batch[-1].hash
+    assert ledger.state_of(ann) == ledger.replay(ann.id)
+    assert ledger.verify().ok
+    with pytest.raises(ValueError):
+        ledger.append_many([{"action": "grant", "contact": ann, "source": "x"}, {"action": "nope", "source": "x"}])
+
+
+def test_derived_state_after_append_many_equals_a_replay(ctx):
+    rng = random.Random(5)
+    topic_ids = [factories.topic("t1").id, factories.topic("t2").id, factories.topic("t3").id]
+    people = [factories.contact(f"r{i}@example.com", rng.choice(["customer", "prospect"])) for i in range(15)]
+    db.session.commit()
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    for round_ in range(6):
+        # Interleave batches with single appends so batches start from stored state.
+        ledger.append_many(random_specs(rng, people, topic_ids, 60, start + dt.timedelta(hours=round_)))
+        contacts.record_consent(rng.choice(people), action="grant", topic=None, source="single")
+        db.session.commit()
+    for person in people:
+        assert ledger.state_of(person) == ledger.replay(person.id), person.id
+    assert ledger.verify().ok
+
+
+def test_concurrent_append_and_append_many_keep_one_unbroken_chain(app):
+    with app.app_context():
+        factories.topic("news")
+        for i in range(4):
+            factories.contact(f"c{i}@example.com")
+        db.session.commit()
+    errors = []
+
+    def writer(n: int):
+        with app.app_context():
+            try:
+                person = contacts.find(f"c{n}@example.com")
+                topic = factories.get_topic("news")
+                for j in range(10):
+                    if n % 2:
+                        contacts.record_consent(person, action="grant" if j % 2 else "withdraw", topic=topic,
+                                                source=f"thread-{n}", confirmed=True)
+                    else:
+                        ledger.append_many([{"action": "grant" if k % 2 else "withdraw", "contact": person,
+                                             "topic_id": topic.id, "confirmed": True, "source": f"thread-{n}"}
+                                            for k in range(5)])
+                    db.session.commit()
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with app.app_context():
+        result = ledger.verify()
+        assert result.ok, result.problems
+        assert result.checked == 4 + 2 * 10 + 2 * 50
+        for i in range(4):
+            person = contacts.find(f"c{i}@example.com")
+            assert ledger.state_of(person) == ledger.replay(person.id)
