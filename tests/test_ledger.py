@@ -203,10 +203,11 @@ def test_derived_state_always_equals_a_replay_of_the_ledger(ctx):
     assert ledger.verify().ok
 
 
-def test_concurrent_appends_keep_one_unbroken_chain(app):
+def run_concurrent_writers(app, write, writers: int = 4) -> None:
+    """Give each of `writers` threads its own contact and the news topic; fail on any error."""
     with app.app_context():
         factories.topic("news")
-        for i in range(4):
+        for i in range(writers):
             factories.contact(f"c{i}@example.com")
         db.session.commit()
     errors = []
@@ -214,23 +215,28 @@ def test_concurrent_appends_keep_one_unbroken_chain(app):
     def writer(n: int):
         with app.app_context():
             try:
-                person = contacts.find(f"c{n}@example.com")
-                topic = factories.get_topic("news")
-                for j in range(15):
-                    contacts.record_consent(person, action="grant" if j % 2 else "withdraw", topic=topic,
-                                            source=f"thread-{n}", confirmed=True)
-                    db.session.commit()
+                write(n, contacts.find(f"c{n}@example.com"), factories.get_topic("news"))
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_concurrent_appends_keep_one_unbroken_chain(app):
+    def write(n, person, topic):
+        for j in range(15):
+            contacts.record_consent(person, action="grant" if j % 2 else "withdraw", topic=topic,
+                                    source=f"thread-{n}", confirmed=True)
+            db.session.commit()
+
+    run_concurrent_writers(app, write)
     with app.app_context():
         result = ledger.verify()
         assert result.ok, result.problems
@@ -348,38 +354,18 @@ def test_derived_state_after_append_many_equals_a_replay(ctx):
 
 
 def test_concurrent_append_and_append_many_keep_one_unbroken_chain(app):
-    with app.app_context():
-        factories.topic("news")
-        for i in range(4):
-            factories.contact(f"c{i}@example.com")
-        db.session.commit()
-    errors = []
+    def write(n, person, topic):
+        for j in range(10):
+            if n % 2:
+                contacts.record_consent(person, action="grant" if j % 2 else "withdraw", topic=topic,
+                                        source=f"thread-{n}", confirmed=True)
+            else:
+                ledger.append_many([{"action": "grant" if k % 2 else "withdraw", "contact": person,
+                                     "topic_id": topic.id, "confirmed": True, "source": f"thread-{n}"}
+                                    for k in range(5)])
+            db.session.commit()
 
-    def writer(n: int):
-        with app.app_context():
-            try:
-                person = contacts.find(f"c{n}@example.com")
-                topic = factories.get_topic("news")
-                for j in range(10):
-                    if n % 2:
-                        contacts.record_consent(person, action="grant" if j % 2 else "withdraw", topic=topic,
-                                                source=f"thread-{n}", confirmed=True)
-                    else:
-                        ledger.append_many([{"action": "grant" if k % 2 else "withdraw", "contact": person,
-                                             "topic_id": topic.id, "confirmed": True, "source": f"thread-{n}"}
-                                            for k in range(5)])
-                    db.session.commit()
-            except Exception as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_concurrent_writers(app, write)
     with app.app_context():
         result = ledger.verify()
         assert result.ok, result.problems
