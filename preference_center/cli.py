@@ -10,7 +10,7 @@ import time
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, routes_command, shell_command
+from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 from werkzeug.serving import run_simple
 
 from . import audit, ledger, staff, tokens
@@ -83,6 +83,15 @@ def ledger_verify() -> None:
     for problem in result.problems:
         click.echo(f"  - {problem}", err=True)
     sys.exit(1)
+
+
+@ledger_group.command("settle")
+@with_appcontext
+def ledger_settle() -> None:
+    """Chain every waiting one-click opt-out into the ledger now (the worker does it every PC_SETTLE_SECONDS)."""
+    from . import optouts
+
+    click.echo(f"settled {optouts.settle_all()} one-click opt-out(s)")
 
 
 def _celery(*args: str) -> list[str]:

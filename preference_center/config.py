@@ -82,6 +82,7 @@ def load(instance: Path) -> dict:
         "PC_REQUEUE_AFTER_SECONDS": _int("PC_REQUEUE_AFTER_SECONDS", 120),
         "PC_SEND_ATTEMPTS": _int("PC_SEND_ATTEMPTS", 5),
         "PC_TICK_SECONDS": _float("PC_TICK_SECONDS", 5.0),
+        "PC_SETTLE_SECONDS": _float("PC_SETTLE_SECONDS", 1.0),
         "PC_RATELIMIT_STORAGE_URL": _env("PC_RATELIMIT_STORAGE_URL", "memory://"),
         "PC_RATELIMITS_ENABLED": _env("PC_RATELIMITS_ENABLED", "1") == "1",
         "MAX_CONTENT_LENGTH": _int("PC_MAX_BODY_BYTES", 1024 * 1024),

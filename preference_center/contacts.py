@@ -1,6 +1,7 @@
 """Domain operations on contacts; each state change is a ledger event in the same transaction."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from flask import current_app
@@ -167,7 +168,7 @@ def suppress(contact_hash: str, scope: str, reason: str, *, source: str, contact
 def consent_spec(contact: Contact, *, action: str, topic: Topic | None, source: str,
                  legal_basis: str | None = None, consent_text_version: str | None = None,
                  confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
-                 detail: dict | None = None) -> dict:
+                 detail: dict | None = None, occurred_at: dt.datetime | None = None) -> dict:
     """Check a grant or withdrawal and describe its ledger event (for `ledger.append(**spec)`)."""
     if action not in (ledger.GRANT, ledger.WITHDRAW, ledger.OBJECT):
         raise ValidationError("action must be grant or withdraw", "action")
@@ -180,7 +181,7 @@ def consent_spec(contact: Contact, *, action: str, topic: Topic | None, source: 
     basis = legal_basis or (topic.legal_basis if topic is not None else None)
     return dict(action=action, contact=contact, scope=scope, topic_id=topic.id if topic else None,
                 legal_basis=basis, source=source, consent_text_version=consent_text_version,
-                confirmed=confirmed, ip=ip, user_agent=user_agent, detail=detail)
+                confirmed=confirmed, ip=ip, user_agent=user_agent, detail=detail, occurred_at=occurred_at)
 
 
 def lift_suppressions_after_grant(email_hashes: list[str], topic: Topic | None) -> None:
@@ -195,12 +196,12 @@ def lift_suppressions_after_grant(email_hashes: list[str], topic: Topic | None) 
 def record_consent(contact: Contact, *, action: str, topic: Topic | None, source: str,
                    legal_basis: str | None = None, consent_text_version: str | None = None,
                    confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
-                   detail: dict | None = None) -> ledger.ConsentEvent:
+                   detail: dict | None = None, occurred_at: dt.datetime | None = None) -> ledger.ConsentEvent:
     """Record a grant or withdrawal for one topic, or for all marketing when topic is None."""
     event = ledger.append(**consent_spec(
         contact, action=action, topic=topic, source=source, legal_basis=legal_basis,
         consent_text_version=consent_text_version, confirmed=confirmed, ip=ip, user_agent=user_agent,
-        detail=detail))
+        detail=detail, occurred_at=occurred_at))
     if topic is None and action in (ledger.WITHDRAW, ledger.OBJECT):
         suppress(contact.email_hash, "marketing", "opt_out", source=source, contact=contact)
     if action == ledger.GRANT and confirmed:

@@ -144,6 +144,18 @@ def _take_ids(n: int) -> tuple[int, str]:
     return last_id - n + 1, prev_hash
 
 
+def lock_head() -> None:
+    """Take the head row's write lock (held until commit) without appending."""
+    _take_ids(0)
+
+
+def _settle_waiting_opt_outs(contact_ids: list[int]) -> None:
+    """Chain these contacts' waiting one-click opt-outs first, so the ledger keeps the order people acted in."""
+    from . import optouts  # optouts builds on this module
+
+    optouts.settle(contact_ids)
+
+
 def _set_head_hash(last_hash: str) -> None:
     db.session.execute(
         update(LedgerHead).where(LedgerHead.id == 1).values(last_hash=last_hash)
@@ -172,6 +184,8 @@ def append(
                 legal_basis=legal_basis, consent_text_version=consent_text_version, confirmed=confirmed,
                 ip=ip, user_agent=user_agent, personal=personal, detail=detail, occurred_at=occurred_at)
     _check(spec)
+    if contact is not None:
+        _settle_waiting_opt_outs([contact.id])
     event_id, prev_hash = _take_ids(1)
     event = _build(spec, event_id, prev_hash)
     db.session.add(event)
@@ -194,6 +208,7 @@ def append_many(specs: list[dict]) -> list[ConsentEvent]:
         _check(spec)
     if not specs:
         return []
+    _settle_waiting_opt_outs([spec["contact"].id for spec in specs if spec.get("contact") is not None])
     first_id, prev_hash = _take_ids(len(specs))
     events = []
     for offset, spec in enumerate(specs):

@@ -107,6 +107,26 @@ class Subscription(db.Model):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class OptOutInbox(db.Model):
+    """An RFC 8058 one-click opt-out, taken and committed, waiting to be chained into the ledger.
+
+    The one-click request writes only this row; `optouts.settle` turns it into
+    the ledger's withdraw event (with the time, IP and user agent kept here)
+    and deletes it. Every reader of a contact's state settles first.
+    """
+
+    __tablename__ = "opt_out_inbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    # None: all marketing.
+    topic_id: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(200))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ConsentText(db.Model):
     """A versioned wording shown on a consent form; events cite its version."""
 

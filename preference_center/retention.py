@@ -26,7 +26,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, exists, func, select
 
-from . import contacts
+from . import contacts, optouts
 from .extensions import db
 from .models import (
     Campaign,
@@ -105,6 +105,7 @@ def plan(now: dt.datetime | None = None) -> Report:
 def apply(now: dt.datetime | None = None, chunk: int = 500) -> Report:
     """Run the policy, one transaction per chunk; the ledger chain keeps verifying."""
     report = _report(now, dry_run=False)
+    optouts.settle_all()  # inactivity counts the latest one-click opt-outs too
     report.contacts_erased = _erase_inactive(report.contact_cutoff, chunk)
     report.daily_stats_written = 0
     _fold_deliveries(report, chunk)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import and_, func, insert, literal, or_, select, update
 
-from . import compose, rules
+from . import compose, optouts, rules
 from .extensions import db
 from .mail import MessageBatch, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
@@ -141,6 +141,8 @@ def send_batch(batch_id: int) -> Outcome:
         finish_batch(batch)
         return outcome
     topic = db.session.get(Topic, campaign.topic_id)
+    if optouts.settle([c for _, c, _ in queued]):
+        db.session.commit()  # one-click opt-outs that came in since planning count now
     decisions = rules.decide(topic, [c for _, c, _ in queued])
     go, envelopes = [], []
     skips: dict[str, list[int]] = {}

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from preference_center import contacts, ledger, links
+from preference_center import contacts, ledger, links, optouts
 from preference_center.extensions import db
-from preference_center.models import ConsentEvent, ConsentText, Contact, DataRequest, Subscription, Suppression
+from preference_center.models import (ConsentEvent, ConsentText, Contact, DataRequest, OptOutInbox, Subscription,
+                                      Suppression)
 
 from . import factories
 from .conftest import csrf_token, path_of, prepare_database
@@ -51,8 +52,15 @@ def topic_id(app, key: str) -> int:
         return factories.get_topic(key).id
 
 
+def settle(app) -> int:
+    """Chain waiting one-click opt-outs into the ledger, as the worker does every second."""
+    with app.app_context():
+        return optouts.settle_all()
+
+
 def states(app, contact_id: int) -> dict[str, str]:
-    """What the sending rule says now, per topic key."""
+    """What the sending rule says now, per topic key (waiting one-click opt-outs settled first, as readers do)."""
+    settle(app)
     with app.app_context():
         contact = db.session.get(Contact, contact_id)
         return {v["topic"]: v["state"] for v in contacts.subscriptions_view(contact)}
@@ -69,7 +77,8 @@ def events(app, contact_id: int | None = None) -> list[ConsentEvent]:
 
 
 def snapshot(app) -> tuple:
-    """Everything a recipient page could change."""
+    """Everything a recipient page could change (waiting one-click opt-outs settled first)."""
+    settle(app)
     with app.app_context():
         count = lambda model: db.session.scalar(select(func.count()).select_from(model))  # noqa: E731
         subs = db.session.execute(select(Subscription.contact_id, Subscription.topic_id, Subscription.state,
@@ -279,8 +288,13 @@ def test_one_click_post_unsubscribes_without_cookies(app, ann, encoding):
     assert response.status_code == 200
     assert "Location" not in response.headers
     assert response.mimetype == "text/plain"
+    with app.app_context():  # durable before the 200: committed in the inbox, seen from a new session
+        waiting = db.session.scalars(select(OptOutInbox)).all()
+        assert [(w.contact_id, w.topic_id, w.source) for w in waiting] == [(ann, topic_id(app, "news"), "one-click")]
+    assert settle(app) == 1
     last = events(app, ann)[-1]
     assert (last.action, last.topic_id, last.source) == ("withdraw", topic_id(app, "news"), "one-click")
+    assert last.occurred_at == waiting[0].received_at
     assert states(app, ann)["news"] == "unsubscribed"
     assert ledger_ok(app)
 

@@ -17,12 +17,14 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 
-from preference_center import campaigns, contacts, ledger, sending
+from preference_center import campaigns, contacts, ledger, links, optouts, sending
 from preference_center.extensions import db
-from preference_center.models import Campaign, CampaignBatch, Contact, Delivery, Subscription, Topic
+from preference_center.models import (Campaign, CampaignBatch, ConsentEvent, Contact, Delivery, OptOutInbox, Subscription,
+                                      Topic)
 from worker import tasks
 
 from . import factories
+from .conftest import path_of
 from .fake_sendgrid import FakeSendGrid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,6 +196,7 @@ def test_marketing_mail_carries_one_click_headers_links_and_only_opaque_ids(ctx,
                            content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200
     db.session.expire_all()
+    assert optouts.settle_all() == 1
     assert db.session.get(Subscription, (person.id, news.id)).state == "unsubscribed"
 
 
@@ -220,10 +223,16 @@ def test_an_opt_out_after_planning_is_caught_at_send_time(ctx, news, fake, celer
     assert len(batches) >= 2
     # Mid-campaign: people in the last batch opt out after it was planned.
     last = db.session.scalars(select(Delivery).where(Delivery.batch_id == batches[-1])).all()
-    quitters = last[:5]
+    clickers, quitters = last[:3], last[3:5]
+    gmail = ctx.test_client(use_cookies=False)
+    for delivery in clickers:  # RFC 8058 one-click: waits in the inbox until the send-time re-check settles it
+        person = db.session.get(Contact, delivery.contact_id)
+        path = path_of(links.unsubscribe_url(person, news.id))
+        assert gmail.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        eligible.discard(person.email)
     for delivery in quitters:
         person = db.session.get(Contact, delivery.contact_id)
-        contacts.record_consent(person, action="withdraw", topic=news, source="one-click")
+        contacts.record_consent(person, action="withdraw", topic=news, source="preferences-page")
         eligible.discard(person.email)
     restricted = db.session.get(Contact, last[5].contact_id)
     ledger.append(ledger.RESTRICT, contact=restricted, scope=ledger.CONTACT, source="data-rights")
@@ -238,6 +247,9 @@ def test_an_opt_out_after_planning_is_caught_at_send_time(ctx, news, fake, celer
     assert result["skipped"] == {"unsubscribed": 5, "restricted": 1}
     skipped = db.session.scalars(select(Delivery).where(Delivery.status == "skipped")).all()
     assert all(d.reason and d.provider_message_id is None for d in skipped)
+    clicked = db.session.scalars(select(ConsentEvent).where(ConsentEvent.source == "one-click")).all()
+    assert sorted(e.contact_id for e in clicked) == sorted(d.contact_id for d in clickers)
+    assert db.session.scalar(select(func.count()).select_from(OptOutInbox)) == 0
 
 
 def test_a_broker_message_delivered_twice_sends_nothing_twice(ctx, news, fake, celery_app):

@@ -31,6 +31,7 @@ def celery_config(config: dict) -> dict:
         "timezone": "UTC",
         "beat_schedule": {
             "tick": {"task": "worker.tasks.tick", "schedule": float(config["PC_TICK_SECONDS"])},
+            "settle-opt-outs": {"task": "worker.tasks.settle_opt_outs", "schedule": float(config["PC_SETTLE_SECONDS"])},
             "webhook-sweep": {"task": "worker.tasks.sweep_webhook_events", "schedule": 60.0},
             "retention": {"task": "worker.tasks.retention", "schedule": crontab(hour=3, minute=17)},
         },

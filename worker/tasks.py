@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from flask import current_app
 
-from preference_center import campaigns, sending
+from preference_center import campaigns, optouts, sending
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,12 @@ def tick() -> None:
     sending.touch(stale)
     for delivery_id in stale:
         enqueue("send_message", delivery_id)
+
+
+@shared_task(name="worker.tasks.settle_opt_outs")
+def settle_opt_outs() -> int:
+    """Every PC_SETTLE_SECONDS: chain waiting one-click opt-outs into the ledger."""
+    return optouts.settle_all()
 
 
 @shared_task(name="worker.tasks.dispatch_campaign")

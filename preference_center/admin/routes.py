@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from worker.tasks import enqueue
 
-from .. import campaigns, contacts, imports, rights, staff, tokens, topics
+from .. import campaigns, contacts, imports, optouts, rights, staff, tokens, topics
 from ..contacts import ValidationError
 from ..emails import InvalidEmail
 from ..admin_models import ImportJob
@@ -178,6 +178,8 @@ def contact_list():
 
 
 def _contact_page(contact: Contact, form: SuppressForm, status: int = 200):
+    if optouts.settle([contact.id]):
+        db.session.commit()  # the timeline and state include one-click opt-outs still waiting
     return render_template(
         "admin/contact.html", contact=contact, form=form,
         subscriptions=contacts.subscriptions_view(contact) if contact.status != "erased" else [],

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from worker.tasks import enqueue
 
-from .. import audit, campaigns, contacts, ledger, links, messages, tokens, topics
+from .. import audit, campaigns, contacts, ledger, links, messages, optouts, tokens, topics
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
 from ..models import LEGAL_BASES, Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
@@ -100,6 +100,8 @@ def contact_or_404(email: str) -> Contact:
     contact = contacts.find(email)
     if contact is None:
         raise ApiError(404, "not_found", "no contact with that email address")
+    if optouts.settle([contact.id]):
+        db.session.commit()  # answer with one-click opt-outs still waiting in the state
     return contact
 
 

@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
-from .. import contacts, links, rights
+from .. import contacts, links, optouts, rights
 from ..extensions import csrf, db
 from ..i18n import use_contact_locale
 from ..limits import ONE_CLICK, PAGE_VIEWS, SENDS_MAIL, limiter, per_link
@@ -31,6 +31,8 @@ def _client() -> dict:
 def _link(purpose: str, token: str) -> links.Link:
     """The verified link, with the page switched to its contact's language."""
     link = links.load(purpose, token)
+    if optouts.settle([link.contact.id]):
+        db.session.commit()  # show (and act on) the state with this person's one-click opt-outs in it
     use_contact_locale(link.contact.locale)
     return link
 
@@ -116,22 +118,31 @@ def _is_one_click() -> bool:
 @limiter.limit(ONE_CLICK, key_func=per_link)
 @csrf.exempt  # RFC 8058: mail providers post without cookies or a token; our own button is checked below
 def unsubscribe(token: str):
+    if _is_one_click():
+        return _one_click(token)
     link = _link(links.UNSUBSCRIBE, token)
     topic = choices.unsubscribe_target(link.argument)
-    one_click = _is_one_click()
-    if not one_click:
-        try:
-            validate_csrf(request.form.get("csrf_token"))
-        except ValidationError:
-            abort(400, _("The form has expired. Please reload the page and try again."))
-    event = choices.unsubscribe(link.contact, topic, source=choices.ONE_CLICK if one_click else choices.UNSUBSCRIBE_PAGE,
-                                **_client())
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError:
+        abort(400, _("The form has expired. Please reload the page and try again."))
+    event = choices.unsubscribe(link.contact, topic, source=choices.UNSUBSCRIBE_PAGE, **_client())
     db.session.commit()
-    if one_click:
-        return Response(_("You are unsubscribed.") + "\n", 200, mimetype="text/plain")
     undo = UndoForm(event=event.id) if choices.undoable(link.contact, event) else None
     return render_template("public/unsubscribed.html", topic=topic, token=token, undo=undo,
                            preferences_url=links.preferences_url(link.contact))
+
+
+def _one_click(token: str):
+    """RFC 8058: one INSERT, committed before the 200; the ledger event follows (see optouts)."""
+    contact_id, version, topic_id = links.verify(links.UNSUBSCRIBE, token)
+    if not optouts.take(contact_id, version, topic_id, source=choices.ONE_CLICK, **_client()):
+        # Revoked, erased or a topic that is gone: let the full check say which.
+        link = _link(links.UNSUBSCRIBE, token)
+        topic = choices.unsubscribe_target(link.argument)
+        choices.unsubscribe(link.contact, topic, source=choices.ONE_CLICK, **_client())
+    db.session.commit()
+    return Response(_("You are unsubscribed.") + "\n", 200, mimetype="text/plain")
 
 
 @bp.post("/u/<token>/undo")

@@ -1,0 +1,160 @@
+"""RFC 8058 one-click opt-outs: taken with one INSERT, chained into the ledger just after.
+
+Mail providers post one-click opt-outs in bursts, and each must be durable
+before we answer 200. Appending to the hash-chained ledger takes the ledger
+head's lock, so the request does not: `take` checks the link's contact and
+topic and inserts one `opt_out_inbox` row in a single statement, and the
+caller commits. `settle` turns waiting rows into the ledger's withdraw events
+(with the time, IP and user agent of the click), in the order they arrived,
+under one head lock per batch, and deletes them.
+
+Nothing reads or changes a contact's state with its opt-outs still waiting:
+the ledger settles a contact before appending anything else for it (so the
+chain keeps the order people acted in), the send-time re-check settles its
+batch (so an opt-out stops the very next batch), and the recipient pages,
+the API and the staff pages settle the contact they show. The worker settles
+everything every PC_SETTLE_SECONDS.
+
+Locking: whoever settles takes the ledger head's lock before reading the
+inbox, so settlers queue on one lock and never deadlock on inbox rows.
+"""
+from __future__ import annotations
+
+from sqlalchemy import Integer, String, delete, exists, insert, literal, select
+
+from . import contacts, ledger
+from .extensions import db
+from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
+
+BATCH = 1000
+IN_CHUNK = 900
+_SETTLING = "pc.settling_opt_outs"
+
+
+def take(contact_id: int, version: int, topic_id: object, *, source: str, ip: str | None,
+         user_agent: str | None) -> bool:
+    """Record the opt-out of a verified unsubscribe link in one INSERT; False if the link no longer holds.
+
+    It holds while its contact exists, is not erased and still has that token
+    version, and its topic (0 = all marketing) is a marketing topic. The caller commits.
+    """
+    if not isinstance(topic_id, int) or isinstance(topic_id, bool):
+        return False
+    topic_holds = (literal(True) if topic_id == 0
+                   else exists().where(Topic.id == topic_id, Topic.kind == "marketing"))
+    row = select(
+        Contact.id,
+        literal(topic_id or None, Integer()),
+        literal(source[:200], String()),
+        literal(ip and ip[:64], String()),
+        literal(user_agent and user_agent[:512], String()),
+        literal(utcnow(), UTCDateTime()),
+    ).where(Contact.id == contact_id, Contact.token_version == version, Contact.status != "erased", topic_holds)
+    # INSERT … SELECT gives no reliable rowcount on every driver; RETURNING says whether a row went in.
+    inserted = db.session.connection().execute(
+        insert(OptOutInbox)
+        .from_select(["contact_id", "topic_id", "source", "ip", "user_agent", "received_at"], row)
+        .returning(OptOutInbox.id)
+    ).first()
+    return inserted is not None
+
+
+def waiting(contact_ids: list[int] | None = None) -> bool:
+    """Whether any opt-out waits (for these contacts); one indexed probe, no lock."""
+    probe = select(OptOutInbox.id).limit(1)
+    if contact_ids is None:
+        return db.session.scalar(probe) is not None
+    ids = list(dict.fromkeys(contact_ids))
+    return any(db.session.scalar(probe.where(OptOutInbox.contact_id.in_(ids[i:i + IN_CHUNK]))) is not None
+               for i in range(0, len(ids), IN_CHUNK))
+
+
+def settle(contact_ids: list[int] | None = None, *, limit: int = BATCH) -> int:
+    """Chain waiting opt-outs into the ledger: all of these contacts', or the oldest `limit` of anyone's.
+
+    Runs in the caller's transaction (the caller commits) and returns how many
+    inbox rows it settled; 0, without taking any lock, when none wait.
+    """
+    session = db.session
+    if session.info.get(_SETTLING) or not waiting(contact_ids):
+        return 0
+    ledger.lock_head()
+    query = select(*OptOutInbox.__table__.c).order_by(OptOutInbox.id)
+    if contact_ids is None:
+        rows = session.execute(query.limit(limit)).all()
+    else:
+        ids = list(dict.fromkeys(contact_ids))
+        rows = sorted((row for i in range(0, len(ids), IN_CHUNK)
+                       for row in session.execute(query.where(OptOutInbox.contact_id.in_(ids[i:i + IN_CHUNK])))),
+                      key=lambda row: row.id)
+    if not rows:
+        return 0
+    session.info[_SETTLING] = True
+    try:
+        _chain(rows)
+    finally:
+        session.info.pop(_SETTLING, None)
+    return len(rows)
+
+
+def settle_all() -> int:
+    """Settle every waiting opt-out, committing batch by batch (the worker's task)."""
+    total = 0
+    while True:
+        settled = settle()
+        db.session.commit()
+        total += settled
+        if settled < BATCH:
+            return total
+
+
+def _chain(rows: list) -> None:
+    """Append the withdraw events that `rows` ask for, skipping what already holds, then drop the rows."""
+    row_ids = [row.id for row in rows]
+    for i in range(0, len(row_ids), IN_CHUNK):
+        db.session.execute(delete(OptOutInbox).where(OptOutInbox.id.in_(row_ids[i:i + IN_CHUNK]))
+                           .execution_options(synchronize_session=False))
+    people = _by_id(Contact, {row.contact_id for row in rows})
+    topics = _by_id(Topic, {row.topic_id for row in rows if row.topic_id is not None})
+    states = _topic_states(rows)
+    specs: list[dict] = []
+    done: set[tuple[int, int | None]] = set()
+    for row in rows:
+        contact = people.get(row.contact_id)
+        topic = topics.get(row.topic_id)
+        key = (row.contact_id, row.topic_id)
+        if contact is None or contact.status == "erased" or key in done:
+            continue
+        if row.topic_id is not None and (topic is None or topic.kind != "marketing"):
+            continue
+        done.add(key)
+        proof = dict(source=row.source, ip=row.ip, user_agent=row.user_agent, occurred_at=row.received_at)
+        if topic is None:
+            if contact.marketing_opt_out_event_id is None:
+                # An opt-out from all marketing also suppresses the address: its own path.
+                ledger.append_many(specs)
+                specs = []
+                contacts.record_consent(contact, action=ledger.WITHDRAW, topic=None, **proof)
+        elif states.get(key) != "unsubscribed":
+            specs.append(contacts.consent_spec(contact, action=ledger.WITHDRAW, topic=topic, **proof))
+    ledger.append_many(specs)
+
+
+def _by_id(model, ids: set[int]) -> dict:
+    ids_list = list(ids)
+    found = {}
+    for i in range(0, len(ids_list), IN_CHUNK):
+        for obj in db.session.scalars(select(model).where(model.id.in_(ids_list[i:i + IN_CHUNK]))):
+            found[obj.id] = obj
+    return found
+
+
+def _topic_states(rows: list) -> dict[tuple[int, int], str]:
+    contact_ids = list({row.contact_id for row in rows if row.topic_id is not None})
+    states = {}
+    for i in range(0, len(contact_ids), IN_CHUNK):
+        for contact_id, topic_id, state in db.session.execute(
+                select(Subscription.contact_id, Subscription.topic_id, Subscription.state)
+                .where(Subscription.contact_id.in_(contact_ids[i:i + IN_CHUNK]))):
+            states[(contact_id, topic_id)] = state
+    return states
