@@ -20,7 +20,7 @@ inbox, so settlers queue on one lock and never deadlock on inbox rows.
 """
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, delete, exists, insert, literal, select
+from sqlalchemy import Integer, String, bindparam, cast, delete, exists, func, insert, or_, select
 
 from . import contacts, ledger
 from .extensions import db
@@ -31,31 +31,44 @@ IN_CHUNK = 900
 _SETTLING = "pc.settling_opt_outs"
 
 
+def _take_statement():
+    """INSERT … SELECT of one inbox row, only if the link still holds; built once, cached by SQLAlchemy."""
+    topic_holds = or_(bindparam("topic_id") == 0,
+                      exists().where(Topic.id == bindparam("topic_id"), Topic.kind == "marketing"))
+    row = select(
+        Contact.id,
+        cast(func.nullif(bindparam("topic_id", type_=Integer()), 0), Integer()),
+        bindparam("source", type_=String()),
+        bindparam("ip", type_=String()),
+        bindparam("user_agent", type_=String()),
+        bindparam("received_at", type_=UTCDateTime()),
+    ).where(Contact.id == bindparam("contact_id"), Contact.token_version == bindparam("version"),
+            Contact.status != "erased", topic_holds)
+    return (insert(OptOutInbox)
+            .from_select(["contact_id", "topic_id", "source", "ip", "user_agent", "received_at"], row)
+            .returning(OptOutInbox.id))
+
+
+_TAKE = _take_statement()
+
+
 def take(contact_id: int, version: int, topic_id: object, *, source: str, ip: str | None,
          user_agent: str | None) -> bool:
-    """Record the opt-out of a verified unsubscribe link in one INSERT; False if the link no longer holds.
+    """Record the opt-out of a verified unsubscribe link in one statement; False if the link no longer holds.
 
     It holds while its contact exists, is not erased and still has that token
-    version, and its topic (0 = all marketing) is a marketing topic. The caller commits.
+    version, and its topic (0 = all marketing) is a marketing topic. Runs in
+    its own short transaction on a pooled connection, committed before it
+    returns: no ORM session, no ledger lock.
     """
     if not isinstance(topic_id, int) or isinstance(topic_id, bool):
         return False
-    topic_holds = (literal(True) if topic_id == 0
-                   else exists().where(Topic.id == topic_id, Topic.kind == "marketing"))
-    row = select(
-        Contact.id,
-        literal(topic_id or None, Integer()),
-        literal(source[:200], String()),
-        literal(ip and ip[:64], String()),
-        literal(user_agent and user_agent[:512], String()),
-        literal(utcnow(), UTCDateTime()),
-    ).where(Contact.id == contact_id, Contact.token_version == version, Contact.status != "erased", topic_holds)
-    # INSERT … SELECT gives no reliable rowcount on every driver; RETURNING says whether a row went in.
-    inserted = db.session.connection().execute(
-        insert(OptOutInbox)
-        .from_select(["contact_id", "topic_id", "source", "ip", "user_agent", "received_at"], row)
-        .returning(OptOutInbox.id)
-    ).first()
+    with db.engine.begin() as connection:
+        # RETURNING, not rowcount: INSERT … SELECT has no reliable rowcount on every driver.
+        inserted = connection.execute(_TAKE, {
+            "contact_id": contact_id, "version": version, "topic_id": topic_id, "source": source[:200],
+            "ip": ip and ip[:64], "user_agent": user_agent and user_agent[:512], "received_at": utcnow(),
+        }).first()
     return inserted is not None
 
 

@@ -141,7 +141,7 @@ def _one_click(token: str):
         link = _link(links.UNSUBSCRIBE, token)
         topic = choices.unsubscribe_target(link.argument)
         choices.unsubscribe(link.contact, topic, source=choices.ONE_CLICK, **_client())
-    db.session.commit()
+        db.session.commit()
     return Response(_("You are unsubscribed.") + "\n", 200, mimetype="text/plain")
 
 
