@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--settle-after", action="store_true",
+                        help="start the worker only when the load stops, as if it ran on another machine")
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench_web")
     args = parser.parse_args()
     ensure_database(args.database)
@@ -140,10 +142,11 @@ def main() -> None:
     port = 8765
     subprocess.run([str(Path(sys.executable).parent / "celery"), "-A", "worker", "purge", "-f"], cwd=ROOT, env=env,
                    capture_output=True)
-    background = start_worker(env)
+    background = [] if args.settle_after else start_worker(env)
     server = serve("wsgi:app", env, args.workers, args.threads, port)
     try:
         one_click = load(f"http://127.0.0.1:{port}", unsub, args.seconds, "POST", args.connections, 2)
+        background = background or start_worker(env)
         with app.app_context():
             backlog = waiting_opt_outs()
             started = time.monotonic()

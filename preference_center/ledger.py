@@ -13,8 +13,9 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
 from .models import ConsentEvent, Contact, LedgerHead, Subscription, utcnow
@@ -311,9 +312,12 @@ IN_CHUNK = 900
 
 
 def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
-    """`apply` for many just-appended events (in ledger order): one read, one write-back.
+    """`apply` for many just-appended events (in ledger order): one read, Core writes.
 
     Gives the same materialised state as calling `apply` for each pair in turn.
+    Writes go straight to the tables (executemany), and the ORM objects the
+    session already holds get the new values as committed ones, so nothing
+    reads a stale state and nothing is flushed twice.
     """
     by_contact: dict[int, tuple[Contact, list[ConsentEvent]]] = {}
     for contact, event in pairs:
@@ -321,17 +325,17 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
             by_contact.setdefault(contact.id, (contact, []))[1].append(event)
     if not by_contact:
         return
+    db.session.flush()
+    subs = Subscription.__table__
     ids = list(by_contact)
-    subs: dict[tuple[int, int], Subscription] = {}
-    for i in range(0, len(ids), IN_CHUNK):
-        for sub in db.session.scalars(
-                select(Subscription).where(Subscription.contact_id.in_(ids[i:i + IN_CHUNK]))
-                .execution_options(populate_existing=True)):
-            subs[(sub.contact_id, sub.topic_id)] = sub
     topics_of: dict[int, dict[int, tuple[str, int]]] = {}
-    for (contact_id, topic_id), sub in subs.items():
-        topics_of.setdefault(contact_id, {})[topic_id] = (sub.state, sub.event_id)
-    added = []
+    for i in range(0, len(ids), IN_CHUNK):
+        for contact_id, topic_id, state, event_id in db.session.execute(
+                select(subs.c.contact_id, subs.c.topic_id, subs.c.state, subs.c.event_id)
+                .where(subs.c.contact_id.in_(ids[i:i + IN_CHUNK]))):
+            topics_of.setdefault(contact_id, {})[topic_id] = (state, event_id)
+    changed, added, people = [], [], []
+    now = utcnow()
     for contact_id, (contact, events) in by_contact.items():
         before = topics_of.get(contact_id, {})
         after = State(dict(before), contact.marketing_opt_out_event_id, contact.relationship_event_id,
@@ -343,18 +347,30 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
             if before.get(topic_id) == (state, event_id):
                 continue
             # The last event that changed a topic is the one its state names.
-            sub = subs.get((contact_id, topic_id))
-            if sub is None:
-                added.append(Subscription(contact_id=contact_id, topic_id=topic_id, state=state,
-                                          event_id=event_id, updated_at=when[event_id]))
-            else:
-                sub.state, sub.event_id, sub.updated_at = state, event_id, when[event_id]
-        contact.marketing_opt_out_event_id = after.marketing_opt_out_event_id
-        contact.relationship_event_id = after.relationship_event_id
-        contact.status = after.status
-        contact.last_interaction_at = events[-1].occurred_at
-    db.session.add_all(added)
-    db.session.flush()
+            row = {"b_contact": contact_id, "b_topic": topic_id, "state": state, "event_id": event_id,
+                   "updated_at": when[event_id]}
+            (changed if topic_id in before else added).append(row)
+        values = {"marketing_opt_out_event_id": after.marketing_opt_out_event_id,
+                  "relationship_event_id": after.relationship_event_id, "status": after.status,
+                  "last_interaction_at": events[-1].occurred_at, "updated_at": now}
+        people.append({"b_id": contact_id, **values})
+        for key, value in values.items():
+            set_committed_value(contact, key, value)
+    if changed:
+        db.session.execute(
+            update(subs).where(subs.c.contact_id == bindparam("b_contact"), subs.c.topic_id == bindparam("b_topic")),
+            changed)
+    if added:
+        db.session.execute(insert(subs), [{"contact_id": r["b_contact"], "topic_id": r["b_topic"],
+                                           **{k: r[k] for k in ("state", "event_id", "updated_at")}} for r in added])
+    contacts = Contact.__table__
+    db.session.execute(update(contacts).where(contacts.c.id == bindparam("b_id")), people)
+    for row in changed + added:
+        held = db.session.identity_map.get(Subscription.__mapper__.identity_key_from_primary_key(
+            (row["b_contact"], row["b_topic"])))
+        if held is not None:
+            for key in ("state", "event_id", "updated_at"):
+                set_committed_value(held, key, row[key])
 
 
 def redact(contact_id: int) -> int:
