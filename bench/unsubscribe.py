@@ -64,6 +64,21 @@ def seed(n: int) -> None:
     db.session.commit()
 
 
+def production_env(database: str) -> tuple[dict, Path]:
+    """PC_* settings of a production deployment on `database`, also put in this process's environment."""
+    ensure_database(database)
+    instance = Path("/tmp/pc-bench-web")
+    instance.mkdir(exist_ok=True)
+    env = {**os.environ, "PC_ENV": "production", "PC_DATABASE_URL": database,
+           "PC_BROKER_URL": "redis://127.0.0.1:6379/14", "PC_INSTANCE_PATH": str(instance),
+           "PC_SECRET_KEYS": SECRET, "PC_SUPPRESSION_KEY": "bench-suppression-key",
+           "PC_BASE_URL": "https://prefs.example.com",
+           # One load tool on one address: the per-address page limit would cap it.
+           "PC_RATELIMITS_ENABLED": "0"}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PC_")})
+    return env, instance
+
+
 def serve(app_path: str, env: dict, workers: int, threads: int, port: int) -> subprocess.Popen:
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-w", str(workers), "-k", "gthread", "--threads",
@@ -116,16 +131,7 @@ def main() -> None:
                         help="start the worker only when the load stops, as if it ran on another machine")
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench_web")
     args = parser.parse_args()
-    ensure_database(args.database)
-    instance = Path("/tmp/pc-bench-web")
-    instance.mkdir(exist_ok=True)
-    env = {**os.environ, "PC_ENV": "production", "PC_DATABASE_URL": args.database,
-           "PC_BROKER_URL": "redis://127.0.0.1:6379/14", "PC_INSTANCE_PATH": str(instance),
-           "PC_SECRET_KEYS": SECRET, "PC_SUPPRESSION_KEY": "bench-suppression-key",
-           "PC_BASE_URL": "https://prefs.example.com",
-           # One load tool on one address: the per-address page limit would cap it.
-           "PC_RATELIMITS_ENABLED": "0"}
-    os.environ.update({k: v for k, v in env.items() if k.startswith("PC_")})
+    env, instance = production_env(args.database)
     app = create_app()
     with app.app_context():
         seed(args.contacts)
