@@ -228,13 +228,17 @@ def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: s
     return event
 
 
-def subscriptions_view(contact: Contact, topics: list[Topic] | None = None) -> list[dict]:
-    """Each live topic with the state the sending rule gives it now."""
+def subscriptions_view(contact: Contact, topics: list[Topic] | None = None,
+                       scopes: set[str] | None = None) -> list[dict]:
+    """Each live topic (or each of `topics`) with the state the sending rule gives it now.
+
+    `scopes` are the address's suppression scopes, when the caller has them already.
+    """
     topics = topics if topics is not None else db.session.scalars(
         select(Topic).where(Topic.retired.is_(False)).order_by(Topic.kind, Topic.key)).all()
     subs = {s.topic_id: s for s in db.session.scalars(
         select(Subscription).where(Subscription.contact_id == contact.id))}
-    scopes = suppressions_of(contact)
+    scopes = suppressions_of(contact) if scopes is None else scopes
     view = []
     for topic in topics:
         decision: Decision = may_send(topic, contact, subs.get(topic.id), scopes)

@@ -72,13 +72,17 @@ def take(contact_id: int, version: int, topic_id: object, *, source: str, ip: st
     return inserted is not None
 
 
+_INBOX = OptOutInbox.__table__
+
+
 def waiting(contact_ids: list[int] | None = None) -> bool:
-    """Whether any opt-out waits (for these contacts); one indexed probe, no lock."""
-    probe = select(OptOutInbox.id).limit(1)
+    """Whether any opt-out waits (for these contacts); one indexed probe (Core, no ORM), no lock."""
+    probe = select(_INBOX.c.id).limit(1)
+    connection = db.session.connection()
     if contact_ids is None:
-        return db.session.scalar(probe) is not None
+        return connection.execute(probe).first() is not None
     ids = list(dict.fromkeys(contact_ids))
-    return any(db.session.scalar(probe.where(OptOutInbox.contact_id.in_(ids[i:i + IN_CHUNK]))) is not None
+    return any(connection.execute(probe.where(_INBOX.c.contact_id.in_(ids[i:i + IN_CHUNK]))).first() is not None
                for i in range(0, len(ids), IN_CHUNK))
 
 

@@ -32,15 +32,19 @@ DEFAULT_CONSENT_TEXTS = {
 
 # -- topics -------------------------------------------------------------------
 
+def live_topics() -> tuple[list[Topic], list[Topic]]:
+    """Live (marketing, system) topics, each in a stable order, in one query."""
+    topics = db.session.scalars(select(Topic).where(Topic.retired.is_(False)).order_by(Topic.name, Topic.key)).all()
+    return [t for t in topics if t.kind == "marketing"], [t for t in topics if t.kind == "system"]
+
+
 def marketing_topics() -> list[Topic]:
     """Live marketing topics, in a stable order."""
-    return list(db.session.scalars(
-        select(Topic).where(Topic.kind == "marketing", Topic.retired.is_(False)).order_by(Topic.name, Topic.key)))
+    return live_topics()[0]
 
 
 def system_topics() -> list[Topic]:
-    return list(db.session.scalars(
-        select(Topic).where(Topic.kind == "system", Topic.retired.is_(False)).order_by(Topic.name, Topic.key)))
+    return live_topics()[1]
 
 
 def consent_topics() -> list[Topic]:
@@ -62,16 +66,17 @@ def unsubscribe_target(argument) -> Topic | None:
 
 def preferences(contact: Contact) -> dict:
     """What the preference page shows: marketing topics with their state, system topics, blocks."""
-    marketing, system = marketing_topics(), system_topics()
-    view = {v["topic"]: v for v in contacts.subscriptions_view(contact, marketing + system)}
+    marketing, system = live_topics()
+    scopes = contacts.suppressions_of(contact)
+    view = {v["topic"]: v for v in contacts.subscriptions_view(contact, marketing + system, scopes=scopes)}
     return {
+        "topics": marketing,
         "marketing": [(t, view[t.key]) for t in marketing],
         "system": [(t, view[t.key]) for t in system],
         "subscribed": [t.key for t in marketing if view[t.key]["state"] == "subscribed"],
         "opted_out_all": contact.marketing_opt_out_event_id is not None,
         "restricted": contact.status == "restricted",
-        "complained": "marketing" in contacts.suppressions_of(contact)
-                      and contact.marketing_opt_out_event_id is None,
+        "complained": "marketing" in scopes and contact.marketing_opt_out_event_id is None,
     }
 
 

@@ -67,8 +67,8 @@ def _preferences_form(topics) -> PreferencesForm:
 @limiter.limit(PAGE_VIEWS)
 def preferences(token: str):
     contact = _link(links.PREFERENCES, token).contact
-    form = _preferences_form(choices.marketing_topics())
     page = choices.preferences(contact)
+    form = _preferences_form(page["topics"])
     form.topics.data = page["subscribed"]
     return _preferences_page(token, contact, form, page=page)
 
