@@ -124,6 +124,8 @@ def personalization(batch: MessageBatch, envelope: Envelope) -> dict:
 
 def address(value: str) -> dict:
     """SendGrid's {"email", "name"} object from "Name <addr>" or a bare address."""
+    if "<" not in value and "(" not in value and '"' not in value and " " not in value:
+        return {"email": value}  # a bare address, as contacts are stored: no parsing needed
     name, email = parseaddr(value)
     result = {"email": email or value}
     if name:
