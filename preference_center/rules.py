@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Protocol
 from sqlalchemy import and_, case, exists, false, literal, or_, select
 
 from .extensions import db
+from .sqlutil import one_of
 from .models import Contact, Subscription, Suppression, Topic
 
 # Reasons: a send says which basis authorised it, a skip says why not.
@@ -193,20 +194,25 @@ def audience(topic: Topic, *, chunk: int = 1000, after_id: int = 0, filters: dic
 
 
 def decide(topic: Topic, contact_ids: list[int]) -> dict[int, tuple[Contact, Decision]]:
-    """Apply `may_send` to many contacts with three queries in all (send-time re-check)."""
+    """Apply `may_send` to many contacts with three queries in all (send-time re-check).
+
+    Contacts and subscriptions come back as plain rows (read-only, with the
+    same attribute names as the models): the re-check runs for every batch.
+    """
     if not contact_ids:
         return {}
-    contacts = db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids))).all()
+    people, subs_table = Contact.__table__, Subscription.__table__
+    contacts = db.session.execute(select(people).where(one_of(people.c.id, contact_ids))).all()
     subs = {
         s.contact_id: s
-        for s in db.session.scalars(
-            select(Subscription).where(Subscription.topic_id == topic.id, Subscription.contact_id.in_(contact_ids))
+        for s in db.session.execute(
+            select(subs_table).where(subs_table.c.topic_id == topic.id, one_of(subs_table.c.contact_id, contact_ids))
         )
     }
     scopes: dict[str, set[str]] = defaultdict(set)
     hashes = list({c.email_hash for c in contacts})
     for email_hash, scope in db.session.execute(
-        select(Suppression.email_hash, Suppression.scope).where(Suppression.email_hash.in_(hashes))
+        select(Suppression.email_hash, Suppression.scope).where(one_of(Suppression.__table__.c.email_hash, hashes))
     ):
         scopes[email_hash].add(scope)
     return {

@@ -28,6 +28,7 @@ from sqlalchemy import and_, func, insert, literal, or_, select, update
 
 from . import compose, optouts, rules
 from .extensions import db
+from .sqlutil import one_of
 from .mail import MessageBatch, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
 
@@ -105,7 +106,7 @@ def claim_batch(batch_id: int) -> bool:
 
 def _set(ids: list[int], **values) -> None:
     if ids:
-        db.session.execute(update(Delivery).where(Delivery.id.in_(ids))
+        db.session.execute(update(Delivery).where(one_of(Delivery.id, ids))
                            .values(updated_at=utcnow(), **values)
                            .execution_options(synchronize_session=False))
 
