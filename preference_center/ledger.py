@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
 from .models import ConsentEvent, Contact, LedgerHead, Subscription, utcnow
+from .sqlutil import one_of
 
 GENESIS = "0" * 64
 
@@ -332,7 +333,7 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
     for i in range(0, len(ids), IN_CHUNK):
         for contact_id, topic_id, state, event_id in db.session.execute(
                 select(subs.c.contact_id, subs.c.topic_id, subs.c.state, subs.c.event_id)
-                .where(subs.c.contact_id.in_(ids[i:i + IN_CHUNK]))):
+                .where(one_of(subs.c.contact_id, ids[i:i + IN_CHUNK]))):
             topics_of.setdefault(contact_id, {})[topic_id] = (state, event_id)
     changed, added, people = [], [], []
     now = utcnow()

@@ -25,6 +25,7 @@ from sqlalchemy import Integer, String, bindparam, cast, delete, exists, func, i
 from . import contacts, ledger
 from .extensions import db
 from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
+from .sqlutil import one_of
 
 BATCH = 1000
 IN_CHUNK = 900
@@ -82,7 +83,7 @@ def waiting(contact_ids: list[int] | None = None) -> bool:
     if contact_ids is None:
         return connection.execute(probe).first() is not None
     ids = list(dict.fromkeys(contact_ids))
-    return any(connection.execute(probe.where(_INBOX.c.contact_id.in_(ids[i:i + IN_CHUNK]))).first() is not None
+    return any(connection.execute(probe.where(one_of(_INBOX.c.contact_id, ids[i:i + IN_CHUNK]))).first() is not None
                for i in range(0, len(ids), IN_CHUNK))
 
 
@@ -102,7 +103,7 @@ def settle(contact_ids: list[int] | None = None, *, limit: int = BATCH) -> int:
     else:
         ids = list(dict.fromkeys(contact_ids))
         rows = sorted((row for i in range(0, len(ids), IN_CHUNK)
-                       for row in session.execute(query.where(OptOutInbox.contact_id.in_(ids[i:i + IN_CHUNK])))),
+                       for row in session.execute(query.where(one_of(_INBOX.c.contact_id, ids[i:i + IN_CHUNK])))),
                       key=lambda row: row.id)
     if not rows:
         return 0
@@ -129,8 +130,7 @@ def _chain(rows: list) -> None:
     """Append the withdraw events that `rows` ask for, skipping what already holds, then drop the rows."""
     row_ids = [row.id for row in rows]
     for i in range(0, len(row_ids), IN_CHUNK):
-        db.session.execute(delete(OptOutInbox).where(OptOutInbox.id.in_(row_ids[i:i + IN_CHUNK]))
-                           .execution_options(synchronize_session=False))
+        db.session.execute(delete(_INBOX).where(one_of(_INBOX.c.id, row_ids[i:i + IN_CHUNK])))
     people = _by_id(Contact, {row.contact_id for row in rows})
     topics = _by_id(Topic, {row.topic_id for row in rows if row.topic_id is not None})
     states = _topic_states(rows)
@@ -161,7 +161,7 @@ def _by_id(model, ids: set[int]) -> dict:
     ids_list = list(ids)
     found = {}
     for i in range(0, len(ids_list), IN_CHUNK):
-        for obj in db.session.scalars(select(model).where(model.id.in_(ids_list[i:i + IN_CHUNK]))):
+        for obj in db.session.scalars(select(model).where(one_of(model.__table__.c.id, ids_list[i:i + IN_CHUNK]))):
             found[obj.id] = obj
     return found
 
@@ -172,6 +172,6 @@ def _topic_states(rows: list) -> dict[tuple[int, int], str]:
     for i in range(0, len(contact_ids), IN_CHUNK):
         for contact_id, topic_id, state in db.session.execute(
                 select(Subscription.contact_id, Subscription.topic_id, Subscription.state)
-                .where(Subscription.contact_id.in_(contact_ids[i:i + IN_CHUNK]))):
+                .where(one_of(Subscription.__table__.c.contact_id, contact_ids[i:i + IN_CHUNK]))):
             states[(contact_id, topic_id)] = state
     return states
