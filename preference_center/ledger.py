@@ -218,7 +218,8 @@ def append_many(specs: list[dict]) -> list[ConsentEvent]:
         prev_hash = event.hash
         events.append(event)
     columns = [c.key for c in ConsentEvent.__mapper__.column_attrs]
-    db.session.execute(insert(ConsentEvent), [{c: getattr(e, c) for c in columns} for e in events])
+    # Core, not the ORM bulk path: one multi-row INSERT per 1,000 events instead of one per event.
+    db.session.execute(insert(ConsentEvent.__table__), [{c: getattr(e, c) for c in columns} for e in events])
     _set_head_hash(prev_hash)
     apply_many([(spec.get("contact"), event) for spec, event in zip(specs, events)])
     return events
