@@ -62,18 +62,25 @@ def main() -> None:
         db.session.commit()
         statements = {"count": 0}
 
-        kinds: dict[str, int] = {}
+        kinds: dict[str, list] = {}
 
         def count(conn, cursor, statement, *_):
             statements["count"] += 1
-            kind = " ".join(statement.split()[:3])
-            kinds[kind] = kinds.get(kind, 0) + 1
+            conn.info["pc_bench_started"] = time.perf_counter()
+
+        def timed(conn, cursor, statement, *_):
+            kind = " ".join(statement.split()[:4])[:60]
+            entry = kinds.setdefault(kind, [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - conn.info.pop("pc_bench_started", time.perf_counter())
 
         event.listen(db.engine, "before_cursor_execute", count)
+        event.listen(db.engine, "after_cursor_execute", timed)
         started = time.perf_counter()
         job = imports.run(job.id)
         took = time.perf_counter() - started
         event.remove(db.engine, "before_cursor_execute", count)
+        event.remove(db.engine, "after_cursor_execute", timed)
         contacts = db.session.scalar(select(func.count()).select_from(Contact))
         subscribed = db.session.scalar(select(func.count()).select_from(Subscription)
                                        .where(Subscription.state == "subscribed"))
@@ -85,7 +92,8 @@ def main() -> None:
     print(f"database statements: {statements['count']:,} = {statements['count'] / (args.rows / 1000):.1f} per 1,000 rows "
           "(an executemany counts once)")
     if os.environ.get("PC_BENCH_VERBOSE"):
-        print(sorted(kinds.items(), key=lambda kv: -kv[1])[:8])
+        for kind, (n, seconds) in sorted(kinds.items(), key=lambda kv: -kv[1][1])[:8]:
+            print(f"  {seconds:7.2f} s in {n:5d} x {kind}")
     print(f"checks: {contacts:,} contacts, {subscribed:,} confirmed subscriptions, {events:,} ledger events "
           f"(expected {2 * args.rows:,}), chain verifies: {verified.ok}")
     assert status == "done" and contacts == subscribed == args.rows and events == 2 * args.rows and verified.ok
