@@ -13,6 +13,7 @@ settings.
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 import os
 import re
 import subprocess
@@ -64,6 +65,18 @@ def seed(n: int) -> None:
     db.session.commit()
 
 
+def load_arguments(description: str, contacts: int) -> argparse.ArgumentParser:
+    """The options every web benchmark takes: population, load, server shape, database."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=contacts)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench_web")
+    return parser
+
+
 def production_env(database: str) -> tuple[dict, Path]:
     """PC_* settings of a production deployment on `database`, also put in this process's environment."""
     ensure_database(database)
@@ -77,6 +90,17 @@ def production_env(database: str) -> tuple[dict, Path]:
            "PC_RATELIMITS_ENABLED": "0"}
     os.environ.update({k: v for k, v in env.items() if k.startswith("PC_")})
     return env, instance
+
+
+@contextmanager
+def seeded(args):
+    """A production app on a freshly seeded database: (app, env, instance folder, contacts), in its context."""
+    env, instance = production_env(args.database)
+    app = create_app()
+    with app.app_context():
+        seed(args.contacts)
+        yield app, env, instance, db.session.scalars(select(Contact).order_by(Contact.id)).all()
+        db.engine.dispose()
 
 
 def serve(app_path: str, env: dict, workers: int, threads: int, port: int) -> subprocess.Popen:
@@ -121,21 +145,11 @@ def load(url: str, paths_file: Path, seconds: int, method: str, connections: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contacts", type=int, default=60000)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser = load_arguments(__doc__, contacts=60000)
     parser.add_argument("--settle-after", action="store_true",
                         help="start the worker only when the load stops, as if it ran on another machine")
-    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench_web")
     args = parser.parse_args()
-    env, instance = production_env(args.database)
-    app = create_app()
-    with app.app_context():
-        seed(args.contacts)
-        contacts = db.session.scalars(select(Contact).order_by(Contact.id)).all()
+    with seeded(args) as (app, env, instance, contacts):
         unsub = instance / "unsubscribe.txt"
         unsub.write_text("".join(f"/u/{links.make(links.UNSUBSCRIBE, c, 1)}\n" for c in contacts))
         prefs = instance / "preferences.txt"
@@ -143,7 +157,6 @@ def main() -> None:
         floor_paths = instance / "floor.txt"
         floor_paths.write_text("".join(f"/u/t{i}\n" for i in range(args.contacts)))
         events_before = db.session.scalar(select(func.count(ConsentEvent.id)))
-        db.engine.dispose()
 
     port = 8765
     subprocess.run([str(Path(sys.executable).parent / "celery"), "-A", "worker", "purge", "-f"], cwd=ROOT, env=env,
