@@ -43,18 +43,6 @@ def instance_path() -> Path:
     return Path(_env("PC_INSTANCE_PATH", str(PROJECT_ROOT / "instance"))).resolve()
 
 
-def engine_options(database_url: str) -> dict:
-    """SQLAlchemy engine options for the database URL."""
-    options: dict = {"pool_pre_ping": True}
-    if database_url.startswith("postgresql"):
-        # psycopg prepares a statement it runs five times, and PostgreSQL may then
-        # keep one generic plan for it. A plan chosen while a table was small (a
-        # first import into an empty database) stays a sequential scan as the
-        # table grows: plan each execution with its own parameters instead.
-        options["connect_args"] = {"options": "-c plan_cache_mode=force_custom_plan"}
-    return options
-
-
 def load(instance: Path) -> dict:
     """Build the Flask config mapping from the environment."""
     env = _env("PC_ENV", "development")
@@ -75,7 +63,7 @@ def load(instance: Path) -> dict:
         "PC_BASE_URL": (_env("PC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
         "PC_INSTANCE_PATH": str(instance),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "PC_BROKER_URL": broker_url,
         "PC_MAIL_TRANSPORT": _env("PC_MAIL_TRANSPORT", "outbox"),
         "PC_FROM_EMAIL": _env("PC_FROM_EMAIL", "Preference Center <news@example.com>"),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from . import contacts, ledger
 from .admin_models import ImportJob
@@ -475,6 +475,18 @@ def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: di
     counts["kept_opt_out"] += sum(row.keeps_opt_out for row in todo)
 
 
+def _plan_each_statement() -> None:
+    """Have PostgreSQL plan this chunk's statements with their own parameters.
+
+    psycopg prepares a statement it runs five times, and PostgreSQL may then
+    keep one generic plan for it. A first import into an empty database would
+    keep the plan chosen while `contacts` was tiny (a sequential scan) as the
+    table grows, until the next ANALYZE: quadratic. Lasts one transaction.
+    """
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 def run(job_id: int, chunk: int = CHUNK) -> ImportJob | None:
     """Import a queued job chunk by chunk; each chunk commits with the progress counter.
 
@@ -497,6 +509,7 @@ def run(job_id: int, chunk: int = CHUNK) -> ImportJob | None:
                 seen.add(row.email)
     try:
         for batch in _chunks(job, skip=job.processed, size=chunk):
+            _plan_each_statement()
             counts = _empty_counts()
             _apply_rows(job, classify(job, batch, seen), topic, counts)
             done = db.session.execute(
