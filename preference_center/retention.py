@@ -12,6 +12,10 @@
   content of the system messages they carried.
 - Stored webhook events (they hold addresses) go after a week; SendGrid stops
   retrying after a day, so de-duplication no longer needs them.
+- Uploaded CSV files (they hold addresses) of imports that never ran, or
+  failed, are deleted after PC_UPLOAD_RETENTION_DAYS and their jobs marked
+  discarded; so are files in the uploads folder that no job refers to (an
+  upload whose request failed half-way).
 
 `plan` reports what `apply` would do and changes nothing.
 """
@@ -20,13 +24,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, exists, func, select
 
-from . import contacts, optouts
+from . import contacts, imports, optouts
+from .admin_models import ImportJob
 from .extensions import db
 from .models import (
     Campaign,
@@ -43,6 +49,8 @@ from .models import (
 SOURCE = "retention"
 NO_BASIS_RELATIONSHIPS = ("prospect", "candidate")
 WEBHOOK_EVENT_DAYS = 7
+# Imports whose file is only waiting: a queued or running import still needs it.
+UNUSED_IMPORTS = ("uploaded", "previewed", "failed")
 
 
 @dataclass
@@ -57,6 +65,7 @@ class Report:
     deliveries_aggregated: int = 0
     system_messages_deleted: int = 0
     webhook_events_deleted: int = 0
+    uploads_deleted: int = 0
     daily_stats_written: int | None = None  # unknown in a dry run
 
     def as_dict(self) -> dict:
@@ -98,6 +107,8 @@ def plan(now: dt.datetime | None = None) -> Report:
         Delivery.created_at < report.delivery_cutoff, Delivery.system_message_id.is_not(None)))
     report.webhook_events_deleted = _count(select(WebhookEvent.id).where(
         WebhookEvent.received_at < report.now - dt.timedelta(days=WEBHOOK_EVENT_DAYS)))
+    jobs, orphans = _stale_uploads(report.now)
+    report.uploads_deleted = len(jobs) + len(orphans)
     db.session.rollback()
     return report
 
@@ -113,7 +124,32 @@ def apply(now: dt.datetime | None = None, chunk: int = 500) -> Report:
         WebhookEvent.received_at < report.now - dt.timedelta(days=WEBHOOK_EVENT_DAYS)))
     report.webhook_events_deleted = result.rowcount or 0
     db.session.commit()
+    jobs, orphans = _stale_uploads(report.now)
+    for job in jobs:
+        imports.delete_file(job)
+        job.status = "discarded"
+        job.error = f"the uploaded file was deleted by the retention policy after {_upload_days()} days unused"
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    db.session.commit()
+    report.uploads_deleted = len(jobs) + len(orphans)
     return report
+
+
+def _upload_days() -> int:
+    return current_app.config["PC_UPLOAD_RETENTION_DAYS"]
+
+
+def _stale_uploads(now: dt.datetime) -> tuple[list[ImportJob], list[Path]]:
+    """Import jobs whose file waits unused past the limit, and old files no job refers to."""
+    cutoff = now - dt.timedelta(days=_upload_days())
+    jobs = list(db.session.scalars(select(ImportJob).where(
+        ImportJob.stored_path.is_not(None), ImportJob.status.in_(UNUSED_IMPORTS), ImportJob.created_at < cutoff)))
+    referenced = set(db.session.scalars(select(ImportJob.stored_path).where(ImportJob.stored_path.is_not(None))))
+    orphans = [path for path in imports.uploads_folder().glob("*.csv")
+               if str(path) not in referenced
+               and dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc) < cutoff]
+    return jobs, orphans
 
 
 def _erase_inactive(cutoff: dt.datetime, chunk: int) -> int:

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from preference_center import contacts, ledger, retention
+from preference_center import contacts, imports, ledger, retention
+from preference_center.admin_models import ImportJob
 from preference_center.extensions import db
 from preference_center.models import (
     Campaign,
@@ -220,6 +224,46 @@ def test_old_webhook_events_are_deleted(ctx):
     assert retention.plan().webhook_events_deleted == 1
     assert retention.apply().webhook_events_deleted == 1
     assert db.session.scalars(select(WebhookEvent.provider_event_id)).all() == ["new"]
+
+
+def upload(status: str, days_old: int) -> ImportJob:
+    """An import job with its CSV on disk, created `days_old` days ago."""
+    job = imports.store(io.BytesIO(b"email\nann@example.com\n"), "people.csv", created_by="staff:mia@example.com")
+    job.status = status
+    job.created_at = NOW - dt.timedelta(days=days_old)
+    db.session.commit()
+    return job
+
+
+def age(path: Path, days: int) -> None:
+    old = (NOW - dt.timedelta(days=days)).timestamp()
+    os.utime(path, (old, old))
+
+
+def test_unused_uploads_are_deleted_after_a_week_and_files_still_needed_are_kept(ctx):
+    stale = {status: upload(status, days_old=8) for status in ("uploaded", "previewed", "failed")}
+    needed = {status: upload(status, days_old=8) for status in ("queued", "running")}
+    recent = upload("previewed", days_old=2)
+    orphan_old = imports.uploads_folder() / "orphan-old.csv"
+    orphan_new = imports.uploads_folder() / "orphan-new.csv"
+    for path in (orphan_old, orphan_new):
+        path.write_text("email\nbob@example.com\n")
+    age(orphan_old, 8)
+    paths = {job.id: Path(job.stored_path) for job in [*stale.values(), *needed.values(), recent]}
+
+    assert retention.plan().uploads_deleted == 4  # three stale jobs and the old orphan
+    assert all(path.exists() for path in paths.values()) and orphan_old.exists()
+
+    assert retention.apply().uploads_deleted == 4
+    for job in stale.values():
+        db.session.refresh(job)
+        assert (job.status, job.stored_path) == ("discarded", None)
+        assert "retention" in job.error and not paths[job.id].exists()
+    for job in [*needed.values(), recent]:
+        db.session.refresh(job)
+        assert job.stored_path is not None and paths[job.id].exists()
+    assert not orphan_old.exists() and orphan_new.exists()
+    assert retention.apply().uploads_deleted == 0
 
 
 # -- dry run, idempotence, the command and the task --------------------------------------
