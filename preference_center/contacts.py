@@ -145,6 +145,12 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
     return results
 
 
+def suppression_rows(contact: Contact) -> list[Suppression]:
+    """The suppressions of a contact's address, with their reasons."""
+    return list(db.session.scalars(select(Suppression).where(Suppression.email_hash == contact.email_hash)
+                                   .order_by(Suppression.scope)))
+
+
 def suppressions_of(contact: Contact) -> set[str]:
     return set(db.session.scalars(select(Suppression.scope).where(Suppression.email_hash == contact.email_hash)))
 
@@ -161,6 +167,33 @@ def suppress(contact_hash: str, scope: str, reason: str, *, source: str, contact
                           ip=ip, user_agent=user_agent, detail={"scope": scope, "reason": reason})
     row = Suppression(email_hash=contact_hash, scope=scope, reason=reason, source=source[:200], event_id=event.id)
     db.session.add(row)
+    db.session.flush()
+    return row
+
+
+# Suppressions staff may not lift: the person's own opt-out (only their fresh
+# consent lifts it) and erasure (the address stays blocked for good).
+KEPT_FOR_THE_PERSON = {"opt_out": "the person opted out of marketing themselves; only their own fresh consent "
+                                  "lifts it", "erased": "the person's data was erased; the address stays blocked"}
+
+
+def lift_suppression(contact: Contact, scope: str, *, why: str, source: str, ip: str | None = None) -> Suppression:
+    """Remove a suppression staff may lift (a bounce, a complaint, a manual block), recorded in the ledger."""
+    if contact.status == "erased":
+        raise ValidationError("this contact has been erased", code="erased")
+    row = db.session.scalar(select(Suppression).where(Suppression.email_hash == contact.email_hash,
+                                                      Suppression.scope == scope))
+    if row is None:
+        raise ValidationError(f"this address has no {scope!r} suppression", "scope", code="not_found")
+    if row.reason in KEPT_FOR_THE_PERSON:
+        raise ValidationError(f"this suppression cannot be lifted: {KEPT_FOR_THE_PERSON[row.reason]}", "scope",
+                              code="conflict")
+    why = (why or "").strip()
+    if not why:
+        raise ValidationError("say why the suppression is lifted", "why")
+    ledger.append(ledger.LIFT_SUPPRESSION, contact=contact, scope=ledger.CONTACT, source=source, ip=ip,
+                  detail={"scope": scope, "reason": row.reason, "why": why[:200]})
+    db.session.delete(row)
     db.session.flush()
     return row
 

@@ -370,6 +370,72 @@ def test_a_suppression_needs_a_reason(as_marketer, news):
     assert contacts.suppressions_of(ann) == set()
 
 
+def test_an_admin_lifts_a_bounce_suppression_and_mail_flows_again(as_admin, news):
+    ann = factories.contact("ann@example.com", relationship="customer")
+    contacts.record_consent(ann, action="grant", topic=news, source="test", confirmed=True)
+    contacts.suppress(ann.email_hash, "all", "hard_bounce", source="webhook:sendgrid", contact=ann)
+    db.session.commit()
+    page = text_of(as_admin.get(f"/admin/contacts/{ann.id}").text)
+    assert "all : hard_bounce" in page and "Lift suppression" in page
+    response = as_admin.post(f"/admin/contacts/{ann.id}/lift-suppression",
+                             {"scope": "all", "why": "mailbox works again, confirmed by phone"})
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert contacts.suppressions_of(ann) == set()
+    assert {s["topic"]: s["state"] for s in contacts.subscriptions_view(ann)}["news"] == "subscribed"
+    event = db.session.scalar(select(ConsentEvent).where(ConsentEvent.action == "lift_suppression"))
+    assert event.source == "staff:boss@example.com"
+    assert event.detail == {"scope": "all", "reason": "hard_bounce", "why": "mailbox works again, confirmed by phone"}
+    assert "contact.lift_suppression" in audit_actions("staff:boss@example.com")
+    page = text_of(as_admin.get(f"/admin/contacts/{ann.id}").text)
+    assert ("block from all mail (hard_bounce) lifted: mailbox works again, confirmed by phone "
+            "by staff member boss@example.com") in page
+    assert ledger.verify().ok
+
+
+def test_a_persons_own_opt_out_and_erasure_cannot_be_lifted_by_staff(as_admin, news):
+    ann = factories.contact("ann@example.com")
+    contacts.record_consent(ann, action="withdraw", topic=None, source="preferences-page")
+    db.session.commit()
+    before = db.session.scalar(select(func.count()).select_from(ConsentEvent))
+    page = text_of(as_admin.get(f"/admin/contacts/{ann.id}").text)
+    assert "only their own fresh consent lifts it" in page and "Lift suppression" not in page
+    response = as_admin.post(f"/admin/contacts/{ann.id}/lift-suppression", {"scope": "marketing", "why": "CEO asked"})
+    assert response.status_code == 409
+    assert "only their own fresh consent lifts it" in unescape(response.text)
+    db.session.expire_all()
+    assert contacts.suppressions_of(ann) == {"marketing"}
+    assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == before
+    contacts.erase(ann, source="test")
+    with pytest.raises(contacts.ValidationError, match="erased"):
+        contacts.lift_suppression(ann, "all", why="mistake", source="test")
+
+
+@pytest.mark.parametrize("data, status", [
+    ({"scope": "all", "why": "no such block"}, 422),
+    ({"scope": "marketing", "why": ""}, 422),
+    ({"scope": "everything", "why": "bad scope"}, 422),
+])
+def test_bad_lift_requests_change_nothing(as_admin, news, data, status):
+    ann = factories.contact("ann@example.com")
+    contacts.suppress(ann.email_hash, "marketing", "spam_complaint", source="webhook:sendgrid", contact=ann)
+    db.session.commit()
+    assert as_admin.post(f"/admin/contacts/{ann.id}/lift-suppression", data).status_code == status
+    db.session.expire_all()
+    assert contacts.suppressions_of(ann) == {"marketing"}
+
+
+def test_only_admins_lift_suppressions(as_marketer, news):
+    ann = factories.contact("ann@example.com")
+    contacts.suppress(ann.email_hash, "marketing", "spam_complaint", source="webhook:sendgrid", contact=ann)
+    db.session.commit()
+    assert "Lift suppression" not in as_marketer.get(f"/admin/contacts/{ann.id}").text
+    response = as_marketer.post(f"/admin/contacts/{ann.id}/lift-suppression", {"scope": "marketing", "why": "x"})
+    assert response.status_code == 403
+    db.session.expire_all()
+    assert contacts.suppressions_of(ann) == {"marketing"}
+
+
 # -- campaigns ----------------------------------------------------------------------
 
 COMPOSE = {"name": "Winter", "topic": "news", "subject": "Hello {{ contact.name }}",

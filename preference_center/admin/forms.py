@@ -84,6 +84,11 @@ class SuppressForm(FlaskForm):
     reason = StringField("Reason (kept in the ledger)", validators=[DataRequired(), Length(max=60)])
 
 
+class LiftSuppressionForm(FlaskForm):
+    scope = SelectField("Suppression", choices=[("marketing", "Marketing"), ("all", "All mail")])
+    why = StringField("Why it is lifted (kept in the ledger)", validators=[DataRequired(), Length(max=200)])
+
+
 class UploadForm(FlaskForm):
     file = FileField("CSV file (UTF-8; comma, semicolon or tab separated)", validators=[FileRequired()])
 

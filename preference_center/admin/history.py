@@ -81,6 +81,10 @@ def _what(event: ConsentEvent, topic: Topic | None) -> str:
     if action == "suppress":
         scope_words = "all mail" if detail.get("scope") == "all" else "marketing mail"
         return f"address blocked from {scope_words} ({detail.get('reason', 'no reason given')})"
+    if action == "lift_suppression":
+        scope_words = "all mail" if detail.get("scope") == "all" else "marketing mail"
+        return (f"block from {scope_words} ({detail.get('reason', 'no reason given')}) lifted: "
+                f"{detail.get('why', 'no reason given')}")
     if action == "relationship":
         return f"relationship recorded as {detail.get('relationship', 'unknown')}"
     return action

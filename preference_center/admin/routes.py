@@ -15,8 +15,9 @@ from ..extensions import csrf, db
 from ..limits import limiter
 from ..models import ApiToken, Campaign, Contact, DataRequest, StaffUser, Topic, utcnow
 from . import auth, bp, history, preview, queries
-from .forms import (CampaignForm, LoginForm, RequestFilterForm, ScheduleForm, SearchForm, SuppressForm,
-                    TestSendForm, TokenForm, TopicEditForm, TopicForm, UploadForm, UserForm, import_settings_form)
+from .forms import (CampaignForm, LiftSuppressionForm, LoginForm, RequestFilterForm, ScheduleForm, SearchForm,
+                    SuppressForm, TestSendForm, TokenForm, TopicEditForm, TopicForm, UploadForm, UserForm,
+                    import_settings_form)
 
 LOGIN_LIMIT = "20/minute"
 # The preview iframe inherits the page's policy: staff HTML mail uses inline
@@ -177,13 +178,19 @@ def contact_list():
     return render_template("admin/contacts.html", form=form, q=q, results=queries.search_contacts(q))
 
 
-def _contact_page(contact: Contact, form: SuppressForm, status: int = 200):
+def _contact_page(contact: Contact, form: SuppressForm, status: int = 200,
+                  lift_form: LiftSuppressionForm | None = None):
     if optouts.settle([contact.id]):
         db.session.commit()  # the timeline and state include one-click opt-outs still waiting
+    blocks = contacts.suppression_rows(contact)
+    lift_form = lift_form or LiftSuppressionForm(formdata=None)
+    liftable = [b for b in blocks if b.reason not in contacts.KEPT_FOR_THE_PERSON]
+    lift_form.scope.choices = [(b.scope, f"{b.scope} ({b.reason})") for b in liftable]
     return render_template(
-        "admin/contact.html", contact=contact, form=form,
+        "admin/contact.html", contact=contact, form=form, lift_form=lift_form, blocks=blocks, liftable=liftable,
+        kept=contacts.KEPT_FOR_THE_PERSON,
         subscriptions=contacts.subscriptions_view(contact) if contact.status != "erased" else [],
-        suppressions=sorted(contacts.suppressions_of(contact)), timeline=history.timeline(contact),
+        suppressions=sorted(b.scope for b in blocks), timeline=history.timeline(contact),
     ), status
 
 
@@ -204,6 +211,29 @@ def contact_suppress(contact_id: int):
                 detail={"scope": form.scope.data, "reason": form.reason.data.strip()})
     db.session.commit()
     flash("The address is suppressed." if form.scope.data == "all" else "Marketing mail to this address is stopped.")
+    return redirect(url_for("admin.contact_detail", contact_id=contact.id))
+
+
+@bp.post("/contacts/<int:contact_id>/lift-suppression")
+@auth.role_required("admin")
+def contact_lift_suppression(contact_id: int):
+    contact = _get(Contact, contact_id)
+    form = LiftSuppressionForm()
+    form.scope.choices = [("marketing", "marketing"), ("all", "all")]
+    if not form.validate_on_submit():
+        return _contact_page(contact, SuppressForm(formdata=None), 422, lift_form=form)
+    try:
+        lifted = contacts.lift_suppression(contact, form.scope.data, why=form.why.data, source=auth.actor(),
+                                           ip=request.remote_addr)
+    except ValidationError as error:
+        db.session.rollback()
+        form.scope.errors = [str(error)]
+        return _contact_page(contact, SuppressForm(formdata=None), 409 if error.code == "conflict" else 422,
+                             lift_form=form)
+    auth.record("contact.lift_suppression", target_type="contact", target_id=contact.id,
+                detail={"scope": lifted.scope, "reason": lifted.reason, "why": form.why.data.strip()})
+    db.session.commit()
+    flash(f"The {lifted.scope} suppression ({lifted.reason}) is lifted.")
     return redirect(url_for("admin.contact_detail", contact_id=contact.id))
 
 
