@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from preference_center import links, rights
+from preference_center import contacts, links, rights
 from preference_center.extensions import db
 from preference_center.models import ConsentEvent, Contact, DataRequest
 
@@ -57,6 +57,18 @@ def test_data_page_shows_profile_subscriptions_and_readable_consent_history(clie
     for button in ("Email me a download link", "Restrict processing", "I object to direct marketing",
                    "Email me a link to erase my data", "Save corrections"):
         assert button in html
+
+
+def test_the_history_tells_of_a_block_and_its_lifting_in_the_persons_language(client, app, ann):
+    with app.app_context():
+        contact = db.session.get(Contact, ann)
+        contacts.suppress(contact.email_hash, "all", "hard_bounce", source="webhook:sendgrid", contact=contact)
+        contacts.lift_suppression(contact, "all", why="mailbox works again", source="staff:boss@example.com")
+        db.session.commit()
+    html = client.get(f"/p/{token(app, links.PREFERENCES, ann)}/data").get_data(as_text=True)
+    assert "Address blocked from sending (hard_bounce)" in html and "Block on sending lifted (hard_bounce)" in html
+    spanish = client.get(f"/p/{token(app, links.PREFERENCES, ann)}/data?lang=es").get_data(as_text=True)
+    assert "Bloqueo de envíos levantado (hard_bounce)" in spanish
 
 
 def test_rectification_corrects_details_as_a_ledger_event_and_a_completed_request(client, app, ann, data_page):
