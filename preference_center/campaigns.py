@@ -14,8 +14,11 @@ from .rules import AUDIENCE_FILTER_KEYS
 OPEN = ("draft", "scheduled", "sending")
 
 
-def create(data: dict, *, created_by: str) -> Campaign:
-    """Validate and store a draft campaign."""
+EDITABLE = ("draft", "scheduled")
+
+
+def _fields(data: dict) -> dict:
+    """Check a campaign's name, topic, subject, bodies and audience; return the model's fields."""
     def text(key, required=True, limit=200_000):
         value = data.get(key)
         if value is None and not required:
@@ -47,10 +50,29 @@ def create(data: dict, *, created_by: str) -> Campaign:
     if not isinstance(audience, dict) or set(audience) - set(AUDIENCE_FILTER_KEYS) or \
             any(not isinstance(v, list) for v in audience.values()):
         raise ValidationError(f"audience is an object of lists with keys {', '.join(AUDIENCE_FILTER_KEYS)}", "audience")
-    campaign = Campaign(name=name, topic_id=topic.id, subject=subject, html=html, text=body,
-                        audience=audience, status="draft", created_by=created_by)
+    return dict(name=name, topic_id=topic.id, subject=subject, html=html, text=body, audience=audience)
+
+
+def create(data: dict, *, created_by: str) -> Campaign:
+    """Validate and store a draft campaign."""
+    campaign = Campaign(**_fields(data), status="draft", created_by=created_by)
     db.session.add(campaign)
     db.session.flush()
+    return campaign
+
+
+def edit(campaign: Campaign, data: dict) -> Campaign:
+    """Change a draft or scheduled campaign (a scheduled one keeps its time); never one that started."""
+    fields = _fields(data)
+    if campaign.status not in EDITABLE:
+        raise ValidationError(f"a {campaign.status} campaign cannot be changed", "status", code="conflict")
+    # Conditional: if the scheduler started it a moment ago, the change does not apply.
+    result = db.session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(EDITABLE))
+                                .values(**fields))
+    if not result.rowcount:
+        db.session.refresh(campaign)
+        raise ValidationError(f"a {campaign.status} campaign cannot be changed", "status", code="conflict")
+    db.session.refresh(campaign)
     return campaign
 
 

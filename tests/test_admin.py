@@ -543,6 +543,46 @@ def test_a_scheduled_campaign_can_be_cancelled(as_marketer, ann):
     assert audit_actions("staff:mia@example.com")[-2:] == ["campaign.schedule", "campaign.cancel"]
 
 
+def test_a_draft_and_a_scheduled_campaign_can_be_edited(as_marketer, ann):
+    campaign = save_draft(as_marketer, relationships=["customer"], locales="en")
+    form = as_marketer.get(f"/admin/campaigns/{campaign.id}/edit")
+    assert form.status_code == 200 and 'value="Winter"' in form.text and "Save changes" in form.text
+    assert f'href="/admin/campaigns/{campaign.id}/edit"' in as_marketer.get(f"/admin/campaigns/{campaign.id}").text
+    response = as_marketer.post(f"/admin/campaigns/{campaign.id}/edit",
+                                {**COMPOSE, "subject": "Spring {{ contact.name }}", "locales": "es", "action": "save"})
+    assert response.status_code == 302
+    db.session.refresh(campaign)
+    assert (campaign.subject, campaign.status) == ("Spring {{ contact.name }}", "draft")
+    assert campaign.audience == {"locales": ["es"]}
+    as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule", {"at": "2030-07-01T09:30", "zone": "UTC"})
+    assert as_marketer.post(f"/admin/campaigns/{campaign.id}/edit",
+                            {**COMPOSE, "name": "Summer", "action": "save"}).status_code == 302
+    db.session.refresh(campaign)
+    assert (campaign.name, campaign.status) == ("Summer", "scheduled")
+    assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 9, 30, tzinfo=dt.timezone.utc)
+    assert audit_actions("staff:mia@example.com").count("campaign.update") == 2
+
+
+def test_a_bad_edit_or_an_edit_of_a_started_campaign_changes_nothing(as_marketer, ann):
+    campaign = save_draft(as_marketer)
+    response = as_marketer.post(f"/admin/campaigns/{campaign.id}/edit", {**COMPOSE, "html": "{% for %}",
+                                                                        "action": "save"})
+    assert response.status_code == 422 and "template syntax error" in response.text
+    db.session.refresh(campaign)
+    assert campaign.html == COMPOSE["html"]
+    campaigns.schedule(campaign, None)
+    db.session.commit()
+    campaigns.start_due()
+    refused = as_marketer.get(f"/admin/campaigns/{campaign.id}/edit", follow_redirects=True)
+    assert "A sending campaign cannot be changed" in refused.text
+    assert as_marketer.post(f"/admin/campaigns/{campaign.id}/edit",
+                            {**COMPOSE, "name": "Late", "action": "save"}).status_code == 303
+    db.session.refresh(campaign)
+    assert campaign.name == "Winter"
+    with pytest.raises(contacts.ValidationError, match="sending campaign cannot be changed"):
+        campaigns.edit(campaign, {**COMPOSE, "name": "Late"})
+
+
 def test_the_report_page_counts_outcomes_and_charts_deliveries_per_minute(as_marketer, ann, news):
     factories.contact("pat@example.com", relationship="customer")  # no consent: not in the audience
     blocked = factories.contact("bea@example.com")

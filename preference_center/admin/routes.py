@@ -418,7 +418,31 @@ def _campaign_form(formdata=None, **kwargs) -> CampaignForm:
 
 @bp.route("/campaigns/new", methods=["GET", "POST"])
 def campaign_new():
-    form = _campaign_form(request.form if request.method == "POST" else None)
+    return _campaign_editor(None)
+
+
+@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+def campaign_edit(campaign_id: int):
+    campaign = _get(Campaign, campaign_id)
+    if campaign.status not in campaigns.EDITABLE:
+        flash(f"A {campaign.status} campaign cannot be changed.", "error")
+        return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id), 303)
+    return _campaign_editor(campaign)
+
+
+def _campaign_values(campaign: Campaign) -> dict:
+    audience = campaign.audience or {}
+    return {"name": campaign.name, "topic": db.session.get(Topic, campaign.topic_id).key, "subject": campaign.subject,
+            "html": campaign.html, "text": campaign.text, "relationships": audience.get("relationships") or [],
+            "locales": ", ".join(audience.get("locales") or [])}
+
+
+def _campaign_editor(campaign: Campaign | None):
+    """The compose form: a new draft, or changes to a draft or scheduled campaign."""
+    if request.method == "POST":
+        form = _campaign_form(request.form)
+    else:
+        form = _campaign_form(None, **(_campaign_values(campaign) if campaign else {}))
     rendered, problem, status = None, None, 200
     if request.method == "POST" and form.validate():
         data = form.data_for_domain()
@@ -433,21 +457,26 @@ def campaign_new():
                 problem = str(exc)
         else:
             try:
-                campaign = campaigns.create(data, created_by=auth.actor())
+                if campaign is None:
+                    campaign = campaigns.create(data, created_by=auth.actor())
+                    action, message = "campaign.create", "Draft saved. Preview it, send yourself a test, then schedule it."
+                else:
+                    campaigns.edit(campaign, data)
+                    action, message = "campaign.update", "Changes saved."
             except ValidationError as exc:
                 db.session.rollback()
                 _field_error(form, exc)
-                status = 422
+                status = 409 if exc.code == "conflict" else 422
             else:
-                auth.record("campaign.create", target_type="campaign", target_id=campaign.id,
+                auth.record(action, target_type="campaign", target_id=campaign.id,
                             detail={"name": campaign.name, "topic": data["topic"]})
                 db.session.commit()
-                flash("Draft saved. Preview it, send yourself a test, then schedule it.")
+                flash(message)
                 return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
     elif request.method == "POST":
         status = 422
     return _with_preview_csp((render_template("admin/campaign_form.html", form=form, rendered=rendered,
-                                              problem=problem), status))
+                                              problem=problem, campaign=campaign), status))
 
 
 def _campaign_page(campaign: Campaign, *, schedule_form=None, test_form=None, status: int = 200):
