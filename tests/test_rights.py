@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 
 import pytest
 from sqlalchemy import select
@@ -141,7 +142,10 @@ def test_export_needs_the_step_up_link_emailed_to_the_address(client, app, ann, 
     path, form_token = data_page
     before = len(events(app))
     link = _step_up_link(client, app, path, form_token, "export")
-    assert link.startswith(path + "/confirm/")
+    # The mailed link carries a freshly signed preference token (its timestamp may be a second later).
+    assert re.fullmatch(r"/p/[^/]+/data/confirm/[^/]+", link)
+    with app.app_context():
+        assert links.load(links.PREFERENCES, link.split("/")[2]).contact.id == ann
     assert len(events(app)) == before, "asking for the link exports nothing yet"
     (request,) = requests_of(app, ann)
     assert (request.kind, request.status) == ("portability", "open")
