@@ -12,6 +12,7 @@ from .emails import email_hash, normalize
 from .extensions import db
 from .models import RELATIONSHIPS, Contact, Subscription, Suppression, SystemMessage, Topic, utcnow
 from .rules import Decision, may_send
+from .sqlutil import chunked
 
 PROFILE_FIELDS = ("name", "company", "title", "phone", "locale")
 LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
@@ -105,9 +106,6 @@ def upsert(email: str, fields: dict, *, source: str, ip: str | None = None,
     return contact, created
 
 
-BULK_IN = 900
-
-
 def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = None,
                 user_agent: str | None = None, then=None) -> list[tuple[Contact, bool]]:
     """`upsert` for many (email, fields) rows at once, with one ledger append for all of them.
@@ -118,10 +116,9 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
     Contacts have their ids when `then` is called.
     """
     prepared = [(normalize(email), clean_profile(fields)) for email, fields in rows]
-    addresses = list(dict.fromkeys(address for address, _ in prepared))
     known: dict[str, Contact] = {}
-    for i in range(0, len(addresses), BULK_IN):
-        for contact in db.session.scalars(select(Contact).where(Contact.email.in_(addresses[i:i + BULK_IN]))):
+    for part in chunked(address for address, _ in prepared):
+        for contact in db.session.scalars(select(Contact).where(Contact.email.in_(part))):
             known[contact.email] = contact
     results: list[tuple[Contact, bool]] = []
     per_row: list[list[dict]] = []
@@ -220,10 +217,9 @@ def consent_spec(contact: Contact, *, action: str, topic: Topic | None, source: 
 def lift_suppressions_after_grant(email_hashes: list[str], topic: Topic | None) -> None:
     """Fresh confirmed consent lifts the suppressions it may lift, for each address hash."""
     reasons = LIFTED_BY_CONSENT if topic is None else ("erased",)
-    hashes = list(dict.fromkeys(email_hashes))
-    for i in range(0, len(hashes), BULK_IN):
+    for part in chunked(email_hashes):
         db.session.execute(delete(Suppression).where(
-            Suppression.email_hash.in_(hashes[i:i + BULK_IN]), Suppression.reason.in_(reasons)))
+            Suppression.email_hash.in_(part), Suppression.reason.in_(reasons)))
 
 
 def record_consent(contact: Contact, *, action: str, topic: Topic | None, source: str,

@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
 from .models import ConsentEvent, Contact, LedgerHead, Subscription, utcnow
-from .sqlutil import one_of
+from .sqlutil import chunked, one_of
 
 GENESIS = "0" * 64
 
@@ -312,9 +312,6 @@ def apply(contact: Contact, event: ConsentEvent) -> None:
     db.session.flush()
 
 
-IN_CHUNK = 900
-
-
 def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
     """`apply` for many just-appended events (in ledger order): one read, Core writes.
 
@@ -331,12 +328,11 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
         return
     db.session.flush()
     subs = Subscription.__table__
-    ids = list(by_contact)
     topics_of: dict[int, dict[int, tuple[str, int]]] = {}
-    for i in range(0, len(ids), IN_CHUNK):
+    for part in chunked(by_contact):
         for contact_id, topic_id, state, event_id in db.session.execute(
                 select(subs.c.contact_id, subs.c.topic_id, subs.c.state, subs.c.event_id)
-                .where(one_of(subs.c.contact_id, ids[i:i + IN_CHUNK]))):
+                .where(one_of(subs.c.contact_id, part))):
             topics_of.setdefault(contact_id, {})[topic_id] = (state, event_id)
     changed, added, people = [], [], []
     now = utcnow()

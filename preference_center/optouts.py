@@ -25,10 +25,9 @@ from sqlalchemy import Integer, String, bindparam, cast, delete, exists, func, i
 from . import contacts, ledger
 from .extensions import db
 from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
-from .sqlutil import one_of
+from .sqlutil import chunked, one_of
 
 BATCH = 1000
-IN_CHUNK = 900
 _SETTLING = "pc.settling_opt_outs"
 
 
@@ -82,9 +81,8 @@ def waiting(contact_ids: list[int] | None = None) -> bool:
     connection = db.session.connection()
     if contact_ids is None:
         return connection.execute(probe).first() is not None
-    ids = list(dict.fromkeys(contact_ids))
-    return any(connection.execute(probe.where(one_of(_INBOX.c.contact_id, ids[i:i + IN_CHUNK]))).first() is not None
-               for i in range(0, len(ids), IN_CHUNK))
+    return any(connection.execute(probe.where(one_of(_INBOX.c.contact_id, part))).first() is not None
+               for part in chunked(contact_ids))
 
 
 def settle(contact_ids: list[int] | None = None, *, limit: int = BATCH) -> int:
@@ -97,13 +95,12 @@ def settle(contact_ids: list[int] | None = None, *, limit: int = BATCH) -> int:
     if session.info.get(_SETTLING) or not waiting(contact_ids):
         return 0
     ledger.lock_head()
-    query = select(*OptOutInbox.__table__.c).order_by(OptOutInbox.id)
+    query = select(*_INBOX.c).order_by(_INBOX.c.id)
     if contact_ids is None:
         rows = session.execute(query.limit(limit)).all()
     else:
-        ids = list(dict.fromkeys(contact_ids))
-        rows = sorted((row for i in range(0, len(ids), IN_CHUNK)
-                       for row in session.execute(query.where(one_of(_INBOX.c.contact_id, ids[i:i + IN_CHUNK])))),
+        rows = sorted((row for part in chunked(contact_ids)
+                       for row in session.execute(query.where(one_of(_INBOX.c.contact_id, part)))),
                       key=lambda row: row.id)
     if not rows:
         return 0
@@ -128,9 +125,8 @@ def settle_all() -> int:
 
 def _chain(rows: list) -> None:
     """Append the withdraw events that `rows` ask for, skipping what already holds, then drop the rows."""
-    row_ids = [row.id for row in rows]
-    for i in range(0, len(row_ids), IN_CHUNK):
-        db.session.execute(delete(_INBOX).where(one_of(_INBOX.c.id, row_ids[i:i + IN_CHUNK])))
+    for part in chunked(row.id for row in rows):
+        db.session.execute(delete(_INBOX).where(one_of(_INBOX.c.id, part)))
     people = _by_id(Contact, {row.contact_id for row in rows})
     topics = _by_id(Topic, {row.topic_id for row in rows if row.topic_id is not None})
     states = _topic_states(rows)
@@ -158,20 +154,15 @@ def _chain(rows: list) -> None:
 
 
 def _by_id(model, ids: set[int]) -> dict:
-    ids_list = list(ids)
-    found = {}
-    for i in range(0, len(ids_list), IN_CHUNK):
-        for obj in db.session.scalars(select(model).where(one_of(model.__table__.c.id, ids_list[i:i + IN_CHUNK]))):
-            found[obj.id] = obj
-    return found
+    return {obj.id: obj for part in chunked(ids)
+            for obj in db.session.scalars(select(model).where(one_of(model.__table__.c.id, part)))}
 
 
 def _topic_states(rows: list) -> dict[tuple[int, int], str]:
-    contact_ids = list({row.contact_id for row in rows if row.topic_id is not None})
     states = {}
-    for i in range(0, len(contact_ids), IN_CHUNK):
+    for part in chunked(row.contact_id for row in rows if row.topic_id is not None):
         for contact_id, topic_id, state in db.session.execute(
                 select(Subscription.contact_id, Subscription.topic_id, Subscription.state)
-                .where(one_of(Subscription.__table__.c.contact_id, contact_ids[i:i + IN_CHUNK]))):
+                .where(one_of(Subscription.__table__.c.contact_id, part))):
             states[(contact_id, topic_id)] = state
     return states

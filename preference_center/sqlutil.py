@@ -1,10 +1,22 @@
 """Small SQL helpers shared by the hot paths."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from sqlalchemy import any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from .extensions import db
+
+# Values per IN list: under SQLite's old limit of 999 bind parameters.
+IN_CHUNK = 900
+
+
+def chunked(values: Iterable, size: int = IN_CHUNK) -> Iterator[list]:
+    """`values` without duplicates, in order, in lists of at most `size` (one query each)."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), size):
+        yield unique[start:start + size]
 
 
 def one_of(column, values):
