@@ -417,12 +417,16 @@ def consent_source_of(job: ImportJob) -> str:
     return f"import:{job.id}:{job.source_text}"
 
 
+def _require_file(job: ImportJob) -> None:
+    if not job.stored_path or not Path(job.stored_path).exists():
+        raise ImportProblem("the uploaded file is gone; upload it again", "file")
+
+
 def start(job: ImportJob) -> ImportJob:
     """Move a previewed import to the queue (the caller commits, then runs or enqueues it)."""
     if job.status != "previewed":
         raise ImportProblem("preview the import before running it", "status", code="conflict")
-    if not job.stored_path or not Path(job.stored_path).exists():
-        raise ImportProblem("the uploaded file is gone; upload it again", "file")
+    _require_file(job)
     job.status = "queued"
     job.processed = 0
     return job
@@ -432,8 +436,7 @@ def retry(job: ImportJob) -> ImportJob:
     """Queue a failed import again; it resumes after the last committed chunk."""
     if job.status != "failed":
         raise ImportProblem("only a failed import can be retried", "status", code="conflict")
-    if not job.stored_path or not Path(job.stored_path).exists():
-        raise ImportProblem("the uploaded file is gone; upload it again", "file")
+    _require_file(job)
     job.status = "queued"
     job.error = None
     return job

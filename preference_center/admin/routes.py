@@ -332,15 +332,20 @@ def import_preview(job_id: int):
     return redirect(url_for("admin.import_detail", job_id=job.id) + "#preview")
 
 
+def _import_refused(job_id: int, exc: ValidationError):
+    """Back to the import's page with the reason; the refused step changed nothing."""
+    db.session.rollback()
+    flash(str(exc), "error")
+    return redirect(url_for("admin.import_detail", job_id=job_id))
+
+
 @bp.post("/imports/<int:job_id>/run")
 def import_run(job_id: int):
     job = _get(ImportJob, job_id)
     try:
         imports.start(job)
     except ValidationError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("admin.import_detail", job_id=job_id))
+        return _import_refused(job_id, exc)
     topic = db.session.get(Topic, job.topic_id) if job.topic_id else None
     auth.record("import.start", target_type="import", target_id=job.id, detail={
         "rows": job.total, "legal_basis": job.legal_basis, "source": job.source_text,
@@ -362,9 +367,7 @@ def import_retry(job_id: int):
     try:
         imports.retry(job)
     except ValidationError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("admin.import_detail", job_id=job_id))
+        return _import_refused(job_id, exc)
     auth.record("import.retry", target_type="import", target_id=job.id)
     db.session.commit()
     enqueue("import_csv", job.id)
@@ -377,9 +380,7 @@ def import_discard(job_id: int):
     try:
         imports.discard(job)
     except ValidationError as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("admin.import_detail", job_id=job_id))
+        return _import_refused(job_id, exc)
     auth.record("import.discard", target_type="import", target_id=job.id)
     db.session.commit()
     flash("Import discarded and its file deleted.")
