@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import NoReturn
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import format_datetime, get_locale
@@ -35,6 +36,18 @@ def _link(purpose: str, token: str) -> links.Link:
         db.session.commit()  # show (and act on) the state with this person's one-click opt-outs in it
     use_contact_locale(link.contact.locale)
     return link
+
+
+def _form_expired() -> NoReturn:
+    """A stale or forged form: 400 with a hint to reload; nothing changes."""
+    abort(400, _("The form has expired. Please reload the page and try again."))
+
+
+def _submitted(form):
+    """`form`, if it was posted with a valid CSRF token (a 400 otherwise)."""
+    if not form.validate_on_submit():
+        _form_expired()
+    return form
 
 
 @bp.app_template_filter("when")
@@ -90,8 +103,7 @@ def save_preferences(token: str):
 @limiter.limit(PAGE_VIEWS)
 def unsubscribe_all(token: str):
     contact = _link(links.PREFERENCES, token).contact
-    if not ActionForm().validate_on_submit():
-        abort(400, _("The form has expired. Please reload the page and try again."))
+    _submitted(ActionForm())
     choices.unsubscribe(contact, None, source=choices.PREFERENCES_PAGE, **_client())
     db.session.commit()
     flash(_("You are unsubscribed from all marketing email."))
@@ -125,7 +137,7 @@ def unsubscribe(token: str):
     try:
         validate_csrf(request.form.get("csrf_token"))
     except ValidationError:
-        abort(400, _("The form has expired. Please reload the page and try again."))
+        _form_expired()
     event = choices.unsubscribe(link.contact, topic, source=choices.UNSUBSCRIBE_PAGE, **_client())
     db.session.commit()
     undo = UndoForm(event=event.id) if choices.undoable(link.contact, event) else None
@@ -150,9 +162,7 @@ def _one_click(token: str):
 def undo_unsubscribe(token: str):
     link = _link(links.UNSUBSCRIBE, token)
     topic = choices.unsubscribe_target(link.argument)
-    form = UndoForm()
-    if not form.validate_on_submit():
-        abort(400, _("The form has expired. Please reload the page and try again."))
+    form = _submitted(UndoForm())
     event = choices.undo_unsubscribe(link.contact, form.event.data, **_client())
     db.session.commit()
     return render_template("public/resubscribed.html", topic=topic, undone=event is not None,
@@ -197,8 +207,7 @@ def confirm_page(token: str):
 @limiter.limit(PAGE_VIEWS)
 def confirm(token: str):
     link = _link(links.CONFIRM, token)
-    if not ActionForm().validate_on_submit():
-        abort(400, _("The form has expired. Please reload the page and try again."))
+    _submitted(ActionForm())
     topics = choices.topics_to_confirm(link.contact, link.argument)
     choices.confirm(link.contact, link.argument, **_client())
     db.session.commit()
@@ -262,8 +271,7 @@ SIMPLE_RIGHTS = {
 @limiter.limit(PAGE_VIEWS)
 def exercise_right(token: str, right: str):
     contact = _link(links.PREFERENCES, token).contact
-    if not ActionForm().validate_on_submit():
-        abort(400, _("The form has expired. Please reload the page and try again."))
+    _submitted(ActionForm())
     action, message = SIMPLE_RIGHTS[right]
     action(contact, source=DATA_PAGE, **_client())
     db.session.commit()
@@ -275,8 +283,7 @@ def exercise_right(token: str, right: str):
 @limiter.limit(SENDS_MAIL)
 def request_step_up(token: str, action: str):
     contact = _link(links.PREFERENCES, token).contact
-    if not ActionForm().validate_on_submit():
-        abort(400, _("The form has expired. Please reload the page and try again."))
+    _submitted(ActionForm())
     (rights.request_export if action == "export" else rights.request_erasure)(contact)
     db.session.commit()
     notify.send_step_up(contact, action)
@@ -304,8 +311,7 @@ def step_up_page(token: str, step_token: str):
 @limiter.limit(PAGE_VIEWS)
 def step_up(token: str, step_token: str):
     contact, action = _step_up(token, step_token)
-    if not ActionForm().validate_on_submit():
-        abort(400, _("The form has expired. Please reload the page and try again."))
+    _submitted(ActionForm())
     if action == "erase":
         rights.erase(contact, source=DATA_PAGE, **_client())
         db.session.commit()
