@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test browser-deps clean
+.PHONY: run test lint browser-deps clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ browser-deps:
 
 test: $(BIN)/.installed browser-deps
 	$(BIN)/python -m pytest -q
+
+# Ruff (settings in pyproject.toml); CI fails on any finding.
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -100,7 +100,7 @@ def main() -> None:
             db.session.commit()
             campaign_id = campaign.id
             started = time.perf_counter()
-            celery.send_task("worker.tasks.tick")
+            celery.send_task("preference_center.tasks.tick")
             peaks = {w.pid: 0 for w, _ in workers}
             last_tick = time.time()
             while True:
@@ -110,7 +110,7 @@ def main() -> None:
                 if db.session.get(Campaign, campaign_id).status == "sent":
                     break
                 if time.time() - last_tick > 1:
-                    celery.send_task("worker.tasks.tick")  # what beat does
+                    celery.send_task("preference_center.tasks.tick")  # what beat does
                     last_tick = time.time()
                 time.sleep(0.1)
             wall = time.perf_counter() - started

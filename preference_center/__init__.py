@@ -42,7 +42,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .public import bp as public_bp
-
     from .webhooks import bp as webhooks_bp
 
     csrf.exempt(api_bp)

@@ -13,8 +13,8 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 from werkzeug.serving import run_simple
 
-from . import audit, ledger, staff, tokens
-from .emails import InvalidEmail
+from . import actors, ledger, staff
+from .commands import DomainError, access
 from .extensions import db
 
 
@@ -35,6 +35,7 @@ def register(app: Flask) -> None:
 @click.argument("email")
 @click.option("--role", type=click.Choice(staff.ROLES), required=True)
 @click.option("--password", help="Omit to be prompted (or to get a generated one when not on a terminal).")
+@with_appcontext
 def create_user(email: str, role: str, password: str | None) -> None:
     """Create a staff user for /admin."""
     generated = False
@@ -44,10 +45,9 @@ def create_user(email: str, role: str, password: str | None) -> None:
         else:
             password, generated = secrets.token_urlsafe(15), True
     try:
-        user = staff.create_user(email, role, password)
-    except (ValueError, InvalidEmail) as exc:
+        user = access.create_user(actors.CLI, email, role, password)
+    except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record("cli", "staff.create", target_type="staff_user", target_id=user.email, detail={"role": role})
     db.session.commit()
     click.echo(f"created {role} {user.email}")
     if generated:
@@ -56,13 +56,13 @@ def create_user(email: str, role: str, password: str | None) -> None:
 
 @click.command("create-token")
 @click.argument("name")
+@with_appcontext
 def create_token(name: str) -> None:
     """Create an API token and print it once."""
     try:
-        token, plaintext = tokens.create(name)
-    except ValueError as exc:
+        _token, plaintext = access.create_token(actors.CLI, name)
+    except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
-    audit.record("cli", "token.create", target_type="api_token", target_id=name)
     db.session.commit()
     click.echo(plaintext)
 

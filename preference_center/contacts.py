@@ -1,4 +1,8 @@
-"""Domain operations on contacts; each state change is a ledger event in the same transaction."""
+"""Ledger-level operations on contacts, used by the commands (commands/): no actor, no audit, no rules of who may.
+
+Each state change is a ledger event in the caller's transaction. Doors never
+call these directly; they call the commands, which check the invariants.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,6 +13,7 @@ from sqlalchemy import delete, select, update
 
 from . import ledger
 from .emails import email_hash, normalize
+from .errors import ValidationError
 from .extensions import db
 from .models import RELATIONSHIPS, Contact, Subscription, Suppression, SystemMessage, Topic, utcnow
 from .rules import Decision, may_send
@@ -21,15 +26,6 @@ FIELD_LIMITS = {"name": 200, "company": 200, "title": 200, "phone": 50, "locale"
 # Suppressions that fresh, confirmed consent lifts. Hard bounces and spam
 # complaints stay until staff remove them by hand.
 LIFTED_BY_CONSENT = ("erased", "opt_out")
-
-
-class ValidationError(ValueError):
-    """Input that cannot be accepted; `field` names the culprit."""
-
-    def __init__(self, message: str, field: str | None = None, code: str = "validation_error"):
-        super().__init__(message)
-        self.field = field
-        self.code = code
 
 
 def hash_of(normalized_email: str) -> str:
@@ -181,7 +177,7 @@ def lift_suppression(contact: Contact, scope: str, *, why: str, source: str, ip:
     row = db.session.scalar(select(Suppression).where(Suppression.email_hash == contact.email_hash,
                                                       Suppression.scope == scope))
     if row is None:
-        raise ValidationError(f"this address has no {scope!r} suppression", "scope", code="not_found")
+        raise ValidationError(f"this address has no {scope!r} suppression", "scope")
     if row.reason in KEPT_FOR_THE_PERSON:
         raise ValidationError(f"this suppression cannot be lifted: {KEPT_FOR_THE_PERSON[row.reason]}", "scope",
                               code="conflict")
@@ -197,7 +193,7 @@ def lift_suppression(contact: Contact, scope: str, *, why: str, source: str, ip:
 
 def consent_spec(contact: Contact, *, action: str, topic: Topic | None, source: str,
                  legal_basis: str | None = None, consent_text_version: str | None = None,
-                 confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
+                 consent_text=None, confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
                  detail: dict | None = None, occurred_at: dt.datetime | None = None) -> dict:
     """Check a grant or withdrawal and describe its ledger event (for `ledger.append(**spec)`)."""
     if action not in (ledger.GRANT, ledger.WITHDRAW, ledger.OBJECT):
@@ -211,7 +207,7 @@ def consent_spec(contact: Contact, *, action: str, topic: Topic | None, source: 
     basis = legal_basis or (topic.legal_basis if topic is not None else None)
     return dict(action=action, contact=contact, scope=scope, topic_id=topic.id if topic else None,
                 legal_basis=basis, source=source, consent_text_version=consent_text_version,
-                confirmed=confirmed, ip=ip, user_agent=user_agent, detail=detail, occurred_at=occurred_at)
+                consent_text=consent_text, confirmed=confirmed, ip=ip, user_agent=user_agent, detail=detail, occurred_at=occurred_at)
 
 
 def lift_suppressions_after_grant(email_hashes: list[str], topic: Topic | None) -> None:
@@ -224,16 +220,21 @@ def lift_suppressions_after_grant(email_hashes: list[str], topic: Topic | None) 
 
 def record_consent(contact: Contact, *, action: str, topic: Topic | None, source: str,
                    legal_basis: str | None = None, consent_text_version: str | None = None,
-                   confirmed: bool = False, ip: str | None = None, user_agent: str | None = None,
-                   detail: dict | None = None, occurred_at: dt.datetime | None = None) -> ledger.ConsentEvent:
-    """Record a grant or withdrawal for one topic, or for all marketing when topic is None."""
+                   consent_text=None, confirmed: bool = False, ip: str | None = None,
+                   user_agent: str | None = None, detail: dict | None = None,
+                   occurred_at: dt.datetime | None = None, lift: bool = False) -> ledger.ConsentEvent:
+    """Record a grant or withdrawal for one topic, or for all marketing when topic is None.
+
+    `lift`: the grant is the person's own confirmation, which lifts their own
+    opt-out and an earlier erasure of the address (commands decide that).
+    """
     event = ledger.append(**consent_spec(
         contact, action=action, topic=topic, source=source, legal_basis=legal_basis,
-        consent_text_version=consent_text_version, confirmed=confirmed, ip=ip, user_agent=user_agent,
-        detail=detail, occurred_at=occurred_at))
+        consent_text_version=consent_text_version, consent_text=consent_text, confirmed=confirmed, ip=ip,
+        user_agent=user_agent, detail=detail, occurred_at=occurred_at))
     if topic is None and action in (ledger.WITHDRAW, ledger.OBJECT):
         suppress(contact.email_hash, "marketing", "opt_out", source=source, contact=contact)
-    if action == ledger.GRANT and confirmed:
+    if action == ledger.GRANT and confirmed and lift:
         lift_suppressions_after_grant([contact.email_hash], topic)
     return event
 

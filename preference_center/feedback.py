@@ -16,14 +16,16 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import contacts, ledger
+from . import actors, contacts
+from .commands import DomainError, consent, people
 from .emails import InvalidEmail, normalize
 from .extensions import db
 from .models import Contact, Delivery, Subscription, Topic, WebhookEvent, utcnow
 
 log = logging.getLogger(__name__)
 
-SOURCE = "webhook:sendgrid"
+ACTOR = actors.webhook("sendgrid")
+SOURCE = ACTOR.source
 
 # A later event never overwrites a later stage of the same message: SendGrid
 # does not promise order, and "processed" may arrive after "delivered".
@@ -158,7 +160,7 @@ def apply(payload: dict) -> str:
     if kind == "bounce":
         if address_hash is None:
             return IGNORED
-        contacts.suppress(address_hash, "all", "hard_bounce", source=SOURCE, contact=live)
+        people.suppress(ACTOR, "all", "hard_bounce", contact=live, email_hash=address_hash)
         return APPLIED
     if kind in SOFT_FAILURES:
         return _soft_failure(live, address_hash, already_counted=previous_stage in SOFT_FAILURES)
@@ -172,14 +174,14 @@ def apply(payload: dict) -> str:
         if address_hash is None:
             return IGNORED
         # Suppress first so the complaint, which fresh consent does not lift, is the reason on file.
-        contacts.suppress(address_hash, "marketing", "spam_complaint", source=SOURCE, contact=live)
+        people.suppress(ACTOR, "marketing", "spam_complaint", contact=live, email_hash=address_hash)
         _withdraw_all(live, payload, detail)
         return APPLIED
     if kind == "unsubscribe":
         if live is None:
             if address_hash is None:
                 return IGNORED
-            contacts.suppress(address_hash, "marketing", "opt_out", source=SOURCE)
+            people.suppress(ACTOR, "marketing", "opt_out", email_hash=address_hash)
             return APPLIED
         _withdraw_all(live, payload, detail)
         return APPLIED
@@ -196,17 +198,16 @@ def _soft_failure(contact: Contact | None, address_hash: str | None, already_cou
         return IGNORED
     contact.soft_bounces = (contact.soft_bounces or 0) + 1
     if contact.soft_bounces >= current_app.config["PC_SOFT_BOUNCE_LIMIT"]:
-        contacts.suppress(address_hash or contact.email_hash, "all", "soft_bounce_limit",
-                          source=SOURCE, contact=contact)
+        people.suppress(ACTOR, "all", "soft_bounce_limit", contact=contact,
+                        email_hash=address_hash or contact.email_hash)
     return APPLIED
 
 
 def _withdraw_all(contact: Contact | None, payload: dict, detail: dict) -> None:
     if contact is None or contact.marketing_opt_out_event_id is not None:
         return
-    contacts.record_consent(contact, action=ledger.WITHDRAW, topic=None, source=SOURCE,
-                            ip=_text(payload.get("ip"), 64), user_agent=_text(payload.get("useragent"), 512),
-                            detail=detail)
+    consent.withdraw(ACTOR, contact, None, ip=_text(payload.get("ip"), 64),
+                     user_agent=_text(payload.get("useragent"), 512), detail=detail)
 
 
 def _group_change(kind: str, contact: Contact | None, payload: dict, detail: dict) -> str:
@@ -221,14 +222,19 @@ def _group_change(kind: str, contact: Contact | None, payload: dict, detail: dic
     if kind == "group_unsubscribe":
         if state == "unsubscribed":
             return IGNORED
-        contacts.record_consent(contact, action=ledger.WITHDRAW, topic=topic, source=SOURCE,
-                                detail=detail, **proof)
+        consent.withdraw(ACTOR, contact, topic, detail=detail, **proof)
     else:
         if state == "subscribed":
             return IGNORED
-        # Resubscribing on SendGrid's page is an explicit act of the recipient: a confirmed grant.
-        contacts.record_consent(contact, action=ledger.GRANT, topic=topic, source=SOURCE, confirmed=True,
-                                legal_basis=topic.legal_basis, detail=detail, **proof)
+        # Resubscribing on SendGrid's page is the recipient's act, but reported by the provider: a
+        # confirmed grant where nothing stands in the way, otherwise a request for their own confirmation.
+        try:
+            with db.session.begin_nested():
+                consent.grant(ACTOR, contact, topic, confirmed=True, detail=detail, **proof)
+        except DomainError as refused:
+            if refused.code != "needs_confirmation":
+                raise
+            consent.grant(ACTOR, contact, topic, confirmed=False, detail=detail, **proof)
     return APPLIED
 
 

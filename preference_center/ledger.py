@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
-from .models import ConsentEvent, Contact, LedgerHead, Subscription, utcnow
+from .models import ConsentEvent, ConsentText, Contact, LedgerHead, Subscription, utcnow
 from .sqlutil import chunked, one_of
 
 GENESIS = "0" * 64
@@ -75,7 +75,16 @@ def event_hash(event: ConsentEvent) -> str:
         _timestamp(event.occurred_at),
         event.pii_digest,
     ]
+    if event.wording_hash is not None:
+        # The wording an event cites is part of what it proves (events from
+        # before wordings were hashed have none, and keep their hashes).
+        body.append(event.wording_hash)
     return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def wording_hash(text: str) -> str:
+    """The hash of a consent wording, as events that cite it carry it."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def ensure_head() -> None:
@@ -86,7 +95,7 @@ def ensure_head() -> None:
 
 
 SPEC_KEYS = ("action", "contact", "source", "scope", "topic_id", "legal_basis", "consent_text_version",
-             "confirmed", "ip", "user_agent", "personal", "detail", "occurred_at")
+             "consent_text", "confirmed", "ip", "user_agent", "personal", "detail", "occurred_at")
 
 
 def _check(spec: dict) -> None:
@@ -105,6 +114,7 @@ def _build(spec: dict, event_id: int, prev_hash: str) -> ConsentEvent:
     user_agent = spec.get("user_agent")
     salt = secrets.token_hex(16)
     personal = dict(spec.get("personal") or {})
+    wording = spec.get("consent_text")
     event = ConsentEvent(
         id=event_id,
         contact_id=contact.id if contact is not None else None,
@@ -113,7 +123,9 @@ def _build(spec: dict, event_id: int, prev_hash: str) -> ConsentEvent:
         action=spec["action"],
         legal_basis=spec.get("legal_basis"),
         source=spec["source"][:200],
-        consent_text_version=spec.get("consent_text_version"),
+        consent_text_version=spec.get("consent_text_version") or (wording.version if wording else None),
+        consent_text_id=wording.id if wording is not None else None,
+        wording_hash=wording.text_hash if wording is not None else None,
         confirmed=bool(spec.get("confirmed", False)),
         detail=spec.get("detail") or {},
         ip=spec.get("ip"),
@@ -176,6 +188,7 @@ def append(
     topic_id: int | None = None,
     legal_basis: str | None = None,
     consent_text_version: str | None = None,
+    consent_text: ConsentText | None = None,
     confirmed: bool = False,
     ip: str | None = None,
     user_agent: str | None = None,
@@ -185,7 +198,8 @@ def append(
 ) -> ConsentEvent:
     """Append one event and apply it to the derived state, in the caller's transaction."""
     spec = dict(action=action, contact=contact, source=source, scope=scope, topic_id=topic_id,
-                legal_basis=legal_basis, consent_text_version=consent_text_version, confirmed=confirmed,
+                legal_basis=legal_basis, consent_text_version=consent_text_version, consent_text=consent_text,
+                confirmed=confirmed,
                 ip=ip, user_agent=user_agent, personal=personal, detail=detail, occurred_at=occurred_at)
     _check(spec)
     if contact is not None:
@@ -254,7 +268,8 @@ def fold(state: State, event: ConsentEvent) -> State:
     elif scope == ALL_MARKETING:
         if action in (WITHDRAW, OBJECT):
             state.marketing_opt_out_event_id = event.id
-        elif action == GRANT:
+        elif action == GRANT and event.confirmed:
+            # Only a confirmed grant ends an opt-out; asking (unconfirmed) changes nothing yet.
             state.marketing_opt_out_event_id = None
     if action == RELATIONSHIP:
         state.relationship_event_id = event.id
@@ -402,6 +417,8 @@ def verify(chunk: int = 5000, max_problems: int = 50) -> Verification:
 
 def _verify(session: Session, chunk: int, max_problems: int) -> Verification:
     problems: list[str] = []
+    # The hash each published wording has now; an event citing it must carry the same.
+    wordings = {row.id: wording_hash(row.text) for row in session.execute(select(ConsentText.id, ConsentText.text))}
     expected_id, running = 1, GENESIS
     checked = 0
     last_id = 0
@@ -419,6 +436,9 @@ def _verify(session: Session, chunk: int, max_problems: int) -> Verification:
                 problems.append(f"event {event.id}: does not follow its predecessor (deleted, inserted or reordered)")
             if event_hash(event) != event.hash:
                 problems.append(f"event {event.id}: contents do not match its hash (edited)")
+            if event.consent_text_id is not None and wordings.get(event.consent_text_id) != event.wording_hash:
+                problems.append(f"event {event.id}: the consent wording it cites (version "
+                                f"{event.consent_text_version}) was changed or removed after it was given")
             if event.redacted:
                 if event.ip is not None or event.user_agent is not None or event.personal is not None:
                     problems.append(f"event {event.id}: marked erased but holds personal data")

@@ -8,14 +8,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import contacts
-from .contacts import ValidationError
+from .errors import Code, DomainError, ValidationError
 from .extensions import db
 from .mail import TemplateError, check
 from .models import Delivery, SystemMessage, Topic
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(DomainError):
     """The key was used before with a different request."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "Idempotency-Key", code=Code.IDEMPOTENCY_CONFLICT)
 
 
 def digest(data: dict) -> str:

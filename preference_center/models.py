@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -137,6 +138,10 @@ class ConsentText(db.Model):
     version: Mapped[str] = mapped_column(String(32))
     locale: Mapped[str] = mapped_column(String(16), default="en")
     text: Mapped[str] = mapped_column(Text)
+    # sha256 of the wording, fixed at publication; every event citing the
+    # wording carries it inside its own chain hash (`ledger verify` rechecks it).
+    text_hash: Mapped[str | None] = mapped_column(String(64))
+    published_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -155,6 +160,9 @@ class ConsentEvent(db.Model):
     legal_basis: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(200))
     consent_text_version: Mapped[str | None] = mapped_column(String(32))
+    # The published wording the event cites, and that wording's hash (part of the chain hash).
+    consent_text_id: Mapped[int | None] = mapped_column(ForeignKey("consent_texts.id"))
+    wording_hash: Mapped[str | None] = mapped_column(String(64))
     confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
     # Personal fields: blanked on erasure; the chain covers their digest.
@@ -221,6 +229,8 @@ class AuditLog(db.Model):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # One shape for every door: who (kind and name), what, on what, when.
+    actor_kind: Mapped[str] = mapped_column(String(16), default="system")
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str | None] = mapped_column(String(32))
@@ -330,6 +340,10 @@ class DataRequest(db.Model):
     requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Shown to the person: why a request was refused, or why its deadline was extended (once).
+    refusal_reason: Mapped[str | None] = mapped_column(Text)
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    extended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
@@ -371,3 +385,9 @@ class RateLimit(db.Model):
 
 
 from . import admin_models  # noqa: E402,F401  (ImportJob: CSV import progress)
+
+
+@event.listens_for(ConsentText, "before_update")
+def _wordings_never_change(mapper, connection, target) -> None:
+    # A published wording is what people agreed to: publish a new version instead.
+    raise ValueError(f"consent wording {target.version} ({target.locale}) is published and cannot change")

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, String, bindparam, cast, delete, exists, func, insert, or_, select
 
-from . import contacts, ledger
+from . import audit, contacts, ledger
+from .actors import Actor, ActorKind
 from .extensions import db
 from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
 from .sqlutil import chunked, one_of
@@ -131,6 +132,7 @@ def _chain(rows: list) -> None:
     topics = _by_id(Topic, {row.topic_id for row in rows if row.topic_id is not None})
     states = _topic_states(rows)
     specs: list[dict] = []
+    audited: list[tuple] = []
     done: set[tuple[int, int | None]] = set()
     for row in rows:
         contact = people.get(row.contact_id)
@@ -142,15 +144,20 @@ def _chain(rows: list) -> None:
             continue
         done.add(key)
         proof = dict(source=row.source, ip=row.ip, user_agent=row.user_agent, occurred_at=row.received_at)
+        person = Actor(ActorKind.LINK, row.source, row.ip, row.user_agent)
         if topic is None:
             if contact.marketing_opt_out_event_id is None:
                 # An opt-out from all marketing also suppresses the address: its own path.
                 ledger.append_many(specs)
                 specs = []
                 contacts.record_consent(contact, action=ledger.WITHDRAW, topic=None, **proof)
+                audited.append((person, "consent.withdraw", "contact", contact.id, {"topic": None}))
         elif states.get(key) != "unsubscribed":
             specs.append(contacts.consent_spec(contact, action=ledger.WITHDRAW, topic=topic, **proof))
+            audited.append((person, "consent.withdraw", "contact", contact.id, {"topic": topic.key}))
     ledger.append_many(specs)
+    # The person's one-click is audited when it enters the ledger, one entry per opt-out.
+    audit.record_many(audited)
 
 
 def _by_id(model, ids: set[int]) -> dict:

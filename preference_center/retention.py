@@ -31,8 +31,9 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, exists, func, select
 
-from . import contacts, imports, optouts
+from . import actors, audit, imports, optouts
 from .admin_models import ImportJob
+from .commands import people
 from .extensions import db
 from .models import (
     Campaign,
@@ -46,7 +47,8 @@ from .models import (
     utcnow,
 )
 
-SOURCE = "retention"
+ACTOR = actors.system("retention")
+SOURCE = ACTOR.source
 NO_BASIS_RELATIONSHIPS = ("prospect", "candidate")
 WEBHOOK_EVENT_DAYS = 7
 # Imports whose file is only waiting: a queued or running import still needs it.
@@ -129,6 +131,7 @@ def apply(now: dt.datetime | None = None, chunk: int = 500) -> Report:
         imports.delete_file(job)
         job.status = "discarded"
         job.error = f"the uploaded file was deleted by the retention policy after {_upload_days()} days unused"
+        audit.record(ACTOR, "import.discard", target_type="import", target_id=job.id, detail={"why": "retention"})
     for path in orphans:
         path.unlink(missing_ok=True)
     db.session.commit()
@@ -163,7 +166,7 @@ def _erase_inactive(cutoff: dt.datetime, chunk: int) -> int:
         if not ids:
             return erased
         for contact in db.session.scalars(select(Contact).where(Contact.id.in_(ids))):
-            contacts.erase(contact, source=SOURCE)
+            people.erase(ACTOR, contact)
         db.session.commit()
         erased += len(ids)
         after = ids[-1]

@@ -1,7 +1,9 @@
-"""Data-subject rights: copy (JSON/CSV), rectification, restriction, objection, erasure.
+"""Data-subject rights: the request log, its deadlines, and the copy of what we hold (JSON/CSV).
 
-Each request is a DataRequest row due one month after it was made, completed
-when done; each change is a ledger event in the caller's transaction.
+Each request is a DataRequest row due one calendar month after it was
+received (31 January -> 28/29 February), extendable once by up to two more
+months; the commands in commands/people.py and commands/requests.py carry
+the rights out and end the requests.
 """
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ import datetime as dt
 import io
 import json
 
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
 from . import contacts, ledger
 from .extensions import db
 from .models import ConsentEvent, Contact, DataRequest, Topic, utcnow
+from .states import RequestKind, RequestStatus
 
-DUE_AFTER = dt.timedelta(days=30)
-KINDS = ("access", "erasure", "restriction", "objection", "rectification", "portability")
+KINDS = tuple(str(k) for k in RequestKind)
 EXPORT_FORMATS = ("json", "csv")
 
 # Spreadsheet programs run cells that start like a formula; a leading quote disarms them.
@@ -26,36 +29,50 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 # -- the request log ------------------------------------------------------------
 
-def open_request(contact: Contact, kind: str, *, detail: dict | None = None) -> DataRequest:
-    """Log a data-subject request, due one month from now."""
+def due_date(received: dt.datetime, months: int = 1) -> dt.datetime:
+    """`months` calendar months after `received` (the last day of a shorter month when the day is missing)."""
+    return received + relativedelta(months=months)
+
+
+def open_request(contact: Contact, kind: str, *, detail: dict | None = None,
+                 received: dt.datetime | None = None) -> DataRequest:
+    """Log a data-subject request, due one calendar month after it was received."""
     if kind not in KINDS:
         raise ValueError(f"unknown data request kind {kind!r}")
-    now = utcnow()
-    request = DataRequest(contact_id=contact.id, kind=kind, status="open", requested_at=now,
-                          due_at=now + DUE_AFTER, detail=detail or {})
+    received = received or utcnow()
+    request = DataRequest(contact_id=contact.id, kind=str(kind), status=RequestStatus.OPEN, requested_at=received,
+                          due_at=due_date(received), detail=detail or {})
     db.session.add(request)
     db.session.flush()
     return request
 
 
-def complete_request(request: DataRequest, *, detail: dict | None = None) -> DataRequest:
-    request.status = "completed"
+def complete(request: DataRequest, *, detail: dict | None = None) -> DataRequest:
+    """Mark a request done; callers do the thing first (see commands/requests.py)."""
+    request.status = RequestStatus.COMPLETED
     request.completed_at = utcnow()
     if detail:
         request.detail = {**(request.detail or {}), **detail}
     return request
 
 
-def latest_open_request(contact: Contact, kind: str) -> DataRequest | None:
+def latest_open(contact: Contact, kinds) -> DataRequest | None:
+    """The newest open request of these kinds (one kind or a tuple of them)."""
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     return db.session.scalar(select(DataRequest).where(
-        DataRequest.contact_id == contact.id, DataRequest.kind == kind, DataRequest.status == "open")
+        DataRequest.contact_id == contact.id, DataRequest.kind.in_(kinds), DataRequest.status == RequestStatus.OPEN)
         .order_by(DataRequest.id.desc()).limit(1))
 
 
-def _done(contact: Contact, kind: str, detail: dict) -> DataRequest:
+def done(contact: Contact, kind: str, detail: dict) -> DataRequest:
     """Log a request that is fulfilled on the spot, or complete the one already open."""
-    request = latest_open_request(contact, kind) or open_request(contact, kind, detail=detail)
-    return complete_request(request, detail=detail)
+    request = latest_open(contact, kind) or open_request(contact, kind, detail=detail)
+    return complete(request, detail=detail)
+
+
+def has_objected(contact: Contact) -> bool:
+    event_id = contact.marketing_opt_out_event_id
+    return event_id is not None and db.session.get(ConsentEvent, event_id).action == ledger.OBJECT
 
 
 # -- what we hold -------------------------------------------------------------------
@@ -106,7 +123,8 @@ def holdings(contact: Contact) -> dict:
         "consent_history": consent_history(contact),
         "data_requests": [
             {"kind": r.kind, "status": r.status, "requested_at": r.requested_at.isoformat(),
-             "due_at": r.due_at.isoformat(), "completed_at": r.completed_at.isoformat() if r.completed_at else None}
+             "due_at": r.due_at.isoformat(), "completed_at": r.completed_at.isoformat() if r.completed_at else None,
+             "refusal_reason": r.refusal_reason, "extension_reason": r.extension_reason}
             for r in requests
         ],
         "exported_at": utcnow().isoformat(),
@@ -152,78 +170,4 @@ def to_csv(data: dict) -> str:
     return out.getvalue()
 
 
-# -- the rights -------------------------------------------------------------------
-
-def request_export(contact: Contact) -> DataRequest:
-    """Log a request for a portable copy (fulfilled once the emailed link is used)."""
-    return latest_open_request(contact, "portability") or open_request(contact, "portability")
-
-
-def export(contact: Contact, fmt: str, *, source: str, ip: str | None = None,
-           user_agent: str | None = None) -> str:
-    """The contact's data as JSON or CSV text; records the export in the ledger."""
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
-    ledger.append(ledger.EXPORT, contact=contact, scope=ledger.CONTACT, source=source, ip=ip,
-                  user_agent=user_agent, detail={"format": fmt})
-    _done(contact, "portability", {"format": fmt})
-    data = holdings(contact)
-    return to_json(data) if fmt == "json" else to_csv(data)
-
-
-def rectify(contact: Contact, fields: dict, *, source: str, ip: str | None = None,
-            user_agent: str | None = None) -> list[str]:
-    """Correct profile fields; returns the names of those that changed (none: nothing is logged)."""
-    wanted = contacts.clean_profile({k: v for k, v in fields.items() if k in contacts.PROFILE_FIELDS})
-    changed = sorted(k for k, v in wanted.items() if getattr(contact, k) != v)
-    if changed:
-        contacts.upsert(contact.email, {k: wanted[k] for k in changed}, source=source, ip=ip, user_agent=user_agent)
-        _done(contact, "rectification", {"fields": changed})
-    return changed
-
-
-def restrict(contact: Contact, *, source: str, ip: str | None = None, user_agent: str | None = None) -> bool:
-    """Art. 18: stop marketing processing until lifted. False if already restricted."""
-    if contact.status != "active":
-        return False
-    ledger.append(ledger.RESTRICT, contact=contact, scope=ledger.CONTACT, source=source, ip=ip, user_agent=user_agent)
-    _done(contact, "restriction", {"restricted": True})
-    return True
-
-
-def lift_restriction(contact: Contact, *, source: str, ip: str | None = None, user_agent: str | None = None) -> bool:
-    """End a restriction. False if there was none."""
-    if contact.status != "restricted":
-        return False
-    ledger.append(ledger.LIFT_RESTRICTION, contact=contact, scope=ledger.CONTACT, source=source, ip=ip,
-                  user_agent=user_agent)
-    _done(contact, "restriction", {"restricted": False})
-    return True
-
-
-def has_objected(contact: Contact) -> bool:
-    event_id = contact.marketing_opt_out_event_id
-    return event_id is not None and db.session.get(ConsentEvent, event_id).action == ledger.OBJECT
-
-
-def object_to_marketing(contact: Contact, *, source: str, ip: str | None = None,
-                        user_agent: str | None = None) -> bool:
-    """Art. 21(2): object to direct marketing (stops all of it). False if already objected."""
-    if has_objected(contact):
-        return False
-    contacts.record_consent(contact, action=ledger.OBJECT, topic=None, legal_basis="legitimate_interest",
-                            source=source, ip=ip, user_agent=user_agent)
-    _done(contact, "objection", {})
-    return True
-
-
-def request_erasure(contact: Contact) -> DataRequest:
-    """Log an erasure request (carried out once the emailed link is used)."""
-    return latest_open_request(contact, "erasure") or open_request(contact, "erasure")
-
-
-def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: str | None = None) -> ledger.ConsentEvent:
-    """Art. 17: erase personal data (contacts.erase) and close the request."""
-    event = contacts.erase(contact, source=source, ip=ip, user_agent=user_agent)
-    _done(contact, "erasure", {})
-    return event
+# The rights themselves are commands: see commands/people.py and commands/requests.py.

@@ -14,8 +14,9 @@ from typing import Iterable, Iterator, Protocol
 from sqlalchemy import and_, case, exists, false, literal, or_, select
 
 from .extensions import db
-from .sqlutil import one_of
 from .models import Contact, Subscription, Suppression, Topic
+from .sqlutil import one_of
+from .states import DEFAULT_RELATIONSHIPS_ALLOWED
 
 # Reasons: a send says which basis authorised it, a skip says why not.
 SEND_CONSENT = "consent"
@@ -100,10 +101,15 @@ def may_send(
     if topic.legal_basis == "consent":
         return _skip(SKIP_UNCONFIRMED if state == "pending" else SKIP_NO_CONSENT)
     if topic.legal_basis == "legitimate_interest":
-        if contact.relationship in (topic.default_relationships or []):
+        if contact.relationship in _covered(topic):
             return Decision(True, SEND_LEGITIMATE_INTEREST, contact.relationship_event_id)
         return _skip(SKIP_NOT_COVERED)
     return _skip(SKIP_NO_BASIS)
+
+
+def _covered(topic: TopicFacts) -> list[str]:
+    """The relationships legitimate interest reaches by default: the topic's, and never beyond customers."""
+    return [r for r in (topic.default_relationships or []) if r in DEFAULT_RELATIONSHIPS_ALLOWED]
 
 
 # -- the rule as one query ---------------------------------------------------
@@ -138,7 +144,7 @@ def audience_query(topic: Topic, *, after_id: int = 0, limit: int | None = None,
         event = sub.c.event_id
         reason = literal(SEND_CONSENT)
     else:
-        relationships = list(topic.default_relationships or [])
+        relationships = _covered(topic)
         covered = and_(
             or_(sub.c.state.is_(None), sub.c.state != "unsubscribed"),
             Contact.relationship.in_(relationships) if relationships else false(),

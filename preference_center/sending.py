@@ -28,9 +28,9 @@ from sqlalchemy import and_, func, insert, literal, or_, select, update
 
 from . import compose, optouts, rules
 from .extensions import db
-from .sqlutil import one_of
 from .mail import MessageBatch, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
+from .sqlutil import one_of
 
 QUEUED, SENDING, SENT, SKIPPED, FAILED, UNKNOWN = "queued", "sending", "sent", "skipped", "failed", "unknown"
 SKIP_CANCELLED = "cancelled"

@@ -2,7 +2,8 @@
 
 A topic's kind never changes (subscriptions and ledger events rest on it);
 system topics have basis `contract`; marketing topics need `consent` or
-`legitimate_interest`, and only the latter reaches relationships by default.
+`legitimate_interest`, and only the latter reaches a relationship by default:
+customers, and only customers (SPEC section 7, invariant 2).
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import re
 
 from sqlalchemy import select
 
-from .contacts import ValidationError
+from .errors import ValidationError
 from .extensions import db
 from .models import LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS, Topic
+from .states import DEFAULT_RELATIONSHIPS_ALLOWED
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 NAME_MAX = 200
@@ -54,6 +56,9 @@ def _clean(kind: str, data: dict, current: Topic | None) -> dict:
     if relationships and basis != "legitimate_interest":
         raise ValidationError("default relationships only apply to legitimate-interest topics",
                               "default_relationships")
+    if any(r not in DEFAULT_RELATIONSHIPS_ALLOWED for r in relationships):
+        raise ValidationError("legitimate interest reaches customers only by default; prospects, partners, "
+                              "suppliers and candidates need their consent", "default_relationships")
     description = data.get("description", current.description if current else "") or ""
     if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
         raise ValidationError(f"description must be text of at most {DESCRIPTION_MAX} characters", "description")

@@ -1,30 +1,42 @@
-"""Fixtures: a fresh app and database per test, on SQLite or (PC_TEST_DATABASE_URL) PostgreSQL."""
+"""Fixtures: a fresh app and database per test, on SQLite or (PC_TEST_DATABASE_URL) PostgreSQL.
+
+Only fixtures live here; the helpers they and the tests call are in helpers.py.
+"""
 from __future__ import annotations
 
-import os
-import re
-from urllib.parse import urlsplit
-
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
-from preference_center import create_app, ledger
+from preference_center import create_app
 from preference_center.extensions import db
 
-PG_URL = os.environ.get("PC_TEST_DATABASE_URL")
-BROKER_URL = os.environ.get("PC_TEST_BROKER_URL")
-SECRETS = ["old-test-secret-0000000000", "new-test-secret-1111111111"]
+from .helpers import (
+    CHEAP_PASSWORD_HASHER,
+    PG_URL,
+    Api,
+    SharedTemplateCache,
+    Staff,
+    app_settings,
+    ensure_postgres_database,
+    make_staff,
+    prepare_database,
+)
 
 
-def ensure_postgres_database(url: str) -> None:
-    """Create the test database if the server lacks it."""
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}):
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing():
+    """Staff passwords hashed with tiny argon2 settings in tests (production settings are untouched)."""
+    from preference_center import staff
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(staff, "_hasher", CHEAP_PASSWORD_HASHER)
+        yield
+
+
+@pytest.fixture(scope="session")
+def template_cache():
+    """Templates compiled once per run and shared by every test's app."""
+    return SharedTemplateCache()
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +46,8 @@ def postgres_schema():
         yield None
         return
     ensure_postgres_database(PG_URL)
-    app = create_app({"PC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": PG_URL, "PC_INSTANCE_PATH": "/tmp/pc-test-session"})
+    app = create_app({"PC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": PG_URL,
+                      "PC_INSTANCE_PATH": "/tmp/pc-test-session"})
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -44,50 +57,31 @@ def postgres_schema():
     yield PG_URL
 
 
-def _reset_postgres() -> None:
-    # DELETE on a handful of rows is much cheaper than TRUNCATE, which has to
-    # lock and swap every table's files; sequences restart so ids repeat.
-    statements = [f'DELETE FROM "{t.name}"' for t in reversed(db.metadata.sorted_tables)]
-    sequences = db.session.scalars(text(
-        "SELECT quote_ident(sequence_schema) || '.' || quote_ident(sequence_name) "
-        "FROM information_schema.sequences WHERE sequence_schema = current_schema()")).all()
-    statements += [f"ALTER SEQUENCE {name} RESTART" for name in sequences]
-    db.session.connection().exec_driver_sql("; ".join(statements))
-    db.session.commit()
+@pytest.fixture(scope="session")
+def sqlite_schema(tmp_path_factory, postgres_schema):
+    """On SQLite: an empty schema built once per run; each test's database starts as a copy of it."""
+    if postgres_schema:
+        return None
+    folder = tmp_path_factory.mktemp("schema")
+    app = create_app(app_settings(folder))
+    prepare_database(app)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return folder / "test.sqlite3"
 
 
 @pytest.fixture
 def app_config(tmp_path, postgres_schema):
     """The config a test app is built with; tests may change it before using `app`."""
-    return {
-        "PC_ENV": "testing",
-        "TESTING": True,
-        "PC_INSTANCE_PATH": str(tmp_path / "instance"),
-        "SQLALCHEMY_DATABASE_URI": postgres_schema or f"sqlite:///{tmp_path / 'test.sqlite3'}",
-        "PC_BROKER_URL": BROKER_URL or f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
-        "PC_SECRET_KEYS": SECRETS,
-        "PC_SUPPRESSION_KEY": "test-suppression-key",
-        "PC_BASE_URL": "https://prefs.example.test",
-        "PC_RATELIMITS_ENABLED": False,
-        "PC_MAIL_TRANSPORT": "outbox",
-    }
-
-
-def prepare_database(app) -> None:
-    """An empty schema for `app`: fresh tables on SQLite, emptied tables on PostgreSQL."""
-    with app.app_context():
-        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-            _reset_postgres()
-        else:
-            db.create_all()
-        ledger.ensure_head()
-        db.session.commit()
+    return app_settings(tmp_path)
 
 
 @pytest.fixture
-def app(app_config):
+def app(app_config, sqlite_schema, template_cache):
     app = create_app(app_config)
-    prepare_database(app)
+    app.jinja_env.bytecode_cache = template_cache
+    prepare_database(app, sqlite_schema)
     yield app
     with app.app_context():
         db.session.remove()
@@ -122,19 +116,6 @@ def api_token(app):
     return plaintext
 
 
-class Api:
-    """A JSON client with the bearer token set."""
-
-    def __init__(self, client, token):
-        self.client, self.headers = client, {"Authorization": f"Bearer {token}"}
-
-    def __getattr__(self, method):
-        def call(path, **kwargs):
-            headers = {**self.headers, **kwargs.pop("headers", {})}
-            return getattr(self.client, method)(f"/api/v1{path}", headers=headers, **kwargs)
-        return call
-
-
 @pytest.fixture
 def api(client, api_token):
     return Api(client, api_token)
@@ -143,20 +124,35 @@ def api(client, api_token):
 @pytest.fixture
 def topics(api):
     """Three topics: consent-based news, legitimate-interest tips for customers, system orders."""
-    assert api.put("/topics/news", json={"name": "News", "kind": "marketing", "legal_basis": "consent"}).status_code == 201
+    assert api.put("/topics/news", json={"name": "News", "kind": "marketing",
+                                         "legal_basis": "consent"}).status_code == 201
     assert api.put("/topics/tips", json={"name": "Tips", "kind": "marketing", "legal_basis": "legitimate_interest",
                                          "default_relationships": ["customer"]}).status_code == 201
     assert api.put("/topics/orders", json={"name": "Orders", "kind": "system"}).status_code == 201
     return ("news", "tips", "orders")
 
 
-def csrf_token(html: str) -> str:
-    """The CSRF token of the first form in a page."""
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
-        r'value="([^"]+)"[^>]*name="csrf_token"', html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
+# -- signed-in staff clients --------------------------------------------------------
+
+@pytest.fixture
+def as_admin(ctx, client):
+    make_staff("boss@example.com", "admin")
+    staff_client = Staff(client)
+    assert staff_client.login("boss@example.com").status_code == 302
+    return staff_client
 
 
-def path_of(url: str) -> str:
-    return urlsplit(url).path
+@pytest.fixture
+def as_marketer(ctx, client):
+    make_staff("mia@example.com", "marketer")
+    staff_client = Staff(client)
+    assert staff_client.login("mia@example.com").status_code == 302
+    return staff_client
+
+
+@pytest.fixture
+def as_viewer(ctx, client):
+    make_staff("vic@example.com", "viewer")
+    staff_client = Staff(client)
+    assert staff_client.login("vic@example.com").status_code == 302
+    return staff_client

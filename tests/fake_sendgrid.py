@@ -64,7 +64,7 @@ class FakeSendGrid:
         self._thread: threading.Thread | None = None
 
     # -- life cycle --------------------------------------------------------
-    def __enter__(self) -> "FakeSendGrid":
+    def __enter__(self) -> FakeSendGrid:
         fake = self
 
         class Handler(_Handler):

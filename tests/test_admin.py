@@ -9,91 +9,16 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-from flask import g, has_app_context
 from sqlalchemy import func, select
 
-from preference_center import campaigns, contacts, ledger, rights, sending, staff, topics
+from preference_center import actors, campaigns, contacts, ledger, rights, sending, topics
+from preference_center.commands import people
 from preference_center.extensions import db
-from preference_center.models import (ApiToken, AuditLog, Campaign, ConsentEvent, DataRequest, StaffUser,
-                                      utcnow)
+from preference_center.models import ApiToken, AuditLog, Campaign, ConsentEvent, DataRequest, StaffUser, utcnow
 
-from . import factories
-from .conftest import csrf_token
-
-PASSWORD = "correct horse battery"
-
+from .helpers import Staff, factories, make_staff, text_of
 
 # -- helpers ------------------------------------------------------------------------
-
-def make_staff(email: str, role: str, password: str = PASSWORD) -> StaffUser:
-    user = staff.create_user(email, role, password)
-    db.session.commit()
-    return user
-
-
-class Staff:
-    """A browser-like client of the staff pages: keeps the session and sends CSRF tokens."""
-
-    def __init__(self, client):
-        self.client = client
-
-    @staticmethod
-    def _fresh_request() -> None:
-        # Requests share the test's app context, where Flask-WTF caches the CSRF
-        # token of whichever client asked last and whether it was valid; each
-        # request must start without them, as it does in a real server.
-        if has_app_context():
-            g.pop("csrf_token", None)
-            g.pop("csrf_valid", None)
-
-    def login(self, email: str, password: str = PASSWORD, **kwargs):
-        self._fresh_request()
-        page = self.client.get("/admin/login")
-        return self.client.post("/admin/login", data={"csrf_token": csrf_token(page.text), "email": email,
-                                                      "password": password}, **kwargs)
-
-    def token(self) -> str:
-        # Any signed-in page carries the session's token (in the sign-out form).
-        page = self.client.get("/admin/login") if not self.signed_in() else self.client.get("/admin/")
-        return csrf_token(page.text)
-
-    def signed_in(self) -> bool:
-        self._fresh_request()
-        return self.client.get("/admin/").status_code == 200
-
-    def get(self, path: str, **kwargs):
-        self._fresh_request()
-        return self.client.get(path, **kwargs)
-
-    def post(self, path: str, data: dict | None = None, **kwargs):
-        token = self.token()
-        self._fresh_request()
-        return self.client.post(path, data={"csrf_token": token, **(data or {})}, **kwargs)
-
-
-@pytest.fixture
-def as_admin(ctx, client):
-    make_staff("boss@example.com", "admin")
-    staff_client = Staff(client)
-    assert staff_client.login("boss@example.com").status_code == 302
-    return staff_client
-
-
-@pytest.fixture
-def as_marketer(ctx, client):
-    make_staff("mia@example.com", "marketer")
-    staff_client = Staff(client)
-    assert staff_client.login("mia@example.com").status_code == 302
-    return staff_client
-
-
-@pytest.fixture
-def as_viewer(ctx, client):
-    make_staff("vic@example.com", "viewer")
-    staff_client = Staff(client)
-    assert staff_client.login("vic@example.com").status_code == 302
-    return staff_client
-
 
 @pytest.fixture
 def news(ctx):
@@ -110,10 +35,6 @@ def audit_actions(actor: str | None = None) -> list[str]:
     if actor:
         query = query.where(AuditLog.actor == actor)
     return list(db.session.scalars(query))
-
-
-def text_of(html: str) -> str:
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 # -- signing in ---------------------------------------------------------------------
@@ -266,13 +187,13 @@ def test_staff_changes_are_listed_on_the_audit_page(as_marketer, news):
 def test_topics_are_created_edited_and_retired_with_kind_and_basis_shown(as_marketer):
     response = as_marketer.post("/admin/topics/new", {
         "key": "offers", "name": "Offers", "kind": "marketing", "legal_basis": "legitimate_interest",
-        "default_relationships": ["customer", "partner"], "description": "Deals for you"})
+        "default_relationships": ["customer"], "description": "Deals for you"})
     assert response.status_code == 302
     offers = topics.get("offers")
     assert (offers.kind, offers.legal_basis, offers.default_relationships) == (
-        "marketing", "legitimate_interest", ["customer", "partner"])
+        "marketing", "legitimate_interest", ["customer"])
     listing = text_of(as_marketer.get("/admin/topics").text)
-    assert "Offers offers marketing Legitimate interest customer, partner live" in listing
+    assert "Offers offers marketing Legitimate interest customer live" in listing
 
     edit = as_marketer.post("/admin/topics/offers", {"name": "Special offers", "legal_basis": "legitimate_interest",
                                                      "default_relationships": ["customer"], "description": ""})
@@ -331,7 +252,7 @@ def test_the_contact_page_tells_the_ledger_as_sentences(as_viewer, news):
     ann = factories.contact("ann@example.com", relationship="customer", name="Ann")
     ledger.append(ledger.GRANT, contact=ann, topic_id=news.id, legal_basis="consent", source="preferences-page",
                   consent_text_version="1", confirmed=True, ip="203.0.113.7",
-                  occurred_at=dt.datetime(2026, 11, 25, 14, 3, 9, tzinfo=dt.timezone.utc))
+                  occurred_at=dt.datetime(2026, 11, 25, 14, 3, 9, tzinfo=dt.UTC))
     db.session.commit()
     page = text_of(as_viewer.get(f"/admin/contacts/{ann.id}").text)
     assert ("2026-11-25 14:03 UTC — granted consent to News via the preferences page (IP 203.0.113.7), "
@@ -512,11 +433,11 @@ def test_scheduling_converts_the_local_time_of_the_chosen_zone_to_utc(as_markete
     assert response.status_code == 302
     db.session.refresh(campaign)
     assert campaign.status == "scheduled"
-    assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 7, 30, tzinfo=dt.timezone.utc)
+    assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 7, 30, tzinfo=dt.UTC)
     assert campaign.timezone == "Europe/Madrid"
     as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule", {"at": "2030-01-15T09:30", "zone": "America/New_York"})
     db.session.refresh(campaign)
-    assert campaign.scheduled_at == dt.datetime(2030, 1, 15, 14, 30, tzinfo=dt.timezone.utc)
+    assert campaign.scheduled_at == dt.datetime(2030, 1, 15, 14, 30, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize("at, zone, message", [
@@ -559,7 +480,7 @@ def test_a_draft_and_a_scheduled_campaign_can_be_edited(as_marketer, ann):
                             {**COMPOSE, "name": "Summer", "action": "save"}).status_code == 302
     db.session.refresh(campaign)
     assert (campaign.name, campaign.status) == ("Summer", "scheduled")
-    assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 9, 30, tzinfo=dt.timezone.utc)
+    assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 9, 30, tzinfo=dt.UTC)
     assert audit_actions("staff:mia@example.com").count("campaign.update") == 2
 
 
@@ -613,25 +534,31 @@ def test_data_requests_are_listed_oldest_due_first_with_overdue_ones_marked(as_v
     done = factories.contact("done@example.com")
     late = rights.open_request(old, "erasure")
     late.requested_at = utcnow() - dt.timedelta(days=40)
-    late.due_at = late.requested_at + rights.DUE_AFTER
+    late.due_at = rights.due_date(late.requested_at)
     rights.open_request(new, "access")
-    rights.complete_request(rights.open_request(done, "portability"))
+    rights.complete(rights.open_request(done, "portability"))
     db.session.commit()
     page = as_viewer.get("/admin/requests").text
     assert page.index("old@example.com") < page.index("new@example.com")
     assert "done@example.com" not in page
     row = re.search(rf'<tr class="overdue" id="request-{late.id}">', page)
-    assert row and "OVERDUE by 10 days" in page
-    assert "29 days left" in page or "30 days left" in page
+    overdue_by = (utcnow() - late.due_at).days
+    assert row and f"OVERDUE by {overdue_by} days" in page
+    # One calendar month: 28 to 31 days, less the part of today that has passed.
+    assert re.search(r"(2[7-9]|3[01]) days left", page)
     completed = as_viewer.get("/admin/requests?status=completed").text
     assert "done@example.com" in completed and "old@example.com" not in completed
 
 
-def test_a_marketer_marks_a_data_request_done(as_marketer):
+def test_an_admin_closes_a_restriction_request_only_once_it_holds(as_admin):
     person = factories.contact("p@example.com")
-    request = rights.open_request(person, "access")
+    request = rights.open_request(person, "restriction")
     db.session.commit()
-    assert as_marketer.post(f"/admin/requests/{request.id}/complete").status_code == 302
+    assert as_admin.post(f"/admin/requests/{request.id}/complete").status_code == 409
     db.session.refresh(request)
-    assert request.status == "completed" and request.detail["completed_by"] == "staff:mia@example.com"
+    assert request.status == "open"
+    people.restrict(actors.staff("boss@example.com"), person)
+    db.session.commit()
+    db.session.refresh(request)
+    assert request.status == "completed"  # restricting completed the open request
     assert db.session.scalar(select(func.count(DataRequest.id)).where(DataRequest.status == "open")) == 0

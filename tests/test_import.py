@@ -11,14 +11,13 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 
-import worker.import_tasks  # noqa: F401  (registers worker.tasks.import_csv)
+import preference_center.tasks  # noqa: F401  (registers preference_center.tasks.import_csv)
 from preference_center import contacts, imports, ledger, rules
 from preference_center.admin_models import ImportJob
 from preference_center.extensions import db
 from preference_center.models import ConsentEvent, Contact, Subscription
 
-from . import factories
-from .test_admin import Staff, as_marketer, as_viewer, make_staff, text_of  # noqa: F401  (fixtures)
+from .helpers import Staff, factories, make_staff, text_of
 
 SOURCE = "Trade fair 2026 sign-up sheet"
 
@@ -295,6 +294,7 @@ def big_csv(rows: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+@pytest.mark.slow
 def test_a_large_import_runs_in_a_real_celery_worker_and_reaches_100_percent(as_marketer, news, worker, app):
     started = time.monotonic()
     upload(as_marketer, big_csv(BIG_ROWS), "big.csv")
@@ -365,7 +365,8 @@ def test_the_bulk_import_writes_the_same_ledger_as_one_row_at_a_time(ctx, popula
     held = factories.contact("held@example.com", name="Held")
     ledger.append(ledger.RESTRICT, contact=held, scope=ledger.CONTACT, source="test")
     make_staff("mia@example.com", "marketer")
-    content = MIXED + "unsub@example.com;Un Sub;partner\r\nheld@example.com;Held;customer\r\nsame@example.com;X;prospect\r\n"
+    content = (MIXED + "unsub@example.com;Un Sub;partner\r\nheld@example.com;Held;customer\r\n"
+               "same@example.com;X;prospect\r\n")
     job = imports.store(io.BytesIO(content.encode()), "x.csv", created_by="staff:mia@example.com")
     imports.configure(job, imports.Settings(mapping={"email": 0, "name": 1, "relationship": 2},
                                             legal_basis="consent", source_text=SOURCE, topic_key="news",

@@ -10,8 +10,7 @@ from preference_center import contacts, ledger, links, optouts, rules
 from preference_center.extensions import db
 from preference_center.models import ConsentEvent, Contact, OptOutInbox, Suppression
 
-from . import factories
-from .test_public import IP, UA, grant, make_contact, settle, states, token, topic_id
+from .helpers import IP, UA, factories, grant, make_contact, settle, states, token, topic_id
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
@@ -40,7 +39,8 @@ def waiting(app) -> list[tuple]:
 def withdrawals(app, contact_id: int) -> list[ConsentEvent]:
     with app.app_context():
         rows = db.session.scalars(select(ConsentEvent).where(
-            ConsentEvent.contact_id == contact_id, ConsentEvent.action == ledger.WITHDRAW).order_by(ConsentEvent.id)).all()
+            ConsentEvent.contact_id == contact_id, ConsentEvent.action == ledger.WITHDRAW,
+        ).order_by(ConsentEvent.id)).all()
         db.session.expunge_all()
         return rows
 
@@ -78,7 +78,8 @@ def test_settling_writes_the_withdraw_with_the_clicks_time_ip_and_user_agent(app
         received = db.session.scalar(select(OptOutInbox.received_at))
     assert settle(app) == 1
     (event_,) = withdrawals(app, ann)
-    assert (event_.topic_id, event_.source, event_.ip, event_.user_agent) == (topic_id(app, "news"), "one-click", IP, UA)
+    assert (event_.topic_id, event_.source, event_.ip, event_.user_agent) == (
+        topic_id(app, "news"), "one-click", IP, UA)
     assert event_.occurred_at == received
     assert waiting(app) == []
     assert states(app, ann)["news"] == "unsubscribed"
@@ -134,7 +135,8 @@ def test_an_all_marketing_click_also_suppresses_the_address(app, ann):
     with app.app_context():
         contact = db.session.get(Contact, ann)
         assert contact.marketing_opt_out_event_id == withdrawals(app, ann)[0].id
-        assert db.session.scalar(select(Suppression.reason).where(Suppression.email_hash == contact.email_hash)) == "opt_out"
+        assert db.session.scalar(select(Suppression.reason)
+                                 .where(Suppression.email_hash == contact.email_hash)) == "opt_out"
 
 
 def test_a_contact_erased_before_settling_gets_no_event_but_the_click_is_consumed(app, ann):

@@ -2,127 +2,33 @@
 from __future__ import annotations
 
 import re
-import time
-from email import policy
-from email.parser import BytesParser
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from preference_center import contacts, ledger, links, optouts
+from preference_center import contacts, ledger, links
 from preference_center.extensions import db
-from preference_center.models import (ConsentEvent, ConsentText, Contact, DataRequest, OptOutInbox, Subscription,
-                                      Suppression)
+from preference_center.models import ConsentText, Contact, OptOutInbox
 
-from . import factories
-from .conftest import csrf_token, path_of, prepare_database
-
-UA = "Mozilla/5.0 (Linux; Android 14) TestPhone"
-IP = "203.0.113.7"
-LINK = re.compile(r"https://prefs\.example\.test/\S+")
-
-
-# -- helpers shared with test_rights and the browser tests --------------------------
-
-def make_contact(app, email="ann@example.com", **fields) -> int:
-    with app.app_context():
-        contact = factories.contact(email, **fields)
-        db.session.commit()
-        return contact.id
-
-
-def grant(app, contact_id: int, key: str | None, confirmed=True) -> None:
-    with app.app_context():
-        contact = db.session.get(Contact, contact_id)
-        topic = factories.get_topic(key) if key else None
-        contacts.record_consent(contact, action=ledger.GRANT, topic=topic, source="test", confirmed=confirmed,
-                                legal_basis="consent")
-        db.session.commit()
-
-
-def token(app, purpose: str, contact_id: int, argument=0) -> str:
-    with app.app_context():
-        return links.make(purpose, db.session.get(Contact, contact_id), argument)
-
-
-def topic_id(app, key: str) -> int:
-    with app.app_context():
-        return factories.get_topic(key).id
-
-
-def settle(app) -> int:
-    """Chain waiting one-click opt-outs into the ledger, as the worker does every second."""
-    with app.app_context():
-        return optouts.settle_all()
-
-
-def states(app, contact_id: int) -> dict[str, str]:
-    """What the sending rule says now, per topic key (waiting one-click opt-outs settled first, as readers do)."""
-    settle(app)
-    with app.app_context():
-        contact = db.session.get(Contact, contact_id)
-        return {v["topic"]: v["state"] for v in contacts.subscriptions_view(contact)}
-
-
-def events(app, contact_id: int | None = None) -> list[ConsentEvent]:
-    with app.app_context():
-        query = select(ConsentEvent).order_by(ConsentEvent.id)
-        if contact_id is not None:
-            query = query.where(ConsentEvent.contact_id == contact_id)
-        rows = db.session.scalars(query).all()
-        db.session.expunge_all()
-        return rows
-
-
-def snapshot(app) -> tuple:
-    """Everything a recipient page could change (waiting one-click opt-outs settled first)."""
-    settle(app)
-    with app.app_context():
-        count = lambda model: db.session.scalar(select(func.count()).select_from(model))  # noqa: E731
-        subs = db.session.execute(select(Subscription.contact_id, Subscription.topic_id, Subscription.state,
-                                         Subscription.event_id).order_by(Subscription.contact_id,
-                                                                         Subscription.topic_id)).all()
-        people = db.session.execute(select(Contact.id, Contact.email, Contact.name, Contact.status,
-                                           Contact.marketing_opt_out_event_id, Contact.token_version)).all()
-        return (count(ConsentEvent), count(DataRequest), count(Suppression), tuple(subs), tuple(people))
-
-
-def ledger_ok(app) -> bool:
-    with app.app_context():
-        result = ledger.verify()
-        assert result.ok, result.problems
-        return result.ok
-
-
-def outbox(app) -> list:
-    """The messages the outbox transport wrote, oldest first."""
-    folder = Path(app.config["PC_INSTANCE_PATH"]) / "outbox"
-    messages = []
-    for path in sorted(folder.glob("*.eml")):
-        with path.open("rb") as fh:
-            messages.append(BytesParser(policy=policy.default).parse(fh))
-    return messages
-
-
-def mailed_link(app, to: str) -> str:
-    """The path of the link in the last message sent to `to`."""
-    mine = [m for m in outbox(app) if m["To"] == to]
-    assert mine, f"no mail to {to}"
-    body = mine[-1].get_body(preferencelist=("plain",)).get_content()
-    return path_of(LINK.search(body).group(0))
-
-
-def old_token(monkeypatch, app, purpose: str, contact_id: int, argument, seconds_ago: int) -> str:
-    """A genuine token signed `seconds_ago` (itsdangerous reads the clock through its module's `time`)."""
-    import itsdangerous.timed
-
-    monkeypatch.setattr(itsdangerous.timed, "time", SimpleNamespace(time=lambda: time.time() - seconds_ago))
-    try:
-        return token(app, purpose, contact_id, argument)
-    finally:
-        monkeypatch.undo()
+from .helpers import (
+    IP,
+    UA,
+    csrf_token,
+    events,
+    factories,
+    grant,
+    ledger_ok,
+    mailed_link,
+    make_contact,
+    old_token,
+    outbox,
+    prepare_database,
+    settle,
+    snapshot,
+    states,
+    token,
+    topic_id,
+)
 
 
 @pytest.fixture
@@ -334,7 +240,8 @@ def test_unsubscribe_button_unsubscribes_and_offers_an_undo_that_regrants(client
     html = done.get_data(as_text=True)
     assert done.status_code == 200 and "We no longer send you email about News." in html
     withdraw = events(app, ann)[-1]
-    assert (withdraw.action, withdraw.source, withdraw.ip, withdraw.user_agent) == ("withdraw", "unsubscribe-page", IP, UA)
+    assert (withdraw.action, withdraw.source, withdraw.ip, withdraw.user_agent) == (
+        "withdraw", "unsubscribe-page", IP, UA)
     assert "/p/" in html, "offers a link to manage the other topics"
     assert f'value="{withdraw.id}"' in html
     undone = client.post(f"{path}/undo", data={"csrf_token": csrf_token(html), "event": withdraw.id})
@@ -372,7 +279,8 @@ def test_unsubscribe_link_for_a_system_topic_is_not_valid(client, app, ann):
 
 def _subscribe(client, email, topics=("news",), name="", **extra):
     page = client.get("/subscribe").get_data(as_text=True)
-    started = re.search(r'name="started"[^>]*value="([^"]+)"', page) or re.search(r'value="([^"]+)"[^>]*name="started"', page)
+    started = (re.search(r'name="started"[^>]*value="([^"]+)"', page)
+               or re.search(r'value="([^"]+)"[^>]*name="started"', page))
     version = re.search(r'id="consent_version"[^>]*value="([^"]*)"', page)
     data = {"csrf_token": csrf_token(page), "email": email, "name": name, "topics": list(topics),
             "started": started.group(1), "consent_version": version.group(1), "website": "", **extra}

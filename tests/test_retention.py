@@ -27,7 +27,7 @@ from preference_center.models import (
 )
 from preference_center.retention import retention_command
 
-from . import factories
+from .helpers import factories
 
 NOW = utcnow()
 LONG_AGO = NOW - dt.timedelta(days=4 * 365)  # past the default 3-year PC_RETENTION_DAYS
@@ -304,7 +304,7 @@ def test_the_cli_command_supports_a_dry_run(app, population):
 
 
 def test_the_daily_task_runs_the_policy(population):
-    from worker.feedback_tasks import run_retention
+    from preference_center.tasks import run_retention
 
     assert run_retention(dry_run=True)["contacts_erased"] == 3
     assert statuses(population)["old_prospect"] == "active"

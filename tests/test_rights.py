@@ -14,10 +14,22 @@ from preference_center import contacts, links, rights
 from preference_center.extensions import db
 from preference_center.models import ConsentEvent, Contact, DataRequest
 
-from . import factories
-from .conftest import csrf_token
-from .test_public import (IP, UA, events, grant, ledger_ok, mailed_link, make_contact, old_token, outbox,
-                          snapshot, states, token)
+from .helpers import (
+    IP,
+    UA,
+    csrf_token,
+    events,
+    factories,
+    grant,
+    ledger_ok,
+    mailed_link,
+    make_contact,
+    old_token,
+    outbox,
+    snapshot,
+    states,
+    token,
+)
 
 
 @pytest.fixture
@@ -80,7 +92,8 @@ def test_rectification_corrects_details_as_a_ledger_event_and_a_completed_reques
     assert response.status_code == 303
     with app.app_context():
         contact = db.session.get(Contact, ann)
-        assert (contact.name, contact.company, contact.phone, contact.locale) == ("Ann Lee", "Acme", "+34 600 000 000", "es")
+        assert (contact.name, contact.company, contact.phone, contact.locale) == (
+            "Ann Lee", "Acme", "+34 600 000 000", "es")
     event = events(app, ann)[-1]
     assert (event.action, event.source, event.ip, event.user_agent) == ("rectify", "data-rights-page", IP, UA)
     assert event.detail == {"fields": ["company", "locale", "name", "phone"]}
@@ -227,7 +240,8 @@ def test_erasure_through_the_step_up_link_removes_personal_data_and_old_links(cl
     for old in (path, path.removesuffix("/data"), unsubscribe, link):
         response = client.get(old)
         assert response.status_code == 404 and "This link no longer works" in response.get_data(as_text=True)
-    assert app.test_client(use_cookies=False).post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 404
+    one_click = {"List-Unsubscribe": "One-Click"}
+    assert app.test_client(use_cookies=False).post(unsubscribe, data=one_click).status_code == 404
     assert snapshot(app) == before
 
 

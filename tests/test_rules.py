@@ -14,7 +14,7 @@ from preference_center import rules
 from preference_center.extensions import db
 from preference_center.models import Contact, Subscription, Suppression
 
-from . import factories
+from .helpers import factories
 
 
 @dataclass
@@ -138,8 +138,8 @@ def _populate(topics, people) -> list[Contact]:
         rows.append(row)
     db.session.add_all(rows)
     db.session.flush()
-    for row, p in zip(rows, people):
-        for topic, state in zip(topics, p["subs"]):
+    for row, p in zip(rows, people, strict=True):
+        for topic, state in zip(topics, p["subs"], strict=True):
             if state is not None:
                 db.session.add(Subscription(contact_id=row.id, topic_id=topic.id, state=state, event_id=3000 + row.id))
         for scope in p["suppressed"]:
@@ -188,6 +188,7 @@ def three_topics(ctx):
     return topics
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(people=st.lists(person, min_size=0, max_size=60), chunk=st.integers(1, 25))
 def test_audience_query_agrees_with_the_rule(three_topics, people, chunk):
@@ -210,6 +211,7 @@ def test_audience_filters_only_narrow_the_rule(three_topics, people, filters):
     db.session.rollback()
 
 
+@pytest.mark.slow
 def test_audience_agrees_with_the_rule_on_five_thousand_random_contacts(three_topics):
     rng = random.Random(2026)
     people = [{

@@ -19,13 +19,20 @@ from sqlalchemy import func, select
 
 from preference_center import campaigns, contacts, ledger, links, optouts, sending
 from preference_center.extensions import db
-from preference_center.models import (Campaign, CampaignBatch, ConsentEvent, Contact, Delivery, OptOutInbox, Subscription,
-                                      Topic)
+from preference_center.models import (
+    Campaign,
+    CampaignBatch,
+    ConsentEvent,
+    Contact,
+    Delivery,
+    OptOutInbox,
+    Subscription,
+    Topic,
+)
 from worker import tasks
 
-from . import factories
-from .conftest import path_of
 from .fake_sendgrid import FakeSendGrid
+from .helpers import factories, path_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,6 +158,7 @@ def news(ctx):
     return topic
 
 
+@pytest.mark.slow
 def test_a_5000_recipient_campaign_reaches_every_eligible_recipient_exactly_once(ctx, news, fake, worker):
     eligible = populate(5000, news)
     campaign_id = new_campaign()
@@ -169,6 +177,7 @@ def test_a_5000_recipient_campaign_reaches_every_eligible_recipient_exactly_once
         (Delivery.event_id.is_(None)) | (Delivery.provider_message_id.is_(None)))) == 0
 
 
+@pytest.mark.slow
 def test_marketing_mail_carries_one_click_headers_links_and_only_opaque_ids(ctx, news, fake, worker, client):
     person = factories.contact("ann@example.com", name="Ann <b>")
     contacts.record_consent(person, action="grant", topic=news, source="test", confirmed=True)
@@ -200,6 +209,7 @@ def test_marketing_mail_carries_one_click_headers_links_and_only_opaque_ids(ctx,
     assert db.session.get(Subscription, (person.id, news.id)).state == "unsubscribed"
 
 
+@pytest.mark.slow
 def test_an_opt_out_between_scheduling_and_sending_stops_the_recipient(ctx, news, fake, worker):
     people = [factories.contact(f"p{i}@example.com") for i in range(5)]
     for person in people:
@@ -215,6 +225,7 @@ def test_an_opt_out_between_scheduling_and_sending_stops_the_recipient(ctx, news
     assert sorted(accepted_emails(fake)) == ["p2@example.com", "p3@example.com", "p4@example.com"]
 
 
+@pytest.mark.slow
 def test_an_opt_out_after_planning_is_caught_at_send_time(ctx, news, fake, celery_app):
     eligible = populate(400, news, seed=3)
     campaign_id = new_campaign()
@@ -252,6 +263,7 @@ def test_an_opt_out_after_planning_is_caught_at_send_time(ctx, news, fake, celer
     assert db.session.scalar(select(func.count()).select_from(OptOutInbox)) == 0
 
 
+@pytest.mark.slow
 def test_a_broker_message_delivered_twice_sends_nothing_twice(ctx, news, fake, celery_app):
     eligible = populate(300, news, seed=4)
     campaign_id = new_campaign()
@@ -266,16 +278,19 @@ def test_a_broker_message_delivered_twice_sends_nothing_twice(ctx, news, fake, c
     assert len(got) == len(set(got)) == len(eligible)
 
 
+@pytest.mark.slow
 def test_a_batch_whose_broker_message_was_lost_is_found_and_requeued(ctx, news, fake, worker):
     eligible = populate(250, news, seed=5)
     campaign_id = new_campaign()
     start_now(campaign_id)
     batches = plan_everything(campaign_id)  # planned, committed, never handed to the broker
-    assert db.session.scalar(select(func.count(CampaignBatch.id)).where(CampaignBatch.status == "queued")) == len(batches)
+    queued = select(func.count(CampaignBatch.id)).where(CampaignBatch.status == "queued")
+    assert db.session.scalar(queued) == len(batches)
     wait_until(lambda: status_of(campaign_id) == "sent", timeout=60, tick=tasks.tick)
     assert sorted(accepted_emails(fake)) == sorted(eligible)
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_campaign_between_batches(ctx, news, fake, worker):
     populate(300, news, seed=6)
     campaign_id = new_campaign()
@@ -291,6 +306,7 @@ def test_cancel_stops_a_campaign_between_batches(ctx, news, fake, worker):
     assert result["status"] == "cancelled" and result["skipped"] == {"cancelled": result["eligible"]}
 
 
+@pytest.mark.slow
 def test_provider_429_then_success_is_retried(ctx, news, fake, worker):
     eligible = populate(150, news, seed=7)
     fake.script([(429, {"X-RateLimit-Reset": str(int(time.time()) + 1)})])
@@ -302,6 +318,7 @@ def test_provider_429_then_success_is_retried(ctx, news, fake, worker):
     assert fake.requests == batches + 1  # one request refused with 429, then retried
 
 
+@pytest.mark.slow
 def test_a_provider_500_storm_is_survived_without_duplicates(ctx, news, fake, worker):
     eligible = populate(250, news, seed=8)
     fake.script([(500, {})] * 5 + [(503, {})] * 2)
@@ -313,6 +330,7 @@ def test_a_provider_500_storm_is_survived_without_duplicates(ctx, news, fake, wo
     assert report(campaign_id)["failed"] == 0
 
 
+@pytest.mark.slow
 def test_a_provider_that_refuses_the_request_marks_deliveries_failed(ctx, news, fake, worker):
     populate(50, news, seed=9)
     fake.script([(401, {})])
@@ -324,6 +342,7 @@ def test_a_provider_that_refuses_the_request_marks_deliveries_failed(ctx, news, 
     assert fake.requests == 1
 
 
+@pytest.mark.slow
 def test_the_send_rate_is_shared_by_all_workers(ctx, news, fake, worker, app):
     app.config["PC_SEND_RATE"] = 100.0
     app.config["PC_BATCH_SIZE"] = 20
@@ -354,6 +373,7 @@ def worker_process(app, tmp_path) -> subprocess.Popen:
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_batch_leaves_nobody_unsent_and_forgotten(ctx, app, news, fake, celery_app, tmp_path):
     eligible = populate(300, news, seed=11)
     campaign_id = new_campaign()
@@ -389,6 +409,7 @@ def test_a_worker_killed_mid_batch_leaves_nobody_unsent_and_forgotten(ctx, app, 
 
 # -- system messages -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_system_messages_bypass_marketing_opt_out_and_are_idempotent(ctx, news, fake, worker, api):
     person = factories.contact("buyer@example.com", name="Bea")
     contacts.record_consent(person, action="withdraw", topic=None, source="one-click")
@@ -412,6 +433,7 @@ def test_system_messages_bypass_marketing_opt_out_and_are_idempotent(ctx, news, 
     assert "List-Unsubscribe" not in mail.headers and "List-Unsubscribe-Post" not in mail.headers
 
 
+@pytest.mark.slow
 def test_system_messages_respect_all_scope_suppression(ctx, news, fake, worker, api):
     person = factories.contact("bounced@example.com")
     contacts.suppress(person.email_hash, "all", "hard_bounce", source="webhook:sendgrid", contact=person)
@@ -437,6 +459,7 @@ def test_bad_system_messages_are_refused_and_send_nothing(ctx, news, api, body, 
 
 # -- the campaign API ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_campaign_api_create_schedule_report_cancel(ctx, news, api, fake, worker):
     person = factories.contact("c@example.com")
     contacts.record_consent(person, action="grant", topic=news, source="test", confirmed=True)

@@ -13,7 +13,7 @@ from preference_center import config, create_app
 from preference_center.extensions import db
 from preference_center.models import LedgerHead
 
-from .conftest import PG_URL, ensure_postgres_database
+from .helpers import PG_URL, ensure_postgres_database
 
 
 @pytest.fixture

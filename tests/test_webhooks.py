@@ -19,7 +19,7 @@ from preference_center.extensions import db
 from preference_center.models import Campaign, ConsentEvent, Contact, Delivery, Suppression, WebhookEvent, utcnow
 from preference_center.webhooks import Refused, check_signature
 
-from . import factories
+from .helpers import factories
 
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -349,11 +349,20 @@ def test_group_unsubscribe_and_resubscribe_follow_the_topic_of_the_group(world):
     feed(event("group_unsubscribe", "ann@example.com", asm_group_id=102))
     assert states(ann)["tips"] == "unsubscribed"
     feed(event("group_resubscribe", "ann@example.com", asm_group_id=101))
-    assert states(ann)["news"] == "subscribed"
-    grant = webhook_events(ann)[-1]
-    assert (grant.action, grant.topic_id, grant.confirmed) == ("grant", world["news"].id, True)
+    # The provider reports it, but only the person's own confirmation ends their withdrawal: it asks them.
+    assert states(ann)["news"] == "unsubscribed"
+    ask = webhook_events(ann)[-1]
+    assert (ask.action, ask.topic_id, ask.confirmed) == ("grant", world["news"].id, False)
     assert [e.action for e in webhook_events(ann)] == ["withdraw", "withdraw", "grant"]
     assert ledger.verify().ok
+
+
+def test_a_group_resubscribe_with_nothing_in_the_way_is_a_confirmed_grant(world):
+    bob = factories.contact("bob@example.com")
+    db.session.commit()
+    feed(event("group_resubscribe", "bob@example.com", asm_group_id=101))
+    assert [(e.action, e.topic_id, e.confirmed) for e in webhook_events(bob)] == [("grant", world["news"].id, True)]
+    assert states(bob)["news"] == "subscribed"
 
 
 def test_unsubscribe_then_resubscribe_in_one_batch_applies_in_the_recipients_order(world):
@@ -361,7 +370,9 @@ def test_unsubscribe_then_resubscribe_in_one_batch_applies_in_the_recipients_ord
     now = int(time.time())
     feed(event("group_resubscribe", "ann@example.com", asm_group_id=101, timestamp=now),
          event("group_unsubscribe", "ann@example.com", asm_group_id=101, timestamp=now - 30))
-    assert states(ann)["news"] == "subscribed"
+    # Withdrawn first, then asked to confirm the resubscription (an unconfirmed grant after the withdrawal).
+    assert [(e.action, e.confirmed) for e in webhook_events(ann)] == [("withdraw", False), ("grant", False)]
+    assert states(ann)["news"] == "unsubscribed"
 
 
 def test_an_unknown_group_is_ignored_and_counted(world):
@@ -444,7 +455,7 @@ def test_processing_repeated_ids_applies_each_event_once(world):
 
 
 def test_the_sweep_processes_events_whose_task_was_lost(world):
-    from worker.feedback_tasks import sweep_webhook_events
+    from preference_center.tasks import sweep_webhook_events
 
     now = utcnow()
     lost, fresh, ancient = (event("unsubscribe", "ann@example.com") for _ in range(3))
@@ -464,6 +475,7 @@ def test_the_sweep_processes_events_whose_task_was_lost(world):
 
 # -- end to end with a real worker -------------------------------------------------
 
+@pytest.mark.slow
 def test_a_signed_batch_is_processed_by_a_real_celery_worker(world, client, app, signing_key):
     celery = app.extensions["celery"]
     if celery.conf.broker_url.startswith("redis"):

@@ -2,7 +2,8 @@
 
 `celery_init_app(app)` follows Flask's "Background Tasks with Celery" pattern:
 every task runs inside the Flask app context, and the Celery settings come
-from the same PC_* configuration. Tasks take ids and load what they need.
+from the same PC_* configuration. The tasks live in `preference_center.tasks`;
+they take ids and load what they need.
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ def celery_config(config: dict) -> dict:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "beat_schedule": {
-            "tick": {"task": "worker.tasks.tick", "schedule": float(config["PC_TICK_SECONDS"])},
-            "settle-opt-outs": {"task": "worker.tasks.settle_opt_outs", "schedule": float(config["PC_SETTLE_SECONDS"])},
-            "webhook-sweep": {"task": "worker.tasks.sweep_webhook_events", "schedule": 60.0},
-            "retention": {"task": "worker.tasks.retention", "schedule": crontab(hour=3, minute=17)},
+            "tick": {"task": "preference_center.tasks.tick", "schedule": float(config["PC_TICK_SECONDS"])},
+            "settle-opt-outs": {"task": "preference_center.tasks.settle_opt_outs", "schedule": float(config["PC_SETTLE_SECONDS"])},
+            "webhook-sweep": {"task": "preference_center.tasks.sweep_webhook_events", "schedule": 60.0},
+            "retention": {"task": "preference_center.tasks.retention", "schedule": crontab(hour=3, minute=17)},
         },
     }
 
@@ -48,7 +49,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(celery_config(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    from . import feedback_tasks, import_tasks, tasks  # noqa: F401  (registers the shared tasks)
+    import preference_center.tasks  # noqa: F401  (registers the shared tasks)
 
     return celery_app
 

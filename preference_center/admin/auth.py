@@ -12,21 +12,17 @@ import secrets
 from functools import wraps
 
 from flask import abort, current_app, g, redirect, request, session, url_for
-from sqlalchemy import select
 
-from .. import audit, staff
-from ..emails import InvalidEmail, normalize
+from .. import actors
+from ..commands import access
 from ..extensions import db
 from ..models import StaffUser, utcnow
 
-MAX_FAILURES = 5
-LOCK_FOR = dt.timedelta(minutes=15)
+MAX_FAILURES, LOCK_FOR = access.MAX_FAILURES, access.LOCK_FOR
 # One message for unknown users, wrong passwords and locked accounts: the
 # page must not tell an attacker which addresses have accounts.
 FAILED = "Wrong email or password, or the account is locked after too many attempts. Try again later."
 SESSION_KEYS = ("staff_id", "staff_fp", "staff_since", "staff_nonce")
-# A real argon2 hash to verify against when the user is unknown, so both paths take as long.
-_DUMMY_HASH = staff.hash_password(secrets.token_urlsafe(16))
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -37,44 +33,6 @@ def _fingerprint(user: StaffUser) -> str:
 
 def session_lifetime() -> dt.timedelta:
     return dt.timedelta(hours=int(current_app.config.get("PC_STAFF_SESSION_HOURS", 8)))
-
-
-def authenticate(email: str, password: str, *, ip: str | None = None) -> StaffUser | None:
-    """The active user with this email and password, or None; counts failures and locks.
-
-    The caller commits (failure counters are state too).
-    """
-    try:
-        address = normalize(email or "")
-    except InvalidEmail:
-        address = None
-    user = db.session.scalar(select(StaffUser).where(StaffUser.email == address)) if address else None
-    if user is None:
-        staff.check_password(StaffUser(password_hash=_DUMMY_HASH), password or "")
-        return None
-    now = utcnow()
-    if user.locked_until is not None and user.locked_until > now:
-        audit.record(f"staff:{user.email}", "staff.login_refused_locked", target_type="staff_user",
-                     target_id=user.email, ip=ip)
-        return None
-    if not staff.check_password(user, password or "") or not user.active:
-        user.failed_logins = (user.failed_logins or 0) + 1
-        detail = {"failed_logins": user.failed_logins}
-        if user.failed_logins >= MAX_FAILURES:
-            user.locked_until = now + LOCK_FOR
-            user.failed_logins = 0
-            detail["locked_until"] = user.locked_until.isoformat()
-            audit.record(f"staff:{user.email}", "staff.locked", target_type="staff_user",
-                         target_id=user.email, detail=detail, ip=ip)
-        else:
-            audit.record(f"staff:{user.email}", "staff.login_failed", target_type="staff_user",
-                         target_id=user.email, detail=detail, ip=ip)
-        return None
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
-    audit.record(f"staff:{user.email}", "staff.login", target_type="staff_user", target_id=user.email, ip=ip)
-    return user
 
 
 def start_session(user: StaffUser) -> None:
@@ -153,14 +111,18 @@ def login_required(view):
     return wrapped
 
 
+def current_actor() -> actors.Actor:
+    """The signed-in staff member as the actor of the commands this request calls."""
+    return actors.staff(g.staff.email, request.remote_addr)
+
+
 def actor() -> str:
-    return f"staff:{g.staff.email}"
+    return current_actor().label
 
 
-def record(action: str, *, target_type: str | None = None, target_id=None, detail: dict | None = None):
-    """An audit entry by the signed-in staff member (in the caller's transaction)."""
-    return audit.record(actor(), action, target_type=target_type, target_id=target_id, detail=detail,
-                        ip=request.remote_addr)
+def authenticate(email: str, password: str, *, ip: str | None = None) -> StaffUser | None:
+    """The active user with this email and password, or None (see commands.access.sign_in)."""
+    return access.sign_in(email, password, ip=ip)
 
 
 def safe_next(target: str | None) -> str:

@@ -7,8 +7,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import (BooleanField, DateTimeLocalField, PasswordField, SelectField, SelectMultipleField,
-                     StringField, TextAreaField)
+from wtforms import (
+    BooleanField,
+    DateTimeLocalField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -206,5 +213,26 @@ class RequestFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    status = SelectField("Show", choices=[("open", "Open"), ("completed", "Completed"), ("all", "All")],
+    status = SelectField("Show", choices=[("open", "Open"), ("completed", "Completed"), ("refused", "Refused"),
+                                          ("all", "All")],
                          default="open", validators=[Optional()])
+
+
+class WordingForm(FlaskForm):
+    """Publish a new consent wording: a new version, never an edit."""
+
+    locale = SelectField("Language", choices=[("en", "English (en)"), ("es", "Spanish (es)")],
+                         validators=[DataRequired()])
+    version = StringField("Version", validators=[DataRequired(), Length(max=32)])
+    text = TextAreaField("Wording, exactly as people will see it", validators=[DataRequired(), Length(max=5000)])
+
+
+class RefuseForm(FlaskForm):
+    reason = TextAreaField("Why the request is refused (shown and mailed to the person)",
+                           validators=[DataRequired(), Length(max=2000)])
+
+
+class ExtendForm(FlaskForm):
+    months = SelectField("Extend by", choices=[("1", "one month"), ("2", "two months")], validators=[DataRequired()])
+    reason = TextAreaField("Why more time is needed (mailed to the person)", validators=[DataRequired(),
+                                                                                        Length(max=2000)])

@@ -45,7 +45,7 @@ def data_requests(status: str = "open") -> list[QueuedRequest]:
     """The data-subject requests, oldest due date first, with overdue ones marked."""
     now = utcnow()
     query = select(DataRequest, Contact.email).outerjoin(Contact, Contact.id == DataRequest.contact_id)
-    if status in ("open", "completed"):
+    if status in ("open", "completed", "refused"):
         query = query.where(DataRequest.status == status)
     query = query.order_by(DataRequest.due_at, DataRequest.id).limit(500)
     rows = []

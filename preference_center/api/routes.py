@@ -1,20 +1,21 @@
-"""API views: parse and check input, call one domain function, answer JSON."""
+"""API views: parse and check input, call one command, answer JSON."""
 from __future__ import annotations
 
 from flask import current_app, g, jsonify, request
 from sqlalchemy import select
 
-from worker.tasks import enqueue
-
-from .. import audit, campaigns, contacts, ledger, links, messages, optouts, tokens, topics
-from ..emails import InvalidEmail, normalize
+from .. import actors, campaigns, contacts, ledger, links, tokens
+from ..commands import DomainError, consent, people
+from ..commands import campaigns as campaign_commands
+from ..commands import messages as message_commands
+from ..commands import topics as topic_commands
+from ..emails import InvalidEmail
 from ..extensions import db
 from ..models import LEGAL_BASES, Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
+from ..tasks import enqueue
 from . import bp
 from .errors import ApiError
 from .openapi import spec
-
-
 
 # -- plumbing -----------------------------------------------------------------
 
@@ -33,7 +34,7 @@ def authenticate():
     if token is None:
         raise ApiError(401, "unauthorized", "the API token is unknown or revoked")
     g.api_token = token
-    g.actor = f"api:{token.name}"
+    g.actor = actors.api(token.name, request.remote_addr)
 
 
 @bp.errorhandler(ApiError)
@@ -42,10 +43,10 @@ def api_error(error: ApiError):
     return error.response()
 
 
-@bp.errorhandler(contacts.ValidationError)
-def validation_error(error: contacts.ValidationError):
+@bp.errorhandler(DomainError)
+def domain_error(error: DomainError):
     db.session.rollback()
-    return ApiError(409 if error.code == "conflict" else 422, error.code, str(error), error.field).response()
+    return ApiError(error.status, error.code, str(error), error.field).response()
 
 
 @bp.errorhandler(InvalidEmail)
@@ -92,16 +93,10 @@ def choice(data: dict, key: str, options, *, required: bool = False, default=Non
     return value
 
 
-def client_ip() -> str | None:
-    return request.remote_addr
-
-
 def contact_or_404(email: str) -> Contact:
-    contact = contacts.find(email)
+    contact = people.find(email)
     if contact is None:
         raise ApiError(404, "not_found", "no contact with that email address")
-    if optouts.settle([contact.id]):
-        db.session.commit()  # answer with one-click opt-outs still waiting in the state
     return contact
 
 
@@ -145,25 +140,7 @@ def get_topic(key: str):
 
 @bp.put("/topics/<key>")
 def put_topic(key: str):
-    data = body()
-    retired = data.get("retired")
-    if retired is not None and not isinstance(retired, bool):
-        raise ApiError(422, "validation_error", "retired must be true or false", "retired")
-    group = data.get("sendgrid_group_id")
-    if group is not None and (not isinstance(group, int) or isinstance(group, bool)):
-        raise ApiError(422, "validation_error", "sendgrid_group_id must be an integer", "sendgrid_group_id")
-    topic = topics.get(key)
-    created = topic is None
-    if created:
-        topic = topics.create(key, data)
-    else:
-        topics.update(topic, data)
-    if retired is not None:
-        topic.retired = retired
-    if "sendgrid_group_id" in data:
-        topic.sendgrid_group_id = group
-    audit.record(g.actor, "topic.create" if created else "topic.update", target_type="topic",
-                 target_id=key, detail=topic_json(topic), ip=client_ip())
+    topic, created = topic_commands.put(g.actor, key, body())
     db.session.commit()
     return jsonify(topic_json(topic)), 201 if created else 200
 
@@ -195,24 +172,21 @@ def put_contact(email: str):
     unknown = set(data) - set(contacts.PROFILE_FIELDS) - {"relationship", "email"}
     if unknown:
         raise ApiError(422, "validation_error", f"unknown field(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
-    contact, created = contacts.upsert(email, data, source=g.actor, ip=client_ip(),
-                                       user_agent=request.user_agent.string)
-    audit.record(g.actor, "contact.create" if created else "contact.update", target_type="contact",
-                 target_id=contact.id, ip=client_ip())
+    contact, created = people.upsert(g.actor, email, data)
     db.session.commit()
     return jsonify(contact_json(contact)), 201 if created else 200
 
 
 @bp.get("/contacts/<email>")
 def get_contact(email: str):
-    return jsonify(contact_json(contact_or_404(email)))
+    contact = contact_or_404(email)
+    db.session.commit()  # keeps opt-outs settled while reading
+    return jsonify(contact_json(contact))
 
 
 @bp.delete("/contacts/<email>")
 def delete_contact(email: str):
-    contact = contact_or_404(email)
-    event = contacts.erase(contact, source=g.actor, ip=client_ip())
-    audit.record(g.actor, "contact.erase", target_type="contact", target_id=contact.id, ip=client_ip())
+    event = people.erase(g.actor, contact_or_404(email))
     db.session.commit()
     return jsonify({"status": "erased", "event_id": event.id})
 
@@ -235,10 +209,9 @@ def event_json(event: ledger.ConsentEvent, topic: Topic | None) -> dict:
 @bp.post("/contacts/<email>/consents")
 def post_consent(email: str):
     data = body()
-    address = normalize(email)
     topic = topic_or_error(data["topic"]) if data.get("topic") is not None else None
     action = choice(data, "action", ("grant", "withdraw"), required=True)
-    basis = choice(data, "legal_basis", LEGAL_BASES, default=topic.legal_basis if topic else None)
+    basis = choice(data, "legal_basis", LEGAL_BASES)
     source = text(data, "source", required=True)
     version = text(data, "consent_text_version", max_length=32)
     ip = text(data, "ip", max_length=64)
@@ -246,19 +219,19 @@ def post_consent(email: str):
     confirmed = data.get("confirmed", False)
     if not isinstance(confirmed, bool):
         raise ApiError(422, "validation_error", "confirmed must be true or false", "confirmed")
-    if topic is not None and topic.kind == "system":
-        raise ApiError(422, "system_topic", "system topics need no consent and cannot be withdrawn from", "topic")
-    if topic is None and action == "grant" and basis is None:
-        basis = "consent"
-    contact = contacts.find(address)
+    contact = people.find(email)
     if contact is None:
-        contact, _ = contacts.upsert(address, {}, source=g.actor)
-    event = contacts.record_consent(
-        contact, action=action, topic=topic, source=f"{g.actor}:{source}", legal_basis=basis,
-        consent_text_version=version, confirmed=confirmed, ip=ip, user_agent=user_agent,
-    )
+        contact, _ = people.upsert(g.actor, email, {}, audited=False)
+    # The client's own source is kept with its name: what it asserted, and who asserted it.
+    proof = {"source": f"{g.actor.label}:{source}", "ip": ip, "user_agent": user_agent}
+    if action == "grant":
+        event = consent.grant(g.actor, contact, topic, confirmed=confirmed, legal_basis=basis,
+                              consent_text_version=version, **proof)
+    else:
+        event = consent.withdraw(g.actor, contact, topic, **proof)
     db.session.commit()
-    return jsonify({"event": event_json(event, topic), "subscriptions": contacts.subscriptions_view(contact)}), 201
+    return jsonify({"event": event_json(event, topic) if event is not None else None,
+                    "subscriptions": contacts.subscriptions_view(contact)}), 201 if event is not None else 200
 
 
 @bp.get("/ledger/verify")
@@ -295,8 +268,7 @@ def campaign_or_404(campaign_id: int) -> Campaign:
 
 @bp.post("/campaigns")
 def create_campaign():
-    campaign = campaigns.create(body(), created_by=g.actor)
-    audit.record(g.actor, "campaign.create", target_type="campaign", target_id=campaign.id, ip=client_ip())
+    campaign = campaign_commands.create(g.actor, body())
     db.session.commit()
     return jsonify(campaign_json(campaign)), 201
 
@@ -310,10 +282,7 @@ def get_campaign(campaign_id: int):
 def schedule_campaign(campaign_id: int):
     campaign = campaign_or_404(campaign_id)
     data = body() if request.get_data() else {}
-    at = campaigns.parse_time(data.get("at"))
-    campaigns.schedule(campaign, at)
-    audit.record(g.actor, "campaign.schedule", target_type="campaign", target_id=campaign.id,
-                 detail={"at": campaign.scheduled_at.isoformat()}, ip=client_ip())
+    campaign_commands.schedule(g.actor, campaign, campaigns.parse_time(data.get("at")))
     db.session.commit()
     if campaign.scheduled_at <= utcnow():
         enqueue("tick")
@@ -322,8 +291,7 @@ def schedule_campaign(campaign_id: int):
 
 @bp.post("/campaigns/<int:campaign_id>/cancel")
 def cancel_campaign(campaign_id: int):
-    campaign = campaigns.cancel(campaign_or_404(campaign_id))
-    audit.record(g.actor, "campaign.cancel", target_type="campaign", target_id=campaign.id, ip=client_ip())
+    campaign = campaign_commands.cancel(g.actor, campaign_or_404(campaign_id))
     db.session.commit()
     return jsonify(campaign_json(campaign))
 
@@ -341,12 +309,8 @@ def send_message():
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 200):
         raise ApiError(422, "validation_error", "Idempotency-Key must be 1-200 characters", "Idempotency-Key")
-    try:
-        message, delivery, created = messages.create(data, key=key, created_by=g.actor)
-    except messages.IdempotencyConflict as exc:
-        raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    message, delivery, created = message_commands.send(g.actor, data, key=key)
     if created:
-        audit.record(g.actor, "message.create", target_type="system_message", target_id=message.id, ip=client_ip())
         db.session.commit()
         enqueue("send_message", delivery.id)
     return jsonify({"id": message.id, "status": delivery.status, "delivery_id": delivery.id,

@@ -1,4 +1,4 @@
-"""Recipient pages: each view checks the signed link, calls one domain function, commits, renders."""
+"""Recipient pages: each view checks the signed link, calls one command with the person as the actor, commits, renders."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,17 +11,26 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
-from .. import contacts, links, optouts, rights
+from .. import actors, contacts, links, notify, rights
+from ..commands import DomainError, consent, people, requests, wordings
 from ..extensions import csrf, db
 from ..i18n import use_contact_locale
 from ..limits import ONE_CLICK, PAGE_VIEWS, SENDS_MAIL, limiter, per_link
 from ..models import Contact
-from . import bp, choices, notify
-from .forms import (ActionForm, PreferencesForm, RectifyForm, SubscribeForm, UndoForm, filled_by_a_person,
-                    form_started_stamp)
+from ..states import LinkSource
+from . import bp, choices
+from .forms import (
+    ActionForm,
+    PreferencesForm,
+    RectifyForm,
+    SubscribeForm,
+    UndoForm,
+    filled_by_a_person,
+    form_started_stamp,
+)
 
-DATA_PAGE = "data-rights-page"
-STEP_UP_ACTIONS = ("export", "erase")
+DATA_PAGE = LinkSource.DATA_PAGE
+STEP_UP_ACTIONS = tuple(requests.STEP_UP_KINDS)
 ONE_CLICK_BODY = ("List-Unsubscribe", "One-Click")
 
 
@@ -29,11 +38,15 @@ def _client() -> dict:
     return {"ip": request.remote_addr, "user_agent": request.user_agent.string or None}
 
 
+def _person(page: str) -> actors.Actor:
+    """The recipient, acting through `page`, with this request's IP and user agent."""
+    return actors.link(page, **_client())
+
+
 def _link(purpose: str, token: str) -> links.Link:
-    """The verified link, with the page switched to its contact's language."""
+    """The verified link, its contact settled (one-click opt-outs in), the page in its contact's language."""
     link = links.load(purpose, token)
-    if optouts.settle([link.contact.id]):
-        db.session.commit()  # show (and act on) the state with this person's one-click opt-outs in it
+    people.settled(link.contact)
     use_contact_locale(link.contact.locale)
     return link
 
@@ -93,7 +106,8 @@ def save_preferences(token: str):
     form = _preferences_form(choices.marketing_topics())
     if not form.validate_on_submit():
         return _preferences_page(token, contact, form, 400)
-    choices.save_preferences(contact, set(form.topics.data or []), **_client())
+    consent.save_preferences(_person(choices.PREFERENCES_PAGE), contact, set(form.topics.data or []),
+                             choices.marketing_topics())
     db.session.commit()
     flash(_("Your choices are saved."))
     return redirect(url_for("public.preferences", token=token), 303)
@@ -104,7 +118,7 @@ def save_preferences(token: str):
 def unsubscribe_all(token: str):
     contact = _link(links.PREFERENCES, token).contact
     _submitted(ActionForm())
-    choices.unsubscribe(contact, None, source=choices.PREFERENCES_PAGE, **_client())
+    consent.withdraw(_person(choices.PREFERENCES_PAGE), contact, None)
     db.session.commit()
     flash(_("You are unsubscribed from all marketing email."))
     return redirect(url_for("public.preferences", token=token), 303)
@@ -138,9 +152,9 @@ def unsubscribe(token: str):
         validate_csrf(request.form.get("csrf_token"))
     except ValidationError:
         _form_expired()
-    event = choices.unsubscribe(link.contact, topic, source=choices.UNSUBSCRIBE_PAGE, **_client())
+    event = consent.withdraw(_person(choices.UNSUBSCRIBE_PAGE), link.contact, topic)
     db.session.commit()
-    undo = UndoForm(event=event.id) if choices.undoable(link.contact, event) else None
+    undo = UndoForm(event=event.id) if consent.undoable(link.contact, event) else None
     return render_template("public/unsubscribed.html", topic=topic, token=token, undo=undo,
                            preferences_url=links.preferences_url(link.contact))
 
@@ -148,11 +162,11 @@ def unsubscribe(token: str):
 def _one_click(token: str):
     """RFC 8058: one INSERT, committed before the 200; the ledger event follows (see optouts)."""
     contact_id, version, topic_id = links.verify(links.UNSUBSCRIBE, token)
-    if not optouts.take(contact_id, version, topic_id, source=choices.ONE_CLICK, **_client()):
+    if not consent.take_one_click(_person(choices.ONE_CLICK), contact_id, version, topic_id):
         # Revoked, erased or a topic that is gone: let the full check say which.
         link = _link(links.UNSUBSCRIBE, token)
         topic = choices.unsubscribe_target(link.argument)
-        choices.unsubscribe(link.contact, topic, source=choices.ONE_CLICK, **_client())
+        consent.withdraw(_person(choices.ONE_CLICK), link.contact, topic)
         db.session.commit()
     return Response(_("You are unsubscribed.") + "\n", 200, mimetype="text/plain")
 
@@ -163,7 +177,7 @@ def undo_unsubscribe(token: str):
     link = _link(links.UNSUBSCRIBE, token)
     topic = choices.unsubscribe_target(link.argument)
     form = _submitted(UndoForm())
-    event = choices.undo_unsubscribe(link.contact, form.event.data, **_client())
+    event = consent.undo_unsubscribe(_person(choices.UNSUBSCRIBE_PAGE), link.contact, form.event.data)
     db.session.commit()
     return render_template("public/resubscribed.html", topic=topic, undone=event is not None,
                            preferences_url=links.preferences_url(link.contact))
@@ -178,14 +192,16 @@ def subscribe():
     locale = str(get_locale())
     form = SubscribeForm()
     form.topics.choices = [(t.key, t.name) for t in choices.consent_topics()]
-    text = choices.consent_text(locale, form.consent_version.data)
+    text = wordings.current(locale, form.consent_version.data)
     if form.validate_on_submit():
         # Bots and known or unknown addresses all get the very same answer.
         if filled_by_a_person(form):
-            contact, pending = choices.subscribe(form.email.data, form.name.data, form.topics.data, text,
-                                                 locale=locale, **_client())
+            wanted = [t for t in choices.consent_topics() if t.key in set(form.topics.data or [])]
+            contact, pending = consent.subscribe(_person(choices.SUBSCRIBE_FORM), form.email.data, form.name.data,
+                                                 wanted, text, locale=locale)
+            if pending:
+                notify.later(notify.confirmation(contact, pending))
             db.session.commit()
-            notify.send_confirmation(contact, pending)
         return render_template("public/subscribe_sent.html")
     db.session.commit()  # keeps a consent text created on first use
     form.consent_version.data = text.version
@@ -209,7 +225,7 @@ def confirm(token: str):
     link = _link(links.CONFIRM, token)
     _submitted(ActionForm())
     topics = choices.topics_to_confirm(link.contact, link.argument)
-    choices.confirm(link.contact, link.argument, **_client())
+    consent.confirm(_person(choices.SUBSCRIBE_CONFIRM), link.contact, link.argument, choices.marketing_topics())
     db.session.commit()
     subscribed = choices.preferences(link.contact)["subscribed"]
     return render_template("public/confirmed.html", topics=[t for t in topics if t.key in subscribed],
@@ -248,9 +264,9 @@ def rectify(token: str):
     if not form.validate_on_submit():
         return _data_page(token, contact, form, 400)
     try:
-        changed = rights.rectify(contact, {name: form[name].data for name in contacts.PROFILE_FIELDS},
-                                 source=DATA_PAGE, **_client())
-    except contacts.ValidationError as exc:
+        changed = people.rectify(_person(DATA_PAGE), contact,
+                                 {name: form[name].data for name in contacts.PROFILE_FIELDS})
+    except DomainError as exc:
         form[exc.field].errors = [str(exc)] if exc.field in contacts.PROFILE_FIELDS else []
         db.session.rollback()
         return _data_page(token, contact, form, 400)
@@ -261,9 +277,9 @@ def rectify(token: str):
 
 
 SIMPLE_RIGHTS = {
-    "restrict": (rights.restrict, _l("Processing is restricted: we send you no marketing email until you lift it.")),
-    "lift-restriction": (rights.lift_restriction, _l("The restriction is lifted.")),
-    "object": (rights.object_to_marketing, _l("Your objection is recorded: we send you no more marketing email.")),
+    "restrict": (people.restrict, _l("Processing is restricted: we send you no marketing email until you lift it.")),
+    "lift-restriction": (people.lift_restriction, _l("The restriction is lifted.")),
+    "object": (people.object_to_marketing, _l("Your objection is recorded: we send you no more marketing email.")),
 }
 
 
@@ -273,7 +289,7 @@ def exercise_right(token: str, right: str):
     contact = _link(links.PREFERENCES, token).contact
     _submitted(ActionForm())
     action, message = SIMPLE_RIGHTS[right]
-    action(contact, source=DATA_PAGE, **_client())
+    action(_person(DATA_PAGE), contact)
     db.session.commit()
     flash(str(message))
     return redirect(url_for("public.data_page", token=token), 303)
@@ -284,9 +300,9 @@ def exercise_right(token: str, right: str):
 def request_step_up(token: str, action: str):
     contact = _link(links.PREFERENCES, token).contact
     _submitted(ActionForm())
-    (rights.request_export if action == "export" else rights.request_erasure)(contact)
+    requests.receive(_person(DATA_PAGE), contact, requests.STEP_UP_KINDS[action])
+    notify.later_step_up(contact, action)
     db.session.commit()
-    notify.send_step_up(contact, action)
     return render_template("public/check_inbox.html", action=action, token=token,
                            hours=current_app.config["PC_STEPUP_MAX_AGE_HOURS"])
 
@@ -313,11 +329,11 @@ def step_up(token: str, step_token: str):
     contact, action = _step_up(token, step_token)
     _submitted(ActionForm())
     if action == "erase":
-        rights.erase(contact, source=DATA_PAGE, **_client())
+        people.erase(_person(DATA_PAGE), contact)
         db.session.commit()
         return render_template("public/erased.html")
     fmt = "csv" if request.args.get("format") == "csv" else "json"
-    body = rights.export(contact, fmt, source=DATA_PAGE, **_client())
+    body = people.export(_person(DATA_PAGE), contact, fmt)
     db.session.commit()
     mimetype = "text/csv" if fmt == "csv" else "application/json"
     return Response(body, mimetype=mimetype,

@@ -115,10 +115,9 @@ def settled(driver, timeout: float = 10) -> None:
 
 def submit(driver, button) -> None:
     """Click a form button and wait for the next page (not for a download)."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
-
-    from selenium.common.exceptions import WebDriverException
 
     html = driver.find_element("tag name", "html")
     button.click()

@@ -13,9 +13,8 @@ from preference_center import campaigns, contacts, sending, staff
 from preference_center.extensions import db
 from preference_center.models import Campaign
 
-from .. import factories
-from ..test_admin import PASSWORD
-from .screenshots import chromium, chromium_path, fits_the_screen, phone, serve, settled, screenshot, submit
+from ..helpers import PASSWORD, factories
+from .screenshots import chromium, chromium_path, fits_the_screen, phone, screenshot, serve, settled, submit
 
 # The docs' admin screenshots are refreshed with
 # PC_SCREENSHOTS_DIR=docs/screenshots pytest tests/browser/test_admin_browser.py;
@@ -24,11 +23,13 @@ SHOTS = Path(os.environ.get("PC_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="pc
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(chromium_path() is None,
                        reason="Chromium not found; install it with: apt-get install -y chromium chromium-driver"),
 ]
 
-CSV = "Email,Name,Relationship\nana@example.com,Ana García,customer\nben@example.com,Ben Ode,prospect\nnot-an-address,X,\n"
+CSV = ("Email,Name,Relationship\nana@example.com,Ana García,customer\nben@example.com,Ben Ode,prospect\n"
+       "not-an-address,X,\n")
 
 
 @pytest.fixture
@@ -136,7 +137,7 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     screenshot(browser, "admin-campaign-scheduled", SHOTS)
     with app.app_context():
         campaign = db.session.scalar(select(Campaign))
-        assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 7, 30, tzinfo=dt.timezone.utc)
+        assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 7, 30, tzinfo=dt.UTC)
         campaign_id = campaign.id
 
     # Send it now instead, let the engine run, and read the report.

@@ -10,11 +10,12 @@ from preference_center import contacts, links
 from preference_center.extensions import db
 from preference_center.models import Contact
 
-from ..test_public import grant, make_contact, states, token, topic_id
+from ..helpers import grant, make_contact, states, token, topic_id
 from .screenshots import chromium, chromium_path, fits_the_screen, last_link, serve, settled, submit
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(chromium_path() is None,
                        reason="Chromium not found; install it with: apt-get install -y chromium chromium-driver"),
 ]

@@ -1,0 +1,13 @@
+"""The staff pages, one module per area, all on the `admin` blueprint: importing them registers the views."""
+from . import (  # noqa: F401
+    audit_pages,
+    campaign_pages,
+    common,
+    contact_pages,
+    import_pages,
+    request_pages,
+    signin,
+    topic_pages,
+    user_pages,
+    wording_pages,
+)

@@ -1,0 +1,205 @@
+"""Campaigns: compose with a live preview, test send, schedule, cancel, report."""
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from flask import current_app, flash, g, redirect, render_template, request, url_for
+
+from ... import campaigns, contacts, topics
+from ...commands import DomainError as ValidationError
+from ...commands import campaigns as campaign_commands
+from ...emails import InvalidEmail
+from ...extensions import db
+from ...models import Campaign, Contact, Topic, utcnow
+from ...tasks import enqueue
+from .. import auth, bp, preview, queries
+from ..forms import CampaignForm, ScheduleForm, TestSendForm
+from .common import _field_error, _get, staff_time
+
+# The preview iframe inherits the page's policy: staff HTML mail uses inline
+# styles and remote images. Scripts stay forbidden and the frame is sandboxed.
+PREVIEW_CSP = ("default-src 'self'; img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; "
+               "script-src 'self'; frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+def _preview_contact(email: str | None) -> Contact | None:
+    if not email:
+        return None
+    try:
+        return contacts.find(email)
+    except InvalidEmail:
+        return None
+
+
+def _with_preview_csp(response_tuple):
+    body, status = response_tuple
+    response = current_app.make_response((body, status))
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    return response
+
+
+@bp.get("/campaigns")
+def campaign_list():
+    return render_template("admin/campaigns.html", rows=queries.campaign_list())
+
+
+def _campaign_form(formdata=None, **kwargs) -> CampaignForm:
+    form = CampaignForm(formdata=formdata, **kwargs)
+    form.topic.choices = [(t.key, f"{t.name} ({t.legal_basis.replace('_', ' ')})")
+                          for t in topics.all_topics(include_retired=False) if t.kind == "marketing"]
+    return form
+
+
+@bp.route("/campaigns/new", methods=["GET", "POST"])
+def campaign_new():
+    return _campaign_editor(None)
+
+
+@bp.route("/campaigns/<int:campaign_id>/edit", methods=["GET", "POST"])
+def campaign_edit(campaign_id: int):
+    campaign = _get(Campaign, campaign_id)
+    if campaign.status not in campaigns.EDITABLE:
+        flash(f"A {campaign.status} campaign cannot be changed.", "error")
+        return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id), 303)
+    return _campaign_editor(campaign)
+
+
+def _campaign_values(campaign: Campaign) -> dict:
+    audience = campaign.audience or {}
+    return {"name": campaign.name, "topic": db.session.get(Topic, campaign.topic_id).key, "subject": campaign.subject,
+            "html": campaign.html, "text": campaign.text, "relationships": audience.get("relationships") or [],
+            "locales": ", ".join(audience.get("locales") or [])}
+
+
+def _campaign_editor(campaign: Campaign | None):
+    """The compose form: a new draft, or changes to a draft or scheduled campaign."""
+    if request.method == "POST":
+        form = _campaign_form(request.form)
+    else:
+        form = _campaign_form(None, **(_campaign_values(campaign) if campaign else {}))
+    rendered, problem, status = None, None, 200
+    if request.method == "POST" and form.validate():
+        data = form.data_for_domain()
+        if request.form.get("action") == "preview":
+            topic = topics.get(data["topic"])
+            contact = _preview_contact(form.preview_email.data)
+            if form.preview_email.data and contact is None:
+                form.preview_email.errors = ["no contact with that address; showing a sample recipient"]
+            try:
+                rendered = preview.render_for(topic, data["subject"], data["html"], data["text"], contact)
+            except preview.PreviewError as exc:
+                problem = str(exc)
+        else:
+            try:
+                if campaign is None:
+                    campaign = campaign_commands.create(auth.current_actor(), data)
+                    message = "Draft saved. Preview it, send yourself a test, then schedule it."
+                else:
+                    campaign_commands.edit(auth.current_actor(), campaign, data)
+                    message = "Changes saved."
+            except ValidationError as exc:
+                db.session.rollback()
+                _field_error(form, exc)
+                status = exc.status
+            else:
+                db.session.commit()
+                flash(message)
+                return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+    elif request.method == "POST":
+        status = 422
+    return _with_preview_csp((render_template("admin/campaign_form.html", form=form, rendered=rendered,
+                                              problem=problem, campaign=campaign), status))
+
+
+def _campaign_page(campaign: Campaign, *, schedule_form=None, test_form=None, status: int = 200):
+    topic = db.session.get(Topic, campaign.topic_id)
+    email = request.args.get("contact") or (test_form.preview_email.data if test_form else None)
+    contact = _preview_contact(email)
+    rendered, problem = None, None
+    try:
+        rendered = preview.render_for(topic, campaign.subject, campaign.html, campaign.text, contact, campaign.id)
+    except preview.PreviewError as exc:
+        problem = str(exc)
+    if schedule_form is None:
+        schedule_form = ScheduleForm(formdata=None, zone=campaign.timezone or "UTC")
+    return _with_preview_csp((render_template(
+        "admin/campaign.html", campaign=campaign, topic=topic, rendered=rendered, problem=problem,
+        preview_contact=contact, preview_email=email or "", schedule_form=schedule_form,
+        test_form=test_form or TestSendForm(formdata=None, preview_email=email or ""),
+    ), status))
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+def campaign_detail(campaign_id: int):
+    return _campaign_page(_get(Campaign, campaign_id))
+
+
+@bp.post("/campaigns/<int:campaign_id>/test")
+def campaign_test(campaign_id: int):
+    campaign = _get(Campaign, campaign_id)
+    form = TestSendForm()
+    if not form.validate_on_submit():
+        return _campaign_page(campaign, test_form=form, status=422)
+    topic = db.session.get(Topic, campaign.topic_id)
+    try:
+        message_id = preview.send_test(topic, campaign.subject, campaign.html, campaign.text, to=g.staff.email,
+                                       contact=_preview_contact(form.preview_email.data), campaign_id=campaign.id)
+    except preview.PreviewError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+    campaign_commands.record_test_send(auth.current_actor(), campaign, g.staff.email, message_id)
+    db.session.commit()
+    flash(f"Test sent to {g.staff.email}.")
+    return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+
+
+@bp.post("/campaigns/<int:campaign_id>/schedule")
+def campaign_schedule(campaign_id: int):
+    campaign = _get(Campaign, campaign_id)
+    form = ScheduleForm()
+    if not form.validate_on_submit():
+        return _campaign_page(campaign, schedule_form=form, status=422)
+    try:
+        moment = form.moment()
+    except ValueError as exc:
+        form.at.errors = [str(exc)]
+        return _campaign_page(campaign, schedule_form=form, status=422)
+    if moment is not None and moment < utcnow() - dt.timedelta(minutes=1):
+        form.at.errors = ["that moment has passed; leave the time empty to send now"]
+        return _campaign_page(campaign, schedule_form=form, status=422)
+    try:
+        campaign_commands.schedule(auth.current_actor(), campaign, moment, form.zone.data)
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+    db.session.commit()
+    if campaign.scheduled_at <= utcnow():
+        enqueue("tick")
+    local = campaign.scheduled_at.astimezone(ZoneInfo(form.zone.data))
+    flash(f"Scheduled for {local:%Y-%m-%d %H:%M} {form.zone.data} ({staff_time(campaign.scheduled_at)}).")
+    return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+
+
+@bp.post("/campaigns/<int:campaign_id>/cancel")
+def campaign_cancel(campaign_id: int):
+    campaign = _get(Campaign, campaign_id)
+    try:
+        campaign_commands.cancel(auth.current_actor(), campaign)
+    except ValidationError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+    db.session.commit()
+    flash("Campaign cancelled; nothing more will be sent.")
+    return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+
+
+@bp.get("/campaigns/<int:campaign_id>/report")
+def campaign_report(campaign_id: int):
+    campaign = _get(Campaign, campaign_id)
+    bars, minutes = queries.deliveries_over_time(campaign)
+    return render_template("admin/report.html", campaign=campaign, topic=db.session.get(Topic, campaign.topic_id),
+                           report=campaigns.report(campaign), chart=queries.chart(bars), minutes=minutes,
+                           statuses=queries.CHART_STATUSES)

@@ -1,0 +1,48 @@
+"""What every staff page shares: sign-in check, no caching, template helpers, form-error and 404 helpers."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import abort, g
+
+from ...errors import DomainError as ValidationError
+from ...extensions import db
+from ...models import utcnow
+from .. import auth, bp, history
+
+bp.before_request(auth.load_staff)
+
+
+@bp.after_request
+def no_store(response):
+    # Staff pages show personal data: never keep them in shared caches.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.app_template_filter("staff_time")
+def staff_time(moment: dt.datetime | None) -> str:
+    return history.when(moment) if moment else "—"
+
+
+@bp.app_context_processor
+def staff_globals():
+    return {"staff_user": g.get("staff"), "now_utc": utcnow()}
+
+
+def _field_error(form, exc: ValidationError) -> None:
+    """Show a domain error next to the field it names (or on top of the form)."""
+    name = exc.field if exc.field in form else None
+    if name is None and exc.field and f"map_{exc.field}" in form:
+        name = f"map_{exc.field}"
+    if name:
+        form[name].errors = list(form[name].errors) + [str(exc)]
+    else:
+        form.form_errors.append(str(exc))
+
+
+def _get(model, ident):
+    row = db.session.get(model, ident)
+    if row is None:
+        abort(404)
+    return row

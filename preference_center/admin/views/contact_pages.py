@@ -1,0 +1,79 @@
+"""Contacts: search, the contact page, suppressing and lifting a suppression."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from ... import contacts
+from ...commands import DomainError, people
+from ...extensions import db
+from ...models import Contact
+from .. import auth, bp, history, queries
+from ..forms import LiftSuppressionForm, SearchForm, SuppressForm
+from .common import _get
+
+
+@bp.get("/contacts")
+def contact_list():
+    form = SearchForm(request.args)
+    q = form.q.data or ""
+    return render_template("admin/contacts.html", form=form, q=q, results=queries.search_contacts(q))
+
+
+def _contact_page(contact: Contact, form: SuppressForm, status: int = 200,
+                  lift_form: LiftSuppressionForm | None = None):
+    blocks = contacts.suppression_rows(contact)
+    lift_form = lift_form or LiftSuppressionForm(formdata=None)
+    liftable = [b for b in blocks if b.reason not in contacts.KEPT_FOR_THE_PERSON]
+    lift_form.scope.choices = [(b.scope, f"{b.scope} ({b.reason})") for b in liftable]
+    return render_template(
+        "admin/contact.html", contact=contact, form=form, lift_form=lift_form, blocks=blocks, liftable=liftable,
+        kept=contacts.KEPT_FOR_THE_PERSON,
+        subscriptions=contacts.subscriptions_view(contact) if contact.status != "erased" else [],
+        suppressions=sorted(b.scope for b in blocks), timeline=history.timeline(contact),
+    ), status
+
+
+@bp.get("/contacts/<int:contact_id>")
+def contact_detail(contact_id: int):
+    return _contact_page(_contact(contact_id), SuppressForm(formdata=None))
+
+
+def _contact(contact_id: int) -> Contact:
+    """The contact, settled (the timeline and state include one-click opt-outs still waiting)."""
+    return people.settled(_get(Contact, contact_id))
+
+
+@bp.post("/contacts/<int:contact_id>/suppress")
+def contact_suppress(contact_id: int):
+    contact = _contact(contact_id)
+    form = SuppressForm()
+    if not form.validate_on_submit():
+        return _contact_page(contact, form, 422)
+    try:
+        people.suppress(auth.current_actor(), form.scope.data, form.reason.data, contact=contact)
+    except DomainError as exc:
+        db.session.rollback()
+        form.reason.errors = [str(exc)]
+        return _contact_page(contact, form, exc.status)
+    db.session.commit()
+    flash("The address is suppressed." if form.scope.data == "all" else "Marketing mail to this address is stopped.")
+    return redirect(url_for("admin.contact_detail", contact_id=contact.id))
+
+
+@bp.post("/contacts/<int:contact_id>/lift-suppression")
+@auth.role_required("admin")
+def contact_lift_suppression(contact_id: int):
+    contact = _contact(contact_id)
+    form = LiftSuppressionForm()
+    form.scope.choices = [("marketing", "marketing"), ("all", "all")]
+    if not form.validate_on_submit():
+        return _contact_page(contact, SuppressForm(formdata=None), 422, lift_form=form)
+    try:
+        lifted = people.lift_suppression(auth.current_actor(), contact, form.scope.data, form.why.data)
+    except DomainError as error:
+        db.session.rollback()
+        form.scope.errors = [str(error)]
+        return _contact_page(contact, SuppressForm(formdata=None), error.status, lift_form=form)
+    db.session.commit()
+    flash(f"The {lifted.scope} suppression ({lifted.reason}) is lifted.")
+    return redirect(url_for("admin.contact_detail", contact_id=contact.id))

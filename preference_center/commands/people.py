@@ -1,0 +1,194 @@
+"""Contact commands: load, upsert, rectify, restrict, object, erase, suppress and lift, export.
+
+`load` and `find` are the one way a door gets a contact to act on or show:
+they settle the contact's waiting one-click opt-outs first, so nothing
+decides on a state that misses them. Every change writes its ledger events
+and one audit entry in the caller's transaction.
+"""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from .. import audit, contacts, ledger, optouts, rights
+from ..actors import Actor
+from ..emails import normalize
+from ..errors import Code, DomainError
+from ..extensions import db
+from ..models import ConsentEvent, Contact, Suppression
+from ..states import ContactStatus, RequestKind, SuppressionReason, SuppressionScope
+
+# -- loading --------------------------------------------------------------------------
+
+def settled(contact: Contact) -> Contact:
+    """`contact`, with its waiting one-click opt-outs chained into the ledger and committed.
+
+    Doors load before they act, so the commit holds nothing but the settling
+    (which stands on its own: the opt-outs were taken already).
+    """
+    if optouts.settle([contact.id]):
+        db.session.commit()
+    return contact
+
+
+def find(email: str) -> Contact | None:
+    """The live contact for an address, settled; None if there is none (InvalidEmail if it is no address)."""
+    contact = contacts.find(email)
+    return settled(contact) if contact is not None else None
+
+
+def get(contact_id: int) -> Contact | None:
+    """A contact by id (erased ones too), settled."""
+    contact = db.session.get(Contact, contact_id) if 0 < contact_id < 2**63 else None
+    return settled(contact) if contact is not None else None
+
+
+def require(email: str) -> Contact:
+    contact = find(email)
+    if contact is None:
+        raise DomainError("no contact with that email address", "email", code=Code.NOT_FOUND)
+    return contact
+
+
+# -- profile --------------------------------------------------------------------------
+
+def upsert(actor: Actor, email: str, fields: dict, *, audited: bool = True) -> tuple[Contact, bool]:
+    """Create or update a contact; corrections and relationship changes are ledger events."""
+    address = normalize(email)
+    before = db.session.scalar(select(ConsentEvent.id).order_by(ConsentEvent.id.desc()).limit(1))
+    existing = contacts.find(address)
+    if existing is not None:
+        settled(existing)
+    contact, created = contacts.upsert(address, fields, source=actor.source, ip=actor.ip,
+                                       user_agent=actor.user_agent)
+    after = db.session.scalar(select(ConsentEvent.id).order_by(ConsentEvent.id.desc()).limit(1))
+    if audited and (created or after != before):
+        audit.record(actor, "contact.create" if created else "contact.update", target_type="contact",
+                     target_id=contact.id, detail={"fields": sorted(k for k in fields if k != "email")})
+    return contact, created
+
+
+def rectify(actor: Actor, contact: Contact, fields: dict) -> list[str]:
+    """Correct profile fields; the names of those that changed (none: nothing is recorded)."""
+    _live(contact)
+    wanted = contacts.clean_profile({k: v for k, v in fields.items() if k in contacts.PROFILE_FIELDS})
+    changed = sorted(k for k, v in wanted.items() if getattr(contact, k) != v)
+    if changed:
+        contacts.upsert(contact.email, {k: wanted[k] for k in changed}, source=actor.source, ip=actor.ip,
+                        user_agent=actor.user_agent)
+        if actor.is_the_person:
+            rights.done(contact, RequestKind.RECTIFICATION, {"fields": changed})
+        audit.record(actor, "contact.rectify", target_type="contact", target_id=contact.id,
+                     detail={"fields": changed})
+    return changed
+
+
+def _live(contact: Contact) -> None:
+    if contact.status == ContactStatus.ERASED:
+        raise DomainError("this contact has been erased", code=Code.ERASED)
+
+
+# -- rights ---------------------------------------------------------------------------
+
+def restrict(actor: Actor, contact: Contact) -> bool:
+    """Art. 18: stop marketing processing until lifted. False if already restricted."""
+    _live(contact)
+    if contact.status != ContactStatus.ACTIVE:
+        return False
+    event = ledger.append(ledger.RESTRICT, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
+                          user_agent=actor.user_agent)
+    rights.done(contact, RequestKind.RESTRICTION, {"restricted": True})
+    audit.record(actor, "contact.restrict", target_type="contact", target_id=contact.id,
+                 detail={"event_id": event.id})
+    return True
+
+
+def lift_restriction(actor: Actor, contact: Contact) -> bool:
+    """End a restriction. False if there was none."""
+    _live(contact)
+    if contact.status != ContactStatus.RESTRICTED:
+        return False
+    event = ledger.append(ledger.LIFT_RESTRICTION, contact=contact, scope=ledger.CONTACT, source=actor.source,
+                          ip=actor.ip, user_agent=actor.user_agent)
+    rights.done(contact, RequestKind.RESTRICTION, {"restricted": False})
+    audit.record(actor, "contact.lift_restriction", target_type="contact", target_id=contact.id,
+                 detail={"event_id": event.id})
+    return True
+
+
+def object_to_marketing(actor: Actor, contact: Contact) -> bool:
+    """Art. 21(2): object to direct marketing (stops all of it). False if already objected."""
+    _live(contact)
+    if rights.has_objected(contact):
+        return False
+    event = contacts.record_consent(contact, action=ledger.OBJECT, topic=None, legal_basis="legitimate_interest",
+                                    source=actor.source, ip=actor.ip, user_agent=actor.user_agent)
+    rights.done(contact, RequestKind.OBJECTION, {})
+    audit.record(actor, "contact.object", target_type="contact", target_id=contact.id,
+                 detail={"event_id": event.id})
+    return True
+
+
+def erase(actor: Actor, contact: Contact) -> ConsentEvent:
+    """Art. 17: erase the personal data (keep the suppression hash and the chain) and close the request."""
+    _live(contact)
+    open_request = rights.latest_open(contact, RequestKind.ERASURE)
+    event = contacts.erase(contact, source=actor.source, ip=actor.ip, user_agent=actor.user_agent)
+    if open_request is not None or actor.is_the_person:
+        # The person's own erasure is their request, done on the spot; others close one that is open.
+        rights.complete(open_request or rights.open_request(contact, RequestKind.ERASURE),
+                        detail={"erased_by": actor.label})
+    audit.record(actor, "contact.erase", target_type="contact", target_id=contact.id, detail={"event_id": event.id})
+    return event
+
+
+def export(actor: Actor, contact: Contact, fmt: str) -> str:
+    """The contact's data as JSON or CSV text; records the export and completes the open access request."""
+    _live(contact)
+    if fmt not in rights.EXPORT_FORMATS:
+        raise DomainError(f"format must be one of {', '.join(rights.EXPORT_FORMATS)}", "format")
+    event = ledger.append(ledger.EXPORT, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
+                          user_agent=actor.user_agent, detail={"format": fmt})
+    request = rights.latest_open(contact, (RequestKind.ACCESS, RequestKind.PORTABILITY))
+    rights.complete(request or rights.open_request(contact, RequestKind.PORTABILITY),
+                    detail={"format": fmt, "delivered_to": "the person, through their link"})
+    audit.record(actor, "contact.export", target_type="contact", target_id=contact.id,
+                 detail={"event_id": event.id, "format": fmt})
+    data = rights.holdings(contact)
+    return rights.to_json(data) if fmt == "json" else rights.to_csv(data)
+
+
+# -- suppressions ---------------------------------------------------------------------
+
+def suppress(actor: Actor, scope: str, reason: str, *, contact: Contact | None = None,
+             email_hash: str | None = None) -> Suppression | None:
+    """Block an address (scope `all` or `marketing`); None when it was already blocked with that scope."""
+    if scope not in tuple(SuppressionScope):
+        raise DomainError("scope must be 'all' or 'marketing'", "scope")
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("say why the address is suppressed", "reason")
+    address_hash = email_hash or (contact.email_hash if contact is not None else None)
+    if address_hash is None:
+        raise DomainError("nothing to suppress", "email")
+    live = contact if contact is not None and contact.status != ContactStatus.ERASED else None
+    exists_already = db.session.scalar(select(Suppression.id).where(
+        Suppression.email_hash == address_hash, Suppression.scope == scope))
+    if exists_already is not None:
+        return None
+    row = contacts.suppress(address_hash, scope, reason[:64], source=actor.source, contact=live,
+                            ip=actor.ip, user_agent=actor.user_agent)
+    audit.record(actor, "contact.suppress", target_type="contact" if live else "address",
+                 target_id=live.id if live else address_hash[:16], detail={"scope": scope, "reason": reason[:64]})
+    return row
+
+
+def lift_suppression(actor: Actor, contact: Contact, scope: str, why: str) -> Suppression:
+    """Lift a bounce, complaint or manual block (never a person's own opt-out or an erasure), with a reason."""
+    row = contacts.lift_suppression(contact, scope, why=why, source=actor.source, ip=actor.ip)
+    audit.record(actor, "contact.lift_suppression", target_type="contact", target_id=contact.id,
+                 detail={"scope": row.scope, "reason": row.reason, "why": (why or "").strip()[:200]})
+    return row
+
+
+KEPT_FOR_THE_PERSON = contacts.KEPT_FOR_THE_PERSON
+SPAM_COMPLAINT = SuppressionReason.SPAM_COMPLAINT

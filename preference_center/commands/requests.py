@@ -1,0 +1,140 @@
+"""Data-request commands: receive, carry out, refuse, extend (SPEC section 7, invariant 3).
+
+A request ends only by doing it (an erasure erases the contact; an access or
+portability request ends when the person downloads their copy through the
+link mailed to them), or refused with a reason the person is shown and
+mailed, or extended once by up to two months with a reason. The deadline is
+one calendar month from receipt.
+"""
+from __future__ import annotations
+
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from .. import audit, notify, rights
+from ..actors import Actor
+from ..errors import Code, DomainError
+from ..extensions import db
+from ..models import Contact, DataRequest, utcnow
+from ..states import ContactStatus, RequestKind, RequestStatus
+from . import people
+
+REASON_MAX = 2000
+# Requests the person starts through a link that must confirm who they are.
+STEP_UP_KINDS = {"export": RequestKind.PORTABILITY, "erase": RequestKind.ERASURE}
+
+
+def receive(actor: Actor, contact: Contact, kind: str) -> DataRequest:
+    """Log a request (or return the one of that kind still open); the step-up link that fulfils it goes out."""
+    if contact.status == ContactStatus.ERASED:
+        raise DomainError("this contact has been erased", code=Code.ERASED)
+    request = rights.latest_open(contact, kind)
+    if request is None:
+        request = rights.open_request(contact, kind)
+        audit.record(actor, "data_request.receive", target_type="data_request", target_id=request.id,
+                     detail={"kind": str(kind), "due_at": request.due_at.isoformat()})
+    return request
+
+
+def _open(request: DataRequest) -> Contact | None:
+    if request.status != RequestStatus.OPEN:
+        raise DomainError(f"this request is already {request.status}", "status", code=Code.CONFLICT)
+    return db.session.get(Contact, request.contact_id) if request.contact_id else None
+
+
+def _reason(reason: str | None, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError(f"say why the request is {what}: the person is shown the reason", "reason")
+    if len(reason) > REASON_MAX:
+        raise DomainError(f"the reason is longer than {REASON_MAX} characters", "reason")
+    return reason
+
+
+def carry_out(actor: Actor, request: DataRequest) -> DataRequest:
+    """End a request by doing it: erase the contact, or check that what was asked holds already.
+
+    Access and portability are delivered by the person's own download (their
+    link); staff cannot mark them done without it.
+    """
+    contact = _open(request)
+    if contact is None:
+        raise DomainError("the request has no contact any more", code=Code.CONFLICT)
+    kind = request.kind
+    if kind == RequestKind.ERASURE:
+        if contact.status == ContactStatus.ERASED:
+            rights.complete(request, detail={"completed_by": actor.label})
+        else:
+            people.erase(actor, people.settled(contact))  # completes this request
+        return request
+    if kind in (RequestKind.ACCESS, RequestKind.PORTABILITY):
+        raise DomainError("a copy is delivered when the person downloads it through the link mailed to them; "
+                          "send the link again, or refuse the request with a reason", "status",
+                          code=Code.CONFLICT)
+    holds = {RequestKind.RESTRICTION: contact.status == ContactStatus.RESTRICTED,
+             RequestKind.OBJECTION: rights.has_objected(contact),
+             RequestKind.RECTIFICATION: False}.get(kind, False)
+    if not holds:
+        raise DomainError(f"the {kind} has not been carried out: do it first (the person's data page or the "
+                          "contact page), or refuse the request with a reason", "status", code=Code.CONFLICT)
+    rights.complete(request, detail={"completed_by": actor.label})
+    audit.record(actor, "data_request.complete", target_type="data_request", target_id=request.id,
+                 detail={"kind": kind})
+    return request
+
+
+def resend_link(actor: Actor, request: DataRequest) -> DataRequest:
+    """Mail the person a fresh link that fulfils their access, portability or erasure request."""
+    contact = _open(request)
+    if contact is None or contact.status == ContactStatus.ERASED:
+        raise DomainError("the contact is erased; nothing can be sent", code=Code.CONFLICT)
+    action = {RequestKind.ERASURE: "erase"}.get(request.kind, "export" if request.kind in (
+        RequestKind.ACCESS, RequestKind.PORTABILITY) else None)
+    if action is None:
+        raise DomainError(f"a {request.kind} request has no link to send", "status", code=Code.CONFLICT)
+    contact_id = contact.id
+    notify.later_step_up(contact, action)
+    audit.record(actor, "data_request.resend_link", target_type="data_request", target_id=request.id,
+                 detail={"kind": request.kind, "contact_id": contact_id})
+    return request
+
+
+def refuse(actor: Actor, request: DataRequest, reason: str) -> DataRequest:
+    """End a request as refused, with the reason the person is shown on their data page and mailed."""
+    contact = _open(request)
+    reason = _reason(reason, "refused")
+    request.status = RequestStatus.REFUSED
+    request.refusal_reason = reason
+    request.completed_at = utcnow()
+    if contact is not None and contact.status != ContactStatus.ERASED:
+        with force_locale(notify.locale_for(contact)):
+            subject = _("About your data request")
+            text = _("We could not carry out your %(kind)s request, for this reason:", kind=_(request.kind)) + \
+                "\n\n" + reason
+        notify.later(notify.request_outcome(contact, subject, text))
+    audit.record(actor, "data_request.refuse", target_type="data_request", target_id=request.id,
+                 detail={"kind": request.kind, "reason": reason})
+    return request
+
+
+def extend(actor: Actor, request: DataRequest, months: int, reason: str) -> DataRequest:
+    """Extend the deadline once, by one or two months from the original one, with a reason the person is told."""
+    contact = _open(request)
+    if request.extended_at is not None:
+        raise DomainError("a request can be extended only once", "months", code=Code.CONFLICT)
+    if months not in (1, 2):
+        raise DomainError("a deadline can be extended by one or two months", "months")
+    reason = _reason(reason, "extended")
+    request.due_at = rights.due_date(request.due_at, months)
+    request.extension_reason = reason
+    request.extended_at = utcnow()
+    if contact is not None and contact.status != ContactStatus.ERASED:
+        with force_locale(notify.locale_for(contact)):
+            subject = _("About your data request")
+            text = _("We need more time for your %(kind)s request; we will answer by %(date)s, because:",
+                     kind=_(request.kind), date=request.due_at.date().isoformat()) + "\n\n" + reason
+        notify.later(notify.request_outcome(contact, subject, text))
+    audit.record(actor, "data_request.extend", target_type="data_request", target_id=request.id,
+                 detail={"kind": request.kind, "months": months, "due_at": request.due_at.isoformat(),
+                         "reason": reason})
+    return request

@@ -1,0 +1,347 @@
+"""What each row does (classify, preview) and applying a queued import chunk by chunk, with recovery."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from flask import current_app
+from sqlalchemy import and_, or_, select, text, update
+
+from .. import actors, audit, contacts, ledger
+from ..admin_models import ImportJob
+from ..emails import InvalidEmail, normalize
+from ..extensions import db
+from ..models import ConsentEvent, Contact, Suppression, Topic, utcnow
+from .files import ImportProblem, delete_file, records
+
+log = logging.getLogger(__name__)
+
+PROFILE = ("name", "company", "title", "phone", "locale")
+CHUNK = 500
+SAMPLE_ROWS = 20
+INVALID_LISTED = 200
+
+NEW, UPDATE, UNCHANGED, SUPPRESSED, ERASED, DUPLICATE, INVALID = (
+    "new", "update", "unchanged", "suppressed", "erased", "duplicate", "invalid")
+OUTCOMES = (NEW, UPDATE, UNCHANGED, SUPPRESSED, ERASED, DUPLICATE, INVALID)
+
+
+@dataclass
+class Row:
+    line: int
+    raw_email: str
+    outcome: str = INVALID
+    email: str | None = None
+    fields: dict = field(default_factory=dict)
+    error: str | None = None
+    grant: bool = False  # a consent grant will be recorded
+    keeps_opt_out: bool = False  # withdrew from the topic before: no grant
+
+
+def _cell(cells: list[str], index: int | None) -> str:
+    if index is None or index >= len(cells):
+        return ""
+    return cells[index].strip()
+
+
+def _parse(job: ImportJob, line: int, cells: list[str]) -> Row:
+    mapping = job.mapping
+    row = Row(line=line, raw_email=_cell(cells, mapping.get("email")))
+    try:
+        row.email = normalize(row.raw_email)
+    except InvalidEmail as exc:
+        row.error = f"invalid email address: {exc}" if row.raw_email else "no email address"
+        return row
+    given = {name: _cell(cells, mapping.get(name)) for name in PROFILE if name in mapping}
+    # An empty cell keeps what we know; imports only add or correct.
+    fields = {k: v for k, v in given.items() if v}
+    relationship = _cell(cells, mapping.get("relationship")).lower() or job.default_relationship
+    if relationship:
+        fields["relationship"] = relationship
+    try:
+        row.fields = contacts.clean_profile(fields)
+    except contacts.ValidationError as exc:
+        row.error = str(exc)
+        return row
+    return row
+
+
+def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str]) -> list[Row]:
+    """Decide what each row of a chunk does, with three queries for the whole chunk."""
+    rows = [_parse(job, line, cells) for line, cells in batch]
+    valid = [r for r in rows if r.error is None]
+    emails = list({r.email for r in valid})
+    existing = {c.email: c for c in db.session.scalars(select(Contact).where(Contact.email.in_(emails)))} \
+        if emails else {}
+    hashes = {r.email: contacts.hash_of(r.email) for r in valid}
+    suppressed: dict[str, set[str]] = {}
+    if hashes:
+        for email_hash, reason in db.session.execute(
+                select(Suppression.email_hash, Suppression.reason)
+                .where(Suppression.email_hash.in_(list(set(hashes.values()))))):
+            suppressed.setdefault(email_hash, set()).add(reason)
+    stopped: set[int] = set()
+    if job.topic_id and existing:
+        # Anyone who ever withdrew from this topic or from all marketing, or objected, gets no grant from
+        # an import: only their own confirmation brings them back (SPEC section 7, invariant 1).
+        events = ConsentEvent.__table__.c
+        stopped = set(db.session.scalars(select(events.contact_id).where(
+            events.contact_id.in_([c.id for c in existing.values()]),
+            events.action.in_((ledger.WITHDRAW, ledger.OBJECT)),
+            (events.scope == ledger.ALL_MARKETING) | (events.topic_id == job.topic_id)).distinct()))
+    for row in valid:
+        if row.email in seen:
+            row.outcome, row.error = DUPLICATE, "the address appears earlier in the file"
+            continue
+        seen.add(row.email)
+        reasons = suppressed.get(hashes[row.email])
+        if reasons:
+            row.outcome = ERASED if "erased" in reasons else SUPPRESSED
+            row.error = "erased at the person's request" if row.outcome == ERASED else \
+                f"on the suppression list ({', '.join(sorted(reasons))})"
+            continue
+        contact = existing.get(row.email)
+        if contact is None:
+            row.outcome = NEW
+        elif any(getattr(contact, k) != v for k, v in row.fields.items()):
+            row.outcome = UPDATE
+        else:
+            row.outcome = UNCHANGED
+        if job.topic_id:
+            if contact is not None and (contact.id in stopped or contact.marketing_opt_out_event_id
+                                        or contact.status != "active"):
+                row.keeps_opt_out = True
+            else:
+                row.grant = True
+    return rows
+
+
+def _chunks(job: ImportJob, skip: int = 0, size: int = CHUNK) -> Iterator[list[tuple[int, list[str]]]]:
+    batch = []
+    for record in records(job, skip):
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _empty_counts() -> dict:
+    return {**{o: 0 for o in OUTCOMES}, "grants": 0, "kept_opt_out": 0}
+
+
+def preview(job: ImportJob) -> dict:
+    """Read the whole file without changing anything: counts, invalid lines and the first rows."""
+    counts = _empty_counts()
+    invalid, sample = [], []
+    seen: set[str] = set()
+    for batch in _chunks(job):
+        for row in classify(job, batch, seen):
+            counts[row.outcome] += 1
+            counts["grants"] += row.grant
+            counts["kept_opt_out"] += row.keeps_opt_out
+            if row.outcome == INVALID and len(invalid) < INVALID_LISTED:
+                invalid.append({"line": row.line, "value": row.raw_email[:320], "error": row.error})
+            if len(sample) < SAMPLE_ROWS:
+                sample.append({"line": row.line, "email": row.email or row.raw_email[:320],
+                               "outcome": row.outcome, "error": row.error, "grant": row.grant,
+                               "fields": row.fields})
+    result = {"counts": counts, "invalid": invalid, "sample": sample, "rows": sum(
+        counts[o] for o in OUTCOMES)}
+    job.preview = result
+    job.total = result["rows"]
+    job.status = "previewed"
+    return result
+
+
+# -- applying ------------------------------------------------------------------------
+
+def source_of(job: ImportJob) -> str:
+    return f"import:{job.id}"
+
+
+def consent_source_of(job: ImportJob) -> str:
+    return f"import:{job.id}:{job.source_text}"
+
+
+def _require_file(job: ImportJob) -> None:
+    if not job.stored_path or not Path(job.stored_path).exists():
+        raise ImportProblem("the uploaded file is gone; upload it again", "file")
+
+
+def start(job: ImportJob) -> ImportJob:
+    """Move a previewed import to the queue (the caller commits, then runs or enqueues it)."""
+    if job.status != "previewed":
+        raise ImportProblem("preview the import before running it", "status", code="conflict")
+    _require_file(job)
+    job.status = "queued"
+    job.processed = 0
+    job.started_at = utcnow()  # when it was queued: the scheduler re-queues it if no worker takes it
+    return job
+
+
+def retry(job: ImportJob) -> ImportJob:
+    """Queue a failed import again; it resumes after the last committed chunk."""
+    if job.status != "failed":
+        raise ImportProblem("only a failed import can be retried", "status", code="conflict")
+    _require_file(job)
+    job.status = "queued"
+    job.error = None
+    job.started_at = utcnow()
+    return job
+
+
+def discard(job: ImportJob) -> ImportJob:
+    """Drop an import that has not started; its file is deleted."""
+    if job.status not in ("uploaded", "previewed", "failed"):
+        raise ImportProblem(f"a {job.status} import cannot be discarded", "status", code="conflict")
+    job.status = "discarded"
+    delete_file(job)
+    return job
+
+
+def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: dict) -> None:
+    """Apply a classified chunk: as if each row were upserted and granted one by one, in one ledger append."""
+    todo = []
+    for row in rows:
+        counts[row.outcome] += 1
+        if row.outcome in (NEW, UPDATE, UNCHANGED):
+            todo.append(row)
+    if not todo:
+        return
+
+    def grant(index: int, contact: Contact) -> list[dict]:
+        row = todo[index]
+        if not row.grant:
+            return []
+        return [contacts.consent_spec(
+            contact, action=ledger.GRANT, topic=topic, source=consent_source_of(job), legal_basis="consent",
+            confirmed=job.confirmed_opt_in, detail={"import_job": job.id, "line": row.line},
+        )]
+
+    contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant)
+    # An import never lifts a suppression: suppressed addresses were skipped, and only the person's
+    # own confirmation lifts their opt-out or an erasure.
+    counts["grants"] += sum(1 for row in todo if row.grant)
+    counts["kept_opt_out"] += sum(row.keeps_opt_out for row in todo)
+
+
+def _plan_each_statement() -> None:
+    """Have PostgreSQL plan this chunk's statements with their own parameters.
+
+    psycopg prepares a statement it runs five times, and PostgreSQL may then
+    keep one generic plan for it. A first import into an empty database would
+    keep the plan chosen while `contacts` was tiny (a sequential scan) as the
+    table grows, until the next ANALYZE: quadratic. Lasts one transaction.
+    """
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+def run(job_id: int, chunk: int = CHUNK) -> ImportJob | None:
+    """Import a queued job chunk by chunk; each chunk commits with the progress counter.
+
+    Safe to call twice for the same job: a chunk whose progress another run
+    already committed is rolled back and this run stops.
+    """
+    job = db.session.get(ImportJob, job_id)
+    if job is None or job.status not in ("queued", "running"):
+        return job
+    job.status = "running"
+    job.started_at = job.started_at or utcnow()
+    db.session.commit()
+    topic = db.session.get(Topic, job.topic_id) if job.topic_id else None
+    seen: set[str] = set()
+    if job.processed:
+        # Resuming: remember the addresses already handled, so duplicates stay duplicates.
+        for line, cells in _take(records(job), job.processed):
+            row = _parse(job, line, cells)
+            if row.email:
+                seen.add(row.email)
+    try:
+        for batch in _chunks(job, skip=job.processed, size=chunk):
+            _plan_each_statement()
+            counts = _empty_counts()
+            _apply_rows(job, classify(job, batch, seen), topic, counts)
+            done = db.session.execute(
+                update(ImportJob)
+                .where(ImportJob.id == job.id, ImportJob.processed == job.processed, ImportJob.status == "running")
+                .values(processed=ImportJob.processed + len(batch),
+                        created_count=ImportJob.created_count + counts[NEW],
+                        updated_count=ImportJob.updated_count + counts[UPDATE],
+                        unchanged_count=ImportJob.unchanged_count + counts[UNCHANGED],
+                        skipped_count=ImportJob.skipped_count + counts[SUPPRESSED] + counts[ERASED]
+                        + counts[DUPLICATE],
+                        invalid_count=ImportJob.invalid_count + counts[INVALID],
+                        granted_count=ImportJob.granted_count + counts["grants"])
+                .execution_options(synchronize_session=False)
+            )
+            if not done.rowcount:
+                db.session.rollback()
+                return db.session.get(ImportJob, job_id)
+            audit.record(actors.import_job(job.id), "import.apply", target_type="import", target_id=job.id,
+                         detail={"rows": len(batch), **{k: v for k, v in counts.items() if v}})
+            db.session.commit()
+            db.session.refresh(job)
+    except Exception as exc:  # noqa: BLE001 - any failure stops the job; committed chunks stay
+        log.exception("import %s failed", job_id)
+        db.session.rollback()
+        job = db.session.get(ImportJob, job_id)
+        job.status = "failed"
+        job.error = f"{type(exc).__name__}: {exc}"[:2000]
+        db.session.commit()
+        return job
+    job.status = "done"
+    job.finished_at = utcnow()
+    delete_file(job)
+    db.session.commit()
+    return job
+
+
+def _take(iterator, n: int):
+    for i, item in enumerate(iterator):
+        if i >= n:
+            return
+        yield item
+
+
+def jobs(limit: int = 50) -> list[ImportJob]:
+    return list(db.session.scalars(select(ImportJob).order_by(ImportJob.id.desc()).limit(limit)))
+
+
+def sample(job: ImportJob) -> list[Row]:
+    """What the first rows of the file would do (read live from the stored file)."""
+    if not job.stored_path or not Path(job.stored_path).exists() or "email" not in (job.mapping or {}):
+        return []
+    first = list(_take(records(job), SAMPLE_ROWS))
+    return classify(job, first, set())
+
+
+def inline_limit() -> int:
+    return int(current_app.config.get("PC_IMPORT_INLINE_MAX_ROWS", 1000))
+
+
+# -- recovery ------------------------------------------------------------------------
+
+def requeue_lost() -> list[int]:
+    """Queued imports no worker took within PC_REQUEUE_AFTER_SECONDS (broker message lost or never sent).
+
+    Each one is stamped as queued again, so it is handed over at most once per
+    period; the caller enqueues the returned ids. `started_at` holds the
+    moment a job was queued (imports queued before it was set: `created_at`).
+    """
+    stale = utcnow() - dt.timedelta(seconds=current_app.config["PC_REQUEUE_AFTER_SECONDS"])
+    waiting = or_(ImportJob.started_at < stale, and_(ImportJob.started_at.is_(None), ImportJob.created_at < stale))
+    lost = []
+    for job_id in db.session.scalars(select(ImportJob.id).where(ImportJob.status == "queued", waiting)).all():
+        stamped = db.session.execute(
+            update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == "queued", waiting)
+            .values(started_at=utcnow()).execution_options(synchronize_session=False))
+        if stamped.rowcount:
+            lost.append(job_id)
+    db.session.commit()
+    return lost

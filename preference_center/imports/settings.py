@@ -1,0 +1,105 @@
+"""Import settings: the column mapping and the legal basis, source and consent stated for the whole file."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ..admin_models import ImportJob
+from ..extensions import db
+from ..models import RELATIONSHIPS, Topic
+from .files import ImportProblem, _open
+
+FIELDS = ("email", "name", "company", "title", "phone", "locale", "relationship")
+# The basis the staff member states for holding the whole file.
+BASES = ("consent", "legitimate_interest", "contract")
+BASIS_NAMES = {
+    "consent": "Consent (the people in the file opted in)",
+    "legitimate_interest": "Legitimate interest (an existing relationship, e.g. customers)",
+    "contract": "Contract (people we have a contract with; system mail only)",
+}
+SOURCE_MAX = 150
+
+
+@dataclass
+class Settings:
+    mapping: dict
+    legal_basis: str
+    source_text: str
+    topic_key: str | None = None
+    consent_collected: bool = False
+    confirmed_opt_in: bool = False
+    default_relationship: str | None = None
+    has_header: bool | None = None
+
+
+def configure(job: ImportJob, settings: Settings) -> ImportJob:
+    """Check and store how to read the file and on what basis; the file's rows are not touched."""
+    if job.status not in ("uploaded", "previewed"):
+        raise ImportProblem(f"this import is {job.status}; its settings can no longer change", "status")
+    width = len(job.columns)
+    mapping = {}
+    for name, index in (settings.mapping or {}).items():
+        if name not in FIELDS:
+            raise ImportProblem(f"unknown contact field {name!r}", name)
+        if index is None or index == "":
+            continue
+        index = int(index)
+        if not 0 <= index < width:
+            raise ImportProblem(f"{name}: there is no column {index + 1}", name)
+        if index in mapping.values():
+            raise ImportProblem(f"{name}: column {index + 1} is mapped twice", name)
+        mapping[name] = index
+    if "email" not in mapping:
+        raise ImportProblem("choose the column that holds the email address", "email")
+    if settings.legal_basis not in BASES:
+        raise ImportProblem("choose the legal basis on which we hold these contacts", "legal_basis")
+    source = (settings.source_text or "").strip()
+    if not source:
+        raise ImportProblem("say where these contacts come from (e.g. 'trade fair 2026 sign-up sheet')",
+                           "source_text")
+    if len(source) > SOURCE_MAX:
+        raise ImportProblem(f"the source is longer than {SOURCE_MAX} characters", "source_text")
+    if settings.default_relationship and settings.default_relationship not in RELATIONSHIPS:
+        raise ImportProblem(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "default_relationship")
+    topic = None
+    if settings.topic_key:
+        topic = db.session.scalar(select(Topic).where(Topic.key == settings.topic_key))
+        if topic is None:
+            raise ImportProblem(f"unknown topic {settings.topic_key!r}", "topic")
+        if topic.kind != "marketing" or topic.retired:
+            raise ImportProblem("subscriptions can only be granted to a live marketing topic", "topic")
+        if settings.legal_basis != "consent":
+            raise ImportProblem("a subscription from an import needs the legal basis 'consent'; "
+                               "legitimate-interest topics reach people through their relationship", "topic")
+    if settings.legal_basis == "consent":
+        if topic is None:
+            raise ImportProblem("with the basis 'consent', choose the topic these people consented to", "topic")
+        if not settings.consent_collected:
+            raise ImportProblem("tick the box stating that these people gave their consent, and where",
+                               "consent_collected")
+    elif settings.consent_collected or settings.confirmed_opt_in:
+        raise ImportProblem("consent statements only apply to the basis 'consent'", "consent_collected")
+    if settings.confirmed_opt_in and not settings.consent_collected:
+        raise ImportProblem("a confirmed opt-in is a collected consent: tick both boxes", "confirmed_opt_in")
+    if settings.has_header is not None and settings.has_header != job.has_header:
+        _switch_header(job, settings.has_header)
+    job.mapping = mapping
+    job.legal_basis = settings.legal_basis
+    job.source_text = source
+    job.topic_id = topic.id if topic else None
+    job.consent_collected = bool(settings.consent_collected)
+    job.confirmed_opt_in = bool(settings.confirmed_opt_in)
+    job.default_relationship = settings.default_relationship or None
+    return job
+
+
+def _switch_header(job: ImportJob, has_header: bool) -> None:
+    """The staff member knows better than the guess: the first row is (not) a header."""
+    with _open(Path(job.stored_path)) as fh:
+        first = next((r for r in csv.reader(fh, delimiter=job.delimiter) if any(c.strip() for c in r)), [])
+    job.total += -1 if has_header else 1
+    job.has_header = has_header
+    job.columns = [c.strip() for c in first] if has_header else [f"Column {i + 1}" for i in range(len(first))]
