@@ -32,7 +32,6 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, exists, func, select
 
 from . import actors, audit, imports, optouts
-from .admin_models import ImportJob
 from .commands import people
 from .extensions import db
 from .models import (
@@ -41,6 +40,7 @@ from .models import (
     DailyStat,
     DataRequest,
     Delivery,
+    ImportJob,
     Subscription,
     SystemMessage,
     WebhookEvent,

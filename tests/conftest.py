@@ -33,6 +33,33 @@ def cheap_password_hashing():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def url_builders_compiled_once():
+    """Every test builds its own app, and most of create_app's time is werkzeug compiling two URL builders per
+    rule. A builder depends only on the rule's text, parsed parts and default names (rules that fold a default
+    into the URL are left alone), so each is compiled once per run. Without that private method: no change."""
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = getattr(Rule, "_compile_builder", None)
+    if compile_builder is None:
+        yield
+        return
+    built = {}
+
+    def compile_once(self, append_unknown=True):
+        defaults = self.defaults or {}
+        if any(dynamic and part in defaults for dynamic, part in self._trace):
+            return compile_builder(self, append_unknown)
+        key = (self.rule, tuple(self._trace), tuple(defaults), append_unknown)
+        if key not in built:
+            built[key] = compile_builder(self, append_unknown)
+        return built[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Rule, "_compile_builder", compile_once)
+        yield
+
+
 @pytest.fixture(scope="session")
 def template_cache():
     """Templates compiled once per run and shared by every test's app."""

@@ -13,9 +13,8 @@ from sqlalchemy import func, select
 
 import preference_center.tasks  # noqa: F401  (registers preference_center.tasks.import_csv)
 from preference_center import contacts, imports, ledger, rules
-from preference_center.admin_models import ImportJob
 from preference_center.extensions import db
-from preference_center.models import ConsentEvent, Contact, Subscription
+from preference_center.models import ConsentEvent, Contact, ImportJob, Subscription
 
 from .helpers import Staff, factories, make_staff, text_of
 

@@ -392,3 +392,17 @@ def test_a_refused_request_writes_no_audit_entry(app, api, topics):
     assert grant(api, "x@example.com", "nope").status_code == 422
     assert counts(app) == sent
 
+
+
+def test_staff_may_ask_and_only_the_persons_confirmation_brings_them_back(app, client, api, ann, as_marketer):
+    _object_on_data_page(app, client, ann)
+    cid = contact_id(app, ann)
+    sent = counts(app)
+    response = as_marketer.post(f"/admin/contacts/{cid}/ask", {"topic": "news"})
+    assert response.status_code == 303
+    events, audits, _ = counts(app)
+    assert (events, audits) == (sent[0] + 1, sent[1] + 1)  # one unconfirmed grant, one audit entry
+    assert state(api, ann)["news"] == "unsubscribed"
+    link = mailed_link(app, ann)
+    assert link.startswith("/confirm/") and person_posts(client, link).status_code == 200
+    assert state(api, ann)["news"] == "subscribed"

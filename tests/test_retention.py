@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import func, select
 
 from preference_center import contacts, imports, ledger, retention
-from preference_center.admin_models import ImportJob
 from preference_center.extensions import db
 from preference_center.models import (
     Campaign,
@@ -19,6 +18,7 @@ from preference_center.models import (
     DailyStat,
     DataRequest,
     Delivery,
+    ImportJob,
     LedgerHead,
     Suppression,
     SystemMessage,

@@ -9,9 +9,8 @@ import logging
 import pytest
 
 from preference_center import imports, tasks
-from preference_center.admin_models import ImportJob
 from preference_center.extensions import db
-from preference_center.models import Campaign, utcnow
+from preference_center.models import Campaign, ImportJob, utcnow
 
 DOWN = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every connection is refused
 
@@ -73,7 +72,7 @@ def _queued_import() -> ImportJob:
 
 
 def _age(job: ImportJob, seconds: int) -> None:
-    job.started_at = utcnow() - dt.timedelta(seconds=seconds)
+    job.queued_at = utcnow() - dt.timedelta(seconds=seconds)
     db.session.commit()
 
 

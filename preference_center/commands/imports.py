@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from .. import audit, imports
 from ..actors import Actor
-from ..admin_models import ImportJob
 from ..extensions import db
-from ..models import Topic
+from ..models import ImportJob, Topic
 
 
 def upload(actor: Actor, stream, filename: str) -> ImportJob:

@@ -11,10 +11,9 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
 
 from .. import actors, audit, contacts, ledger
-from ..admin_models import ImportJob
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
-from ..models import ConsentEvent, Contact, Suppression, Topic, utcnow
+from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
 from .files import ImportProblem, delete_file, records
 
 log = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ def start(job: ImportJob) -> ImportJob:
     _require_file(job)
     job.status = "queued"
     job.processed = 0
-    job.started_at = utcnow()  # when it was queued: the scheduler re-queues it if no worker takes it
+    job.queued_at = utcnow()  # the scheduler re-queues it if no worker takes it
     return job
 
 
@@ -191,7 +190,7 @@ def retry(job: ImportJob) -> ImportJob:
     _require_file(job)
     job.status = "queued"
     job.error = None
-    job.started_at = utcnow()
+    job.queued_at = utcnow()
     return job
 
 
@@ -331,16 +330,15 @@ def requeue_lost() -> list[int]:
     """Queued imports no worker took within PC_REQUEUE_AFTER_SECONDS (broker message lost or never sent).
 
     Each one is stamped as queued again, so it is handed over at most once per
-    period; the caller enqueues the returned ids. `started_at` holds the
-    moment a job was queued (imports queued before it was set: `created_at`).
+    period; the caller enqueues the returned ids.
     """
     stale = utcnow() - dt.timedelta(seconds=current_app.config["PC_REQUEUE_AFTER_SECONDS"])
-    waiting = or_(ImportJob.started_at < stale, and_(ImportJob.started_at.is_(None), ImportJob.created_at < stale))
+    waiting = or_(ImportJob.queued_at < stale, and_(ImportJob.queued_at.is_(None), ImportJob.created_at < stale))
     lost = []
     for job_id in db.session.scalars(select(ImportJob.id).where(ImportJob.status == "queued", waiting)).all():
         stamped = db.session.execute(
             update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == "queued", waiting)
-            .values(started_at=utcnow()).execution_options(synchronize_session=False))
+            .values(queued_at=utcnow()).execution_options(synchronize_session=False))
         if stamped.rowcount:
             lost.append(job_id)
     db.session.commit()

@@ -10,9 +10,9 @@ from typing import Iterator
 from flask import current_app
 
 from .. import contacts
-from ..admin_models import ImportJob
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
+from ..models import ImportJob
 
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"

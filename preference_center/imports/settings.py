@@ -7,9 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from ..admin_models import ImportJob
 from ..extensions import db
-from ..models import RELATIONSHIPS, Topic
+from ..models import RELATIONSHIPS, ImportJob, Topic
 from .files import ImportProblem, _open
 
 FIELDS = ("email", "name", "company", "title", "phone", "locale", "relationship")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from ... import contacts
-from ...commands import DomainError, people
+from ... import contacts, topics
+from ...commands import DomainError, consent, people
 from ...extensions import db
 from ...models import Contact
 from .. import auth, bp, history, queries
@@ -30,6 +30,8 @@ def _contact_page(contact: Contact, form: SuppressForm, status: int = 200,
         kept=contacts.KEPT_FOR_THE_PERSON,
         subscriptions=contacts.subscriptions_view(contact) if contact.status != "erased" else [],
         suppressions=sorted(b.scope for b in blocks), timeline=history.timeline(contact),
+        ask_topics=[t for t in topics.all_topics(include_retired=False)
+                    if t.kind == "marketing" and t.legal_basis == "consent"],
     ), status
 
 
@@ -58,6 +60,24 @@ def contact_suppress(contact_id: int):
     db.session.commit()
     flash("The address is suppressed." if form.scope.data == "all" else "Marketing mail to this address is stopped.")
     return redirect(url_for("admin.contact_detail", contact_id=contact.id))
+
+
+@bp.post("/contacts/<int:contact_id>/ask")
+def contact_ask(contact_id: int):
+    """Staff ask the person to confirm a topic themselves: a pending grant and the double opt-in mail."""
+    contact = _contact(contact_id)
+    topic = topics.get(request.form.get("topic", ""))
+    try:
+        if topic is None:
+            raise DomainError("choose a topic", "topic")
+        consent.grant(auth.current_actor(), contact, topic, confirmed=False)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
+    db.session.commit()
+    flash(f"A link to confirm {topic.name} is on its way to {contact.email}.")
+    return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
 
 
 @bp.post("/contacts/<int:contact_id>/lift-suppression")

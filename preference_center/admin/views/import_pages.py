@@ -4,11 +4,10 @@ from __future__ import annotations
 from flask import current_app, flash, redirect, render_template, request, url_for
 
 from ... import imports, topics
-from ...admin_models import ImportJob
 from ...commands import DomainError as ValidationError
 from ...commands import imports as import_commands
 from ...extensions import csrf, db
-from ...models import Topic
+from ...models import ImportJob, Topic
 from ...tasks import enqueue
 from .. import auth, bp
 from ..forms import UploadForm, import_settings_form

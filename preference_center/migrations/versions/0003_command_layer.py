@@ -1,4 +1,4 @@
-"""command layer: audit actor kind, consent wording hashes, data request outcomes
+"""command layer: audit actor kind, consent wording hashes, data request outcomes, import queue time
 
 Revision ID: 0003
 Revises: 0002
@@ -27,6 +27,8 @@ def upgrade():
         batch_op.add_column(sa.Column('wording_hash', sa.String(length=64), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_consent_events_consent_text_id_consent_texts'),
                                     'consent_texts', ['consent_text_id'], ['id'])
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('queued_at', sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table('data_requests', schema=None) as batch_op:
         batch_op.add_column(sa.Column('refusal_reason', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('extension_reason', sa.Text(), nullable=True))
@@ -42,6 +44,8 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.drop_column('queued_at')
     with op.batch_alter_table('data_requests', schema=None) as batch_op:
         batch_op.drop_column('extended_at')
         batch_op.drop_column('extension_reason')
