@@ -133,4 +133,7 @@ def register_security_headers(app: Flask) -> None:
         )
         if request.path.startswith(("/p/", "/u/", "/confirm/", "/api/")):
             headers.setdefault("Cache-Control", "no-store")
+        if app.config["PC_ENV"] == "production":
+            # Production is served over HTTPS only (secure cookies): browsers must never try plain HTTP.
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response

@@ -15,6 +15,7 @@ from werkzeug.serving import run_simple
 
 from . import actors, ledger, staff
 from .commands import DomainError, access
+from .config import ConfigError
 from .extensions import db
 
 
@@ -161,4 +162,13 @@ def main() -> None:
                        help="Preference Center: email preferences, consent ledger and sending.")
     group.add_command(shell_command)
     group.add_command(routes_command)
-    group.main(prog_name="preference-center")
+    try:
+        group.main(prog_name="preference-center")
+    except ConfigError as exc:
+        # A configuration that cannot run safely: one clear line, not a traceback.
+        click.echo(f"preference-center: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

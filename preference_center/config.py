@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from pathlib import Path
 
 DEFAULT_SECRET = "dev-insecure-secret-change-me"
+# Estimated bits a production secret must carry (a 22-character token_urlsafe carries ~130).
+MIN_SECRET_BITS = 64
+MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,9 +61,9 @@ def load(instance: Path) -> dict:
         "PC_ENV": env,
         "SECRET_KEY": keys[-1],
         "PC_SECRET_KEYS": keys,
-        # The suppression hash must outlive key rotation: it defaults to the
-        # oldest secret, and should be set on its own in production.
-        "PC_SUPPRESSION_KEY": _env("PC_SUPPRESSION_KEY", keys[0]),
+        # The suppression hash must outlive key rotation: it is its own key,
+        # never derived from PC_SECRET_KEYS (production refuses to start without it).
+        "PC_SUPPRESSION_KEY": _env("PC_SUPPRESSION_KEY", DEFAULT_SECRET),
         "PC_BASE_URL": (_env("PC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/"),
         "PC_INSTANCE_PATH": str(instance),
         "SQLALCHEMY_DATABASE_URI": database_url,
@@ -113,15 +117,33 @@ def load(instance: Path) -> dict:
     return config
 
 
+def secret_bits(secret: str) -> float:
+    """A conservative estimate of a secret's strength: its length times its per-character Shannon entropy."""
+    if not secret:
+        return 0.0
+    counts = {c: secret.count(c) for c in set(secret)}
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return per_char * len(secret)
+
+
+def _weak(secret: str | None) -> bool:
+    return not secret or secret == DEFAULT_SECRET or len(secret) < 16 or secret_bits(secret) < MIN_SECRET_BITS
+
+
 def check_production(config: dict) -> None:
-    """Refuse to run in production with a missing or default secret."""
+    """Refuse to run in production with a missing, default or guessable secret (one clear line, no traceback)."""
     if config.get("PC_ENV") != "production":
         return
     keys = config.get("PC_SECRET_KEYS") or []
-    if not keys or any(k == DEFAULT_SECRET or len(k) < 16 for k in keys):
+    if not keys or any(_weak(k) for k in keys):
         raise ConfigError(
-            "PC_ENV=production needs PC_SECRET_KEYS set to secret values of 16+ characters "
-            "(comma-separated, oldest first); the built-in development secret is refused."
-        )
-    if config.get("PC_SUPPRESSION_KEY") in (None, "", DEFAULT_SECRET):
-        raise ConfigError("PC_ENV=production needs a real PC_SUPPRESSION_KEY or PC_SECRET_KEYS")
+            "PC_ENV=production needs PC_SECRET_KEYS set to random secrets (comma-separated, oldest first; "
+            f"16+ characters and about {MIN_SECRET_BITS}+ bits each, e.g. from {MAKE_ONE}); "
+            "the development secret and guessable values are refused")
+    if _weak(config.get("PC_SUPPRESSION_KEY")):
+        raise ConfigError(
+            "PC_ENV=production needs its own PC_SUPPRESSION_KEY, a random secret set once and never changed "
+            f"(e.g. from {MAKE_ONE}): it keys the suppression list, which must outlive signing-key rotation")
+    if config.get("PC_SUPPRESSION_KEY") in keys:
+        raise ConfigError("PC_SUPPRESSION_KEY must not be one of PC_SECRET_KEYS: signing keys rotate, "
+                          "the suppression key never does")

@@ -215,6 +215,18 @@ class StaffUser(db.Model):
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class StaffSession(db.Model):
+    """A signed-in staff session, held server-side so that signing out ends every copy of the cookie."""
+
+    __tablename__ = "staff_sessions"
+
+    # SHA-256 of the random session id the cookie carries.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class ApiToken(db.Model):
     __tablename__ = "api_tokens"
 

@@ -254,6 +254,7 @@ def test_healthz_reports_database_and_broker(client):
     assert response.json == {"status": "ok", "database": "ok", "broker": "ok"}
 
 
+@pytest.mark.slow
 def test_healthz_reports_an_unreachable_broker(app_config):
     from preference_center import create_app
 

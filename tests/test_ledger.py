@@ -230,6 +230,7 @@ def run_concurrent_writers(app, write, writers: int = 4) -> None:
     assert not errors
 
 
+@pytest.mark.slow
 def test_concurrent_appends_keep_one_unbroken_chain(app):
     def write(n, person, topic):
         for j in range(15):
@@ -291,6 +292,7 @@ def snapshot(people: list) -> dict:
     return {"events": events, "states": states}
 
 
+@pytest.mark.slow
 def test_append_many_equals_single_appends_field_by_field(ctx):
     rng = random.Random(11)
     topic_ids = [factories.topic("a").id, factories.topic("b").id]
@@ -338,6 +340,7 @@ def test_append_many_chains_onto_single_appends_and_an_empty_list_is_nothing(ctx
         ledger.append_many([{"action": "grant", "contact": ann, "source": "x"}, {"action": "nope", "source": "x"}])
 
 
+@pytest.mark.slow
 def test_derived_state_after_append_many_equals_a_replay(ctx):
     rng = random.Random(5)
     topic_ids = [factories.topic("t1").id, factories.topic("t2").id, factories.topic("t3").id]
@@ -354,6 +357,7 @@ def test_derived_state_after_append_many_equals_a_replay(ctx):
     assert ledger.verify().ok
 
 
+@pytest.mark.slow
 def test_concurrent_append_and_append_many_keep_one_unbroken_chain(app):
     def write(n, person, topic):
         for j in range(10):

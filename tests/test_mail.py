@@ -289,6 +289,7 @@ def test_sendgrid_wrong_api_key_fails_at_once(sleeps):
         assert info.value.retryable is False and fake.requests == 1 and sleeps == []
 
 
+@pytest.mark.slow
 def test_sendgrid_read_timeout_is_ambiguous_and_never_retried(fake, sleeps):
     fake.script([("hang", 0.8)])
     with pytest.raises(TransportError) as info:

@@ -220,6 +220,7 @@ def test_the_cli_settles_waiting_clicks(app, ann, runner):
     assert waiting(app) == []
 
 
+@pytest.mark.slow
 def test_clicks_settlers_and_appenders_at_once_keep_one_chain_and_lose_nothing(app, topics):
     """Threads clicking, a settler looping and a writer appending for the same people."""
     people = [make_contact(app, f"c{i}@example.com") for i in range(12)]

@@ -514,6 +514,7 @@ def test_confirmation_mail_is_written_in_the_language_of_the_form(client, app, t
 
 # -- rate limits -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_rate_limits_stop_floods_but_leave_room_for_one_click_retries(app_config, extra_app):
     app = extra_app({**app_config, "PC_RATELIMITS_ENABLED": True})
     with app.app_context():

@@ -199,6 +199,7 @@ def test_audience_query_agrees_with_the_rule(three_topics, people, chunk):
     db.session.rollback()
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(people=st.lists(person, max_size=40),
        filters=st.fixed_dictionaries({"relationships": st.lists(st.sampled_from(RELATIONSHIPS), max_size=2),

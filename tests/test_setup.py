@@ -1,6 +1,9 @@
 """Migrations match the models; configuration refuses unsafe production setups."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -61,13 +64,47 @@ def test_production_refuses_the_default_secret(monkeypatch, tmp_path):
         create_app({"PC_INSTANCE_PATH": str(tmp_path)})
 
 
+SIGNING = "kJ3v9Qx2LmZ8rT4wYp6NbH1cD5fG7sA0"
+SUPPRESSION = "Vq8Zr2Lx6Nm4Tb0Wc1Ys3Hd5Kf7Jg9Pu"
+
+
+@pytest.mark.parametrize("keys, suppression, names", [
+    ("aaaaaaaaaaaaaaaaaaaaaaaa", SUPPRESSION, "PC_SECRET_KEYS"),            # long but guessable
+    ("abababababababababababab", SUPPRESSION, "PC_SECRET_KEYS"),
+    (SIGNING, None, "PC_SUPPRESSION_KEY"),                                 # never derived from the signing keys
+    (SIGNING, "0000000000000000000000", "PC_SUPPRESSION_KEY"),
+    (SIGNING, SIGNING, "PC_SUPPRESSION_KEY"),                              # would rotate away with them
+])
+def test_production_refuses_weak_or_missing_secrets(monkeypatch, tmp_path, keys, suppression, names):
+    monkeypatch.setenv("PC_ENV", "production")
+    monkeypatch.setenv("PC_SECRET_KEYS", keys)
+    if suppression is None:
+        monkeypatch.delenv("PC_SUPPRESSION_KEY", raising=False)
+    else:
+        monkeypatch.setenv("PC_SUPPRESSION_KEY", suppression)
+    with pytest.raises(config.ConfigError, match=names):
+        create_app({"PC_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_a_refused_secret_is_one_line_on_the_command_line_not_a_traceback(tmp_path):
+    env = {**os.environ, "PC_ENV": "production", "PC_SECRET_KEYS": "aaaaaaaaaaaaaaaaaaaa",
+           "PC_INSTANCE_PATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "preference_center.cli", "routes"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("preference-center: PC_ENV=production needs PC_SECRET_KEYS")
+
+
 def test_production_starts_with_real_secrets(monkeypatch, tmp_path):
     monkeypatch.setenv("PC_ENV", "production")
-    monkeypatch.setenv("PC_SECRET_KEYS", "an-old-long-secret-value,a-new-long-secret-value")
+    monkeypatch.setenv("PC_SECRET_KEYS", f"{SUPPRESSION[::-1]},{SIGNING}")
+    monkeypatch.setenv("PC_SUPPRESSION_KEY", SUPPRESSION)
     app = create_app({"PC_INSTANCE_PATH": str(tmp_path)})
-    assert app.config["SECRET_KEY"] == "a-new-long-secret-value"
+    assert app.config["SECRET_KEY"] == SIGNING
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert "outbox" not in app.blueprints
+    assert app.test_client().get("/healthz").headers["Strict-Transport-Security"].startswith("max-age=")
 
 
 def test_settings_come_from_pc_variables(monkeypatch, tmp_path):

@@ -58,9 +58,16 @@ def __getattr__(name: str):
     # `celery -A worker` looks up worker.app / worker.celery: build the Flask
     # app from the environment only then, not on every import.
     if name in ("app", "celery"):
-        from preference_center import create_app
+        import sys
 
-        value = create_app().extensions["celery"]
+        from preference_center import create_app
+        from preference_center.config import ConfigError
+
+        try:
+            value = create_app().extensions["celery"]
+        except ConfigError as exc:
+            print(f"preference-center: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         globals()["app"] = globals()["celery"] = value
         return value
     raise AttributeError(name)

@@ -22,7 +22,7 @@ MAX_FAILURES, LOCK_FOR = access.MAX_FAILURES, access.LOCK_FOR
 # One message for unknown users, wrong passwords and locked accounts: the
 # page must not tell an attacker which addresses have accounts.
 FAILED = "Wrong email or password, or the account is locked after too many attempts. Try again later."
-SESSION_KEYS = ("staff_id", "staff_fp", "staff_since", "staff_nonce")
+SESSION_KEYS = ("staff_id", "staff_fp", "staff_since", "staff_nonce", "staff_sid")
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -36,9 +36,10 @@ def session_lifetime() -> dt.timedelta:
 
 
 def start_session(user: StaffUser) -> None:
-    """A fresh session for `user`: nothing from before sign-in survives."""
+    """A fresh session for `user`: nothing from before sign-in survives; the server holds it open."""
     _clear()
     session.permanent = True
+    session["staff_sid"] = access.open_session(user)
     session["staff_id"] = user.id
     session["staff_fp"] = _fingerprint(user)
     session["staff_since"] = utcnow().timestamp()
@@ -66,6 +67,8 @@ def current_user() -> StaffUser | None:
     user = db.session.get(StaffUser, user_id)
     if user is None or not user.active or session.get("staff_fp") != _fingerprint(user):
         return None
+    if not access.live_session(session.get("staff_sid"), user.id):
+        return None  # signed out, deactivated or revoked: a copied cookie is worth nothing
     return user
 
 

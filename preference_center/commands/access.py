@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from .. import actors, audit, staff, tokens
 from ..actors import Actor
 from ..emails import InvalidEmail, normalize
 from ..errors import Code, DomainError
 from ..extensions import db
-from ..models import ApiToken, StaffUser, utcnow
+from ..models import ApiToken, StaffSession, StaffUser, utcnow
 
 MAX_FAILURES = 5
 LOCK_FOR = dt.timedelta(minutes=15)
@@ -36,6 +37,7 @@ def deactivate_user(actor: Actor, user: StaffUser, *, own_id: int | None = None)
         raise DomainError("you cannot deactivate yourself", code=Code.CONFLICT)
     if user.active:
         user.active = False
+        end_sessions(user)
         audit.record(actor, "staff.deactivate", target_type="staff_user", target_id=user.email)
 
 
@@ -77,6 +79,8 @@ def sign_in(email: str, password: str, *, ip: str | None = None) -> StaffUser | 
         return None
     now = utcnow()
     if user.locked_until is not None and user.locked_until > now:
+        # As slow as any other refusal: the answer's timing must not tell that the account exists.
+        staff.check_password(StaffUser(password_hash=_DUMMY_HASH), password or "")
         audit.record(actors.staff(user.email, ip), "staff.login_refused_locked", target_type="staff_user",
                      target_id=user.email, ip=ip)
         return None
@@ -100,6 +104,37 @@ def sign_in(email: str, password: str, *, ip: str | None = None) -> StaffUser | 
     return user
 
 
-def sign_out(actor: Actor) -> None:
-    """Note a sign-out (the door ends the session)."""
+def open_session(user: StaffUser) -> str:
+    """A new server-side session for `user`; returns the random id the cookie carries (stored only hashed)."""
+    session_id = secrets.token_urlsafe(32)
+    db.session.add(StaffSession(id=_session_hash(session_id), user_id=user.id, created_at=utcnow()))
+    return session_id
+
+
+def live_session(session_id: str | None, user_id: int | None) -> bool:
+    """Whether the cookie's session is still open on the server for this user."""
+    if not session_id or not isinstance(session_id, str) or len(session_id) > 100:
+        return False
+    row = db.session.get(StaffSession, _session_hash(session_id))
+    return row is not None and row.user_id == user_id and row.revoked_at is None
+
+
+def sign_out(actor: Actor, session_id: str | None) -> None:
+    """End this session on the server (every copy of the cookie stops working) and note it."""
+    if session_id and isinstance(session_id, str):
+        row = db.session.get(StaffSession, _session_hash(session_id))
+        if row is not None and row.revoked_at is None:
+            row.revoked_at = utcnow()
     audit.record(actor, "staff.logout", target_type="staff_user", target_id=actor.name)
+
+
+def end_sessions(user: StaffUser) -> int:
+    """Revoke every open session of `user` (deactivation, password change)."""
+    result = db.session.execute(update(StaffSession).where(StaffSession.user_id == user.id,
+                                                           StaffSession.revoked_at.is_(None))
+                                .values(revoked_at=utcnow()))
+    return result.rowcount or 0
+
+
+def _session_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()

@@ -1,7 +1,7 @@
 """Signing in and out, and the dashboard."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 
 from ...commands import access
 from ...extensions import db
@@ -21,9 +21,10 @@ def login():
     error = None
     if form.validate_on_submit():
         user = auth.authenticate(form.email.data, form.password.data, ip=request.remote_addr)
-        db.session.commit()
         if user is not None:
             auth.start_session(user)
+        db.session.commit()
+        if user is not None:
             return redirect(auth.safe_next(request.args.get("next")))
         error = auth.FAILED
     elif request.method == "POST":
@@ -33,7 +34,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    access.sign_out(auth.current_actor())
+    access.sign_out(auth.current_actor(), session.get("staff_sid"))
     db.session.commit()
     auth.end_session()
     flash("You are signed out.")

@@ -27,6 +27,17 @@ def upgrade():
         batch_op.add_column(sa.Column('wording_hash', sa.String(length=64), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_consent_events_consent_text_id_consent_texts'),
                                     'consent_texts', ['consent_text_id'], ['id'])
+    op.create_table('staff_sessions',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['staff_users.id'], name=op.f('fk_staff_sessions_user_id_staff_users'),
+                            ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_staff_sessions'))
+    )
+    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_sessions_user_id'), ['user_id'], unique=False)
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('queued_at', sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table('data_requests', schema=None) as batch_op:
@@ -44,6 +55,9 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_sessions_user_id'))
+    op.drop_table('staff_sessions')
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.drop_column('queued_at')
     with op.batch_alter_table('data_requests', schema=None) as batch_op:
