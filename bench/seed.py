@@ -35,7 +35,7 @@ def seed(n: int, suppression_key: str, seed_value: int = 42) -> Topic:
     db.session.commit()
     topic_id = topic.id
     rng = random.Random(seed_value)
-    states, weights = zip(*MIX)
+    states, weights = zip(*MIX, strict=False)
     raw = db.session.connection().connection.dbapi_connection
     cur = raw.cursor()
     subs, supps = [], []

@@ -13,13 +13,13 @@ settings.
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager
 import os
 import re
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import func, select, text
@@ -114,7 +114,7 @@ def serve(app_path: str, env: dict, workers: int, threads: int, port: int) -> su
             break
         except Exception:  # noqa: BLE001 - not up yet (the floor app answers 404, which raises too)
             if process.poll() is not None:
-                raise SystemExit("gunicorn did not start")
+                raise SystemExit("gunicorn did not start") from None
             time.sleep(0.2)
     time.sleep(0.5)
     return process

@@ -87,8 +87,8 @@ def parse_time(value) -> dt.datetime | None:
     except ValueError as exc:
         raise ValidationError("at must be an ISO-8601 time such as 2026-12-01T09:00:00+01:00", "at") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
 
 
 def schedule(campaign: Campaign, at: dt.datetime | None) -> Campaign:

@@ -130,7 +130,7 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
     db.session.add_all(fresh)
     db.session.flush()
     specs: list[dict] = []
-    for index, ((contact, _), own) in enumerate(zip(results, per_row)):
+    for index, ((contact, _), own) in enumerate(zip(results, per_row, strict=False)):
         specs += own
         if then is not None:
             specs += then(index, contact) or []

@@ -49,7 +49,7 @@ def _canonical(value) -> bytes:
 
 
 def _timestamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def pii_digest(salt: str, ip: str | None, user_agent: str | None, personal: dict | None) -> str:
@@ -237,7 +237,7 @@ def append_many(specs: list[dict]) -> list[ConsentEvent]:
     # Core, not the ORM bulk path: one multi-row INSERT per 1,000 events instead of one per event.
     db.session.execute(insert(ConsentEvent.__table__), [{c: getattr(e, c) for c in columns} for e in events])
     _set_head_hash(prev_hash)
-    apply_many([(spec.get("contact"), event) for spec, event in zip(specs, events)])
+    apply_many([(spec.get("contact"), event) for spec, event in zip(specs, events, strict=False)])
     return events
 
 

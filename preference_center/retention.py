@@ -151,7 +151,7 @@ def _stale_uploads(now: dt.datetime) -> tuple[list[ImportJob], list[Path]]:
     referenced = set(db.session.scalars(select(ImportJob.stored_path).where(ImportJob.stored_path.is_not(None))))
     orphans = [path for path in imports.uploads_folder().glob("*.csv")
                if str(path) not in referenced
-               and dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc) < cutoff]
+               and dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) < cutoff]
     return jobs, orphans
 
 
@@ -186,7 +186,7 @@ def _fold_deliveries(report: Report, chunk: int) -> None:
         if not rows:
             return
         counts = Counter(
-            (row.created_at.astimezone(dt.timezone.utc).date(), row.campaign_id, row.topic_id,
+            (row.created_at.astimezone(dt.UTC).date(), row.campaign_id, row.topic_id,
              row.status, row.reason or "")
             for row in rows
         )

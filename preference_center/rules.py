@@ -8,8 +8,9 @@ recipient with `decide` (which calls `may_send`) right before sending.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol
+from typing import Protocol
 
 from sqlalchemy import and_, case, exists, false, literal, or_, select
 

@@ -201,8 +201,8 @@ def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome:
             if outcome.retry_in is not None or not error.ambiguous:
                 return
             continue
-        sent = [(i, r) for i, r in zip(ids, results) if r.ok]
-        failed = [(i, r) for i, r in zip(ids, results) if not r.ok]
+        sent = [(i, r) for i, r in zip(ids, results, strict=False) if r.ok]
+        failed = [(i, r) for i, r in zip(ids, results, strict=False) if not r.ok]
         by_message: dict[str | None, list[int]] = {}
         for delivery_id, result in sent:
             by_message.setdefault(result.provider_message_id, []).append(delivery_id)

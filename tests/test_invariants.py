@@ -301,7 +301,7 @@ def test_a_refusal_needs_a_reason_that_the_person_is_shown_and_mailed(app, clien
 
 def test_a_deadline_is_extended_once_by_at_most_two_months_with_a_reason(app, api, ann, as_admin):
     request_id = open_request(app, ann, "portability",
-                              received=dt.datetime(2026, 1, 31, 12, tzinfo=dt.timezone.utc))
+                              received=dt.datetime(2026, 1, 31, 12, tzinfo=dt.UTC))
     with app.app_context():
         assert db.session.get(DataRequest, request_id).due_at.date() == dt.date(2026, 2, 28)
     assert as_admin.post(f"/admin/requests/{request_id}/extend", {"months": "3", "reason": "x"}).status_code == 422
@@ -317,7 +317,7 @@ def test_a_deadline_is_extended_once_by_at_most_two_months_with_a_reason(app, ap
 
 
 def test_a_leap_year_deadline_is_the_29th_of_february(app, api, ann):
-    request_id = open_request(app, ann, "access", received=dt.datetime(2028, 1, 31, tzinfo=dt.timezone.utc))
+    request_id = open_request(app, ann, "access", received=dt.datetime(2028, 1, 31, tzinfo=dt.UTC))
     with app.app_context():
         assert db.session.get(DataRequest, request_id).due_at.date() == dt.date(2028, 2, 29)
 
@@ -377,7 +377,7 @@ def test_every_door_writes_one_audit_entry_of_one_shape(app, client, api, topics
     assert audit_rows(app, start) == [("cli", "cli", "token.create")]
     with app.app_context():
         db.session.execute(update(Contact).values(relationship="prospect",
-                                                  last_interaction_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)))
+                                                  last_interaction_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)))
         db.session.commit()
     start = last_audit_id(app)
     with app.app_context():

@@ -173,10 +173,10 @@ def to_utc(local: dt.datetime, zone: str) -> dt.datetime:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {zone!r}") from exc
     aware = local.replace(tzinfo=tz)
-    back = aware.astimezone(dt.timezone.utc).astimezone(tz)
+    back = aware.astimezone(dt.UTC).astimezone(tz)
     if back.replace(tzinfo=None) != local:
         raise ValueError(f"{local:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks change then)")
-    return aware.astimezone(dt.timezone.utc)
+    return aware.astimezone(dt.UTC)
 
 
 class ScheduleForm(FlaskForm):

@@ -122,7 +122,7 @@ def deliveries_over_time(campaign: Campaign) -> tuple[list[Bar], int]:
         return [], 1
     per_minute: dict[dt.datetime, dict] = {}
     for label, status, n in rows:
-        moment = dt.datetime.strptime(label, "%Y-%m-%d %H:%M").replace(tzinfo=dt.timezone.utc)
+        moment = dt.datetime.strptime(label, "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
         bucket = per_minute.setdefault(moment, {s: 0 for s in CHART_STATUSES})
         key = status if status in CHART_STATUSES else "pending"
         bucket[key] += n

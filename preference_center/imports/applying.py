@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from flask import current_app
 from sqlalchemy import and_, or_, select, text, update

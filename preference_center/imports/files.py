@@ -4,8 +4,8 @@ from __future__ import annotations
 import codecs
 import csv
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from flask import current_app
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Protocol
@@ -117,7 +117,7 @@ def build_message(batch: MessageBatch, envelope: Envelope) -> EmailMessage:
     msg["From"] = batch.from_email
     msg["To"] = envelope.to
     msg["Subject"] = substitute(batch.subject, subs)
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=sender_domain(batch.from_email))
     for name, value in envelope_headers(batch, envelope).items():
         msg[name] = value

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .base import MessageBatch, SendResult, build_message, check_headers
@@ -37,7 +37,7 @@ class OutboxTransport:
     def _write(self, data: bytes) -> Path:
         # The timestamp prefix makes names sort by age; the random part keeps
         # messages written in the same microsecond apart.
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         target = self.folder / f"{stamp}-{secrets.token_hex(4)}.eml"
         # Write under a name the viewer ignores, then rename: a reader never
         # sees half a message.
