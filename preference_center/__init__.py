@@ -9,6 +9,8 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from . import config as settings
+from . import inputs
+from .errors import DomainError
 from .extensions import csrf, db, migrate
 
 PACKAGE = Path(__file__).resolve().parent
@@ -30,6 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             app.config["SECRET_KEY"] = test_config["PC_SECRET_KEYS"][-1]
     settings.check_production(app.config)
     instance.mkdir(parents=True, exist_ok=True)
+    register_input_rules(app)  # first: routes bind their converters, and its hook runs before every other
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PACKAGE / "migrations"), render_as_batch=True)
@@ -105,7 +108,34 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/webhooks/") or request.path == "/healthz"
 
 
+def register_input_rules(app: Flask) -> None:
+    """Hostile input (see inputs.py): the request class, bounded ids in paths, and the pages' input hook."""
+    app.request_class = inputs.Request
+    app.url_map.converters["int"] = inputs.IdConverter
+
+    def refuse_hostile_input():
+        # The JSON doors check their own input and answer in their own shape.
+        if wants_json():
+            return None
+        inputs.check_query_string()
+        inputs.check_path()
+        return None
+
+    # First of all hooks, before Flask-WTF's CSRF check, the rate limiter and the staff sign-in check (which
+    # reads the query string): a refused address is refused for what it is, and counts against no limit.
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_hostile_input)
+
+
 def register_errors(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(error: DomainError):
+        # A door that did not map a refusal itself: the same status, never a 500.
+        db.session.rollback()
+        if wants_json():
+            return jsonify({"error": {"code": error.code, "message": error.message}}), error.status
+        return render_template("error.html", status=error.status, title="Not possible",
+                               message=error.message), error.status
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         db.session.rollback()

@@ -11,7 +11,7 @@ import re
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from . import ledger
+from . import characters, ledger
 from .emails import email_hash, normalize
 from .errors import ValidationError
 from .extensions import db
@@ -46,6 +46,10 @@ def clean_profile(fields: dict) -> dict:
         value = fields[name]
         if value is not None and not isinstance(value, str):
             raise ValidationError(f"{name} must be a string or null", name)
+        problem = value and characters.refused(value)
+        if problem:
+            # One line of text: a subject or a greeting built from it cannot break, whichever door stored it.
+            raise ValidationError(f"{name} must be one line of text; it holds {problem}", name)
         value = (value or "").strip() or None
         if value is not None and len(value) > FIELD_LIMITS[name]:
             raise ValidationError(f"{name} is longer than {FIELD_LIMITS[name]} characters", name)

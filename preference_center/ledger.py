@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from .characters import printable
 from .extensions import db
 from .models import ConsentEvent, ConsentText, Contact, LedgerHead, Subscription, utcnow
 from .sqlutil import chunked, one_of
@@ -128,8 +129,10 @@ def _build(spec: dict, event_id: int, prev_hash: str) -> ConsentEvent:
         wording_hash=wording.text_hash if wording is not None else None,
         confirmed=bool(spec.get("confirmed", False)),
         detail=spec.get("detail") or {},
-        ip=spec.get("ip"),
-        user_agent=(user_agent or None) and user_agent[:512],
+        # Whatever door they came through (a provider's event, an API client's proof), the
+        # proof fields hold no control characters: PostgreSQL refuses NUL, logs and CSV break on the rest.
+        ip=(printable(spec.get("ip")) or None) and printable(spec.get("ip"))[:64],
+        user_agent=(printable(user_agent) or None) and printable(user_agent)[:512],
         personal={**personal, "salt": salt},
         redacted=False,
         occurred_at=spec.get("occurred_at") or utcnow(),

@@ -16,8 +16,9 @@ from itsdangerous import BadSignature, Serializer, SignatureExpired, URLSafeTime
 from itsdangerous.encoding import base64_encode
 from itsdangerous.signer import HMACAlgorithm
 
+from . import inputs
 from .extensions import db
-from .models import Contact
+from .models import Contact, Topic
 
 PREFERENCES = "preferences"
 UNSUBSCRIBE = "unsubscribe"
@@ -98,10 +99,18 @@ def verify(purpose: str, token: str) -> tuple[int, int, object]:
         raise LinkError("expired") from None
     except BadSignature:
         raise LinkError("invalid") from None
-    if not (isinstance(payload, list) and len(payload) == 3
-            and all(isinstance(p, int) and not isinstance(p, bool) for p in payload[:2])):
+    # A token signed by us holds what `make` put in; anything else (a key leaked, a bug) is just a bad link,
+    # never an int too large for the database or a type the pages do not expect.
+    if not (isinstance(payload, list) and len(payload) == 3 and inputs.fits(payload[0], Contact.id)
+            and inputs.fits(payload[1], Contact.token_version)
+            and (purpose != UNSUBSCRIBE or _names_a_topic(payload[2]))):
         raise LinkError("invalid")
     return payload[0], payload[1], payload[2]
+
+
+def _names_a_topic(argument: object) -> bool:
+    """An unsubscribe link's argument: a topic id, or 0 for all marketing."""
+    return inputs.fits(argument, Topic.id, smallest=0)
 
 
 def load(purpose: str, token: str) -> Link:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from sqlalchemy import Integer, String, bindparam, cast, delete, exists, func, insert, or_, select
 
-from . import audit, contacts, ledger
+from . import audit, characters, contacts, inputs, ledger
 from .actors import Actor, ActorKind
 from .extensions import db
 from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
@@ -58,17 +58,22 @@ def take(contact_id: int, version: int, topic_id: object, *, source: str, ip: st
     """Record the opt-out of a verified unsubscribe link in one statement; False if the link no longer holds.
 
     It holds while its contact exists, is not erased and still has that token
-    version, and its topic (0 = all marketing) is a marketing topic. Runs in
+    version, and its topic (0 = all marketing) is a marketing topic; ids that no row could have are refused
+    before the database sees them, and the IP and user agent lose any control characters. Runs in
     its own short transaction on a pooled connection, committed before it
     returns: no ORM session, no ledger lock.
     """
-    if not isinstance(topic_id, int) or isinstance(topic_id, bool):
+    if not (inputs.fits(contact_id, Contact.id) and inputs.fits(version, Contact.token_version)
+            and inputs.fits(topic_id, Topic.id, smallest=0)):
         return False
+    # Header text is cleaned, never refused: an opt-out whose User-Agent holds a NUL is still an opt-out.
+    ip, user_agent = characters.printable(ip), characters.printable(user_agent)
     with db.engine.begin() as connection:
         # RETURNING, not rowcount: INSERT … SELECT has no reliable rowcount on every driver.
         inserted = connection.execute(_TAKE, {
-            "contact_id": contact_id, "version": version, "topic_id": topic_id, "source": source[:200],
-            "ip": ip and ip[:64], "user_agent": user_agent and user_agent[:512], "received_at": utcnow(),
+            "contact_id": contact_id, "version": version, "topic_id": topic_id,
+            "source": characters.printable(source)[:200], "ip": ip and ip[:64],
+            "user_agent": user_agent and user_agent[:512], "received_at": utcnow(),
         }).first()
     return inserted is not None
 

@@ -1,11 +1,10 @@
-"""Forms of the staff pages (Flask-WTF: every POST carries a CSRF token)."""
+"""Forms of the staff pages (Flask-WTF: every POST carries a CSRF token; one-line fields refuse line breaks)."""
 from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
@@ -20,6 +19,7 @@ from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..imports import BASES, BASIS_NAMES, FIELDS
+from ..inputs import Form
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
 
@@ -31,11 +31,11 @@ class CheckboxesField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that only needs the CSRF token (retire, cancel, sign out…)."""
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = StringField("Email", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
 
@@ -43,7 +43,7 @@ class LoginForm(FlaskForm):
 BASIS_CHOICES = [("consent", "Consent"), ("legitimate_interest", "Legitimate interest")]
 
 
-class TopicForm(FlaskForm):
+class TopicForm(Form):
     key = StringField("Key (used in the API and in links; cannot change)",
                       validators=[DataRequired(), Length(max=64)])
     name = StringField("Name shown to recipients", validators=[DataRequired(), Length(max=200)])
@@ -77,30 +77,30 @@ class TopicEditForm(TopicForm):
             del self.default_relationships
 
 
-class SearchForm(FlaskForm):
+class SearchForm(Form):
     class Meta:
         csrf = False
 
     q = StringField("Email or name", validators=[Optional(), Length(max=320)])
 
 
-class SuppressForm(FlaskForm):
+class SuppressForm(Form):
     scope = SelectField("Block", choices=[
         ("marketing", "Marketing only (system mail such as invoices still goes out)"),
         ("all", "All mail, including system mail")])
     reason = StringField("Reason (kept in the ledger)", validators=[DataRequired(), Length(max=60)])
 
 
-class LiftSuppressionForm(FlaskForm):
+class LiftSuppressionForm(Form):
     scope = SelectField("Suppression", choices=[("marketing", "Marketing"), ("all", "All mail")])
     why = StringField("Why it is lifted (kept in the ledger)", validators=[DataRequired(), Length(max=200)])
 
 
-class UploadForm(FlaskForm):
+class UploadForm(Form):
     file = FileField("CSV file (UTF-8; comma, semicolon or tab separated)", validators=[FileRequired()])
 
 
-class ImportSettingsForm(FlaskForm):
+class ImportSettingsForm(Form):
     has_header = BooleanField("The first row names the columns")
     legal_basis = SelectField("Legal basis for holding these contacts",
                               choices=[("", "— choose —")] + [(b, BASIS_NAMES[b]) for b in BASES],
@@ -137,7 +137,7 @@ def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSe
     return form
 
 
-class CampaignForm(FlaskForm):
+class CampaignForm(Form):
     name = StringField("Internal name", validators=[DataRequired(), Length(max=200)])
     topic = SelectField("Topic", validators=[DataRequired()])
     subject = StringField("Subject", validators=[DataRequired(), Length(max=500)])
@@ -179,7 +179,7 @@ def to_utc(local: dt.datetime, zone: str) -> dt.datetime:
     return aware.astimezone(dt.UTC)
 
 
-class ScheduleForm(FlaskForm):
+class ScheduleForm(Form):
     at = DateTimeLocalField("Send at (local time)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
                             validators=[Optional()])
     zone = SelectField("Time zone", default="UTC")
@@ -195,21 +195,22 @@ class ScheduleForm(FlaskForm):
         return to_utc(self.at.data, self.zone.data)
 
 
-class TestSendForm(FlaskForm):
+class TestSendForm(Form):
     preview_email = StringField("Fill in as contact (email, optional)", validators=[Optional(), Length(max=320)])
 
 
-class UserForm(FlaskForm):
+class UserForm(Form):
     email = StringField("Email", validators=[DataRequired(), Length(max=320)])
     role = SelectField("Role", choices=[(r, r) for r in ROLES])
     password = PasswordField("Initial password (10+ characters)", validators=[DataRequired(), Length(min=10, max=1000)])
 
 
-class TokenForm(FlaskForm):
+class TokenForm(Form):
     name = StringField("Token name (which system uses it)", validators=[DataRequired(), Length(max=100)])
+    admin = BooleanField("Admin token: may read every system message, not only the ones it sent")
 
 
-class RequestFilterForm(FlaskForm):
+class RequestFilterForm(Form):
     class Meta:
         csrf = False
 
@@ -218,7 +219,7 @@ class RequestFilterForm(FlaskForm):
                          default="open", validators=[Optional()])
 
 
-class WordingForm(FlaskForm):
+class WordingForm(Form):
     """Publish a new consent wording: a new version, never an edit."""
 
     locale = SelectField("Language", choices=[("en", "English (en)"), ("es", "Spanish (es)")],
@@ -227,12 +228,12 @@ class WordingForm(FlaskForm):
     text = TextAreaField("Wording, exactly as people will see it", validators=[DataRequired(), Length(max=5000)])
 
 
-class RefuseForm(FlaskForm):
+class RefuseForm(Form):
     reason = TextAreaField("Why the request is refused (shown and mailed to the person)",
                            validators=[DataRequired(), Length(max=2000)])
 
 
-class ExtendForm(FlaskForm):
+class ExtendForm(Form):
     months = SelectField("Extend by", choices=[("1", "one month"), ("2", "two months")], validators=[DataRequired()])
     reason = TextAreaField("Why more time is needed (mailed to the person)", validators=[DataRequired(),
                                                                                         Length(max=2000)])

@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
 
-from .. import actors, audit, contacts, ledger
+from .. import actors, audit, characters, contacts, ledger
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
@@ -143,11 +143,13 @@ def preview(job: ImportJob) -> dict:
             counts[row.outcome] += 1
             counts["grants"] += row.grant
             counts["kept_opt_out"] += row.keeps_opt_out
+            # What the preview keeps and shows of a bad cell (and a validator's message quoting it) is printable.
+            shown, error = characters.printable(row.raw_email)[:320], characters.printable(row.error)
             if row.outcome == INVALID and len(invalid) < INVALID_LISTED:
-                invalid.append({"line": row.line, "value": row.raw_email[:320], "error": row.error})
+                invalid.append({"line": row.line, "value": shown, "error": error})
             if len(sample) < SAMPLE_ROWS:
-                sample.append({"line": row.line, "email": row.email or row.raw_email[:320],
-                               "outcome": row.outcome, "error": row.error, "grant": row.grant,
+                sample.append({"line": row.line, "email": row.email or shown,
+                               "outcome": row.outcome, "error": error, "grant": row.grant,
                                "fields": row.fields})
     result = {"counts": counts, "invalid": invalid, "sample": sample, "rows": sum(
         counts[o] for o in OUTCOMES)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from .. import contacts
+from .. import characters, contacts
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
 from ..models import ImportJob
@@ -92,8 +92,15 @@ def describe(path: Path) -> tuple[str, list[str], bool, int]:
         rows = sum(1 for r in reader if any(c.strip() for c in r))
     # A first row holding an address is data; otherwise it names the columns.
     has_header = not any(_is_email(c) for c in first)
-    columns = [c.strip() for c in first] if has_header else [f"Column {i + 1}" for i in range(len(first))]
+    columns = column_names(first, has_header)
     return delimiter, columns, has_header, rows if has_header else rows + 1
+
+
+def column_names(first: list[str], has_header: bool) -> list[str]:
+    """The columns' names: the header's cells (labels to map from, kept without control characters), or 'Column n'."""
+    if has_header:
+        return [characters.printable(c).strip() for c in first]
+    return [f"Column {i + 1}" for i in range(len(first))]
 
 
 def _delimiter(sample: str) -> str:

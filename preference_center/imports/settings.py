@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import RELATIONSHIPS, ImportJob, Topic
-from .files import ImportProblem, _open
+from .files import ImportProblem, _open, column_names
 
 FIELDS = ("email", "name", "company", "title", "phone", "locale", "relationship")
 # The basis the staff member states for holding the whole file.
@@ -101,4 +101,4 @@ def _switch_header(job: ImportJob, has_header: bool) -> None:
         first = next((r for r in csv.reader(fh, delimiter=job.delimiter) if any(c.strip() for c in r)), [])
     job.total += -1 if has_header else 1
     job.has_header = has_header
-    job.columns = [c.strip() for c in first] if has_header else [f"Column {i + 1}" for i in range(len(first))]
+    job.columns = column_names(first, has_header)

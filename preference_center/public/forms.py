@@ -1,17 +1,17 @@
-"""Forms of the recipient pages (Flask-WTF: every POST carries a CSRF token)."""
+"""Forms of the recipient pages (Flask-WTF: every POST carries a CSRF token; one-line fields refuse line breaks)."""
 from __future__ import annotations
 
 import time
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import EmailField, HiddenField, IntegerField, SelectField, SelectMultipleField, StringField, TelField
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..emails import InvalidEmail, normalize
+from ..inputs import MAX_BIGINT, Form
 
 LANGUAGE_NAMES = {"en": "English", "es": "Español"}
 
@@ -23,16 +23,16 @@ class CheckboxesField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that only needs the CSRF token (confirm, restrict, export…)."""
 
 
-class PreferencesForm(FlaskForm):
+class PreferencesForm(Form):
     topics = CheckboxesField(_l("Marketing email"), validate_choice=True)
 
 
-class UndoForm(FlaskForm):
-    event = IntegerField(validators=[DataRequired()])
+class UndoForm(Form):
+    event = IntegerField(validators=[DataRequired(), NumberRange(min=1, max=MAX_BIGINT)])
 
 
 def _valid_email(form, field) -> None:
@@ -42,7 +42,7 @@ def _valid_email(form, field) -> None:
         raise ValidationError(_l("Please enter a valid email address, like name@example.com.")) from None
 
 
-class SubscribeForm(FlaskForm):
+class SubscribeForm(Form):
     email = EmailField(_l("Email address"), validators=[DataRequired(_l("Please enter your email address.")),
                                                         Length(max=320), _valid_email])
     name = StringField(_l("Name (optional)"), validators=[Optional(), Length(max=200)])
@@ -54,7 +54,7 @@ class SubscribeForm(FlaskForm):
     website = StringField(_l("Leave this field empty"))
 
 
-class RectifyForm(FlaskForm):
+class RectifyForm(Form):
     name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
     company = StringField(_l("Company"), validators=[Optional(), Length(max=200)])
     title = StringField(_l("Job title"), validators=[Optional(), Length(max=200)])

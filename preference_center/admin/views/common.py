@@ -5,6 +5,7 @@ import datetime as dt
 
 from flask import abort, g
 
+from ... import inputs
 from ...errors import DomainError as ValidationError
 from ...extensions import db
 from ...models import utcnow
@@ -42,7 +43,8 @@ def _field_error(form, exc: ValidationError) -> None:
 
 
 def _get(model, ident):
-    row = db.session.get(model, ident)
+    """The row, or a 404 (also for an id the model's column cannot hold: PostgreSQL's INTEGER is 32 bits)."""
+    row = db.session.get(model, ident) if inputs.fits(ident, model) else None
     if row is None:
         abort(404)
     return row

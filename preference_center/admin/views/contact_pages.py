@@ -15,6 +15,9 @@ from .common import _get
 @bp.get("/contacts")
 def contact_list():
     form = SearchForm(request.args)
+    if request.args and not form.validate():
+        flash(f"Search: {' '.join(form.q.errors)}", "error")
+        return render_template("admin/contacts.html", form=form, q="", results=[]), 422
     q = form.q.data or ""
     return render_template("admin/contacts.html", form=form, q=q, results=queries.search_contacts(q))
 

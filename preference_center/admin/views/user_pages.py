@@ -74,7 +74,7 @@ def token_create():
     plaintext = None
     if form.validate_on_submit():
         try:
-            token, plaintext = access.create_token(auth.current_actor(), form.name.data)
+            token, plaintext = access.create_token(auth.current_actor(), form.name.data, admin=form.admin.data)
         except DomainError as exc:
             db.session.rollback()
             form.name.errors = [str(exc)]
