@@ -5,11 +5,13 @@ import datetime as dt
 
 from sqlalchemy import func, select, update
 
+from . import compose, rules
 from .contacts import ValidationError
 from .extensions import db
 from .mail import TemplateError, check
 from .models import Campaign, Delivery, Topic, utcnow
-from .rules import AUDIENCE_FILTER_KEYS
+from .sending import RENDER_FAILED
+from .states import CampaignStatus
 
 OPEN = ("draft", "scheduled", "sending")
 
@@ -46,11 +48,18 @@ def _fields(data: dict) -> dict:
                               "topic", code="system_topic")
     if topic.retired:
         raise ValidationError("this topic is retired", "topic")
-    audience = data.get("audience") or {}
-    if not isinstance(audience, dict) or set(audience) - set(AUDIENCE_FILTER_KEYS) or \
-            any(not isinstance(v, list) for v in audience.values()):
-        raise ValidationError(f"audience is an object of lists with keys {', '.join(AUDIENCE_FILTER_KEYS)}", "audience")
+    audience = rules.check_audience(data.get("audience"))
+    _check_rendering(topic, subject, html, body)
     return dict(name=name, topic_id=topic.id, subject=subject, html=html, text=body, audience=audience)
+
+
+def _check_rendering(topic: Topic, subject: str, html: str, text: str) -> None:
+    """Render the campaign as the worker will, for a sample recipient; a failure names the part."""
+    try:
+        compose.check_campaign(topic, subject, html, text)
+    except TemplateError as exc:
+        field = exc.field or "text"
+        raise ValidationError(f"{field}: {exc}", field) from exc
 
 
 def create(data: dict, *, created_by: str) -> Campaign:
@@ -92,8 +101,12 @@ def parse_time(value) -> dt.datetime | None:
 
 
 def schedule(campaign: Campaign, at: dt.datetime | None) -> Campaign:
+    """Schedule a draft (or move a scheduled campaign); its templates and audience are checked again first."""
     if campaign.status not in ("draft", "scheduled"):
         raise ValidationError(f"a {campaign.status} campaign cannot be scheduled", "status", code="conflict")
+    # A campaign saved before today's checks existed must not reach the worker unchecked.
+    rules.check_audience(campaign.audience)
+    _check_rendering(db.session.get(Topic, campaign.topic_id), campaign.subject, campaign.html, campaign.text)
     campaign.status = "scheduled"
     campaign.scheduled_at = at or utcnow()
     return campaign
@@ -124,7 +137,7 @@ def start_due(now: dt.datetime | None = None) -> list[int]:
 
 
 def report(campaign: Campaign) -> dict:
-    """Counts by outcome: eligible (planned), sent, skipped by reason, failed, unknown, pending."""
+    """Counts by outcome: eligible (planned), sent, skipped by reason, failed, unknown, pending; and the error."""
     rows = db.session.execute(
         select(Delivery.status, Delivery.reason, func.count()).where(Delivery.campaign_id == campaign.id)
         .group_by(Delivery.status, Delivery.reason)
@@ -151,4 +164,19 @@ def report(campaign: Campaign) -> dict:
         "pending": counts["pending"],
         "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
         "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
+        "error": failure(campaign, any(s == "failed" and r == RENDER_FAILED for s, r, _ in rows)),
     }
+
+
+def failure(campaign: Campaign, render_failed: bool = True) -> str | None:
+    """Why the campaign (or some of its deliveries) could not be rendered, or why it failed; None otherwise."""
+    error = db.session.scalar(select(Delivery.error).where(
+        Delivery.campaign_id == campaign.id, Delivery.status == "failed", Delivery.reason == RENDER_FAILED)
+        .order_by(Delivery.id).limit(1)) if render_failed else None
+    if error is None and campaign.status == CampaignStatus.FAILED:
+        try:
+            rules.check_audience(campaign.audience)
+        except ValidationError as exc:  # the planner stopped on an audience saved before it was checked
+            return exc.message
+        return "the campaign could not be sent"
+    return error

@@ -57,11 +57,12 @@ def create_user(email: str, role: str, password: str | None) -> None:
 
 @click.command("create-token")
 @click.argument("name")
+@click.option("--admin", is_flag=True, help="an admin token: may read every system message, not only its own")
 @with_appcontext
-def create_token(name: str) -> None:
+def create_token(name: str, admin: bool) -> None:
     """Create an API token and print it once."""
     try:
-        _token, plaintext = access.create_token(actors.CLI, name)
+        _token, plaintext = access.create_token(actors.CLI, name, admin=admin)
     except DomainError as exc:
         raise click.ClickException(str(exc)) from exc
     db.session.commit()

@@ -103,7 +103,19 @@ def upsert(email: str, fields: dict, *, source: str, ip: str | None = None,
         db.session.flush()
     for spec in _changes(contact, created, profile, source=source, ip=ip, user_agent=user_agent):
         ledger.append(**spec)
+    if created and _erased_before(contact):
+        # The address was erased: it comes back opted out of all marketing, which only the
+        # person's own confirmation ends (legitimate interest included).
+        ledger.append(ledger.WITHDRAW, contact=contact, scope=ledger.ALL_MARKETING, source="system:erased-before",
+                      detail={"why": "the address was erased before"})
     return contact, created
+
+
+def _erased_before(contact: Contact) -> bool:
+    """Whether another row of this address was erased (its events and hash stay)."""
+    return db.session.scalar(select(Contact.id).where(
+        Contact.email_hash == contact.email_hash, Contact.id != contact.id, Contact.status == "erased").limit(1)
+    ) is not None
 
 
 def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = None,

@@ -1,4 +1,4 @@
-"""System messages: one address, a system topic, idempotent on Idempotency-Key."""
+"""System messages: one address, a system topic, idempotent on Idempotency-Key (each API token has its own keys)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,11 +7,12 @@ import json
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from . import contacts
+from . import compose, contacts
+from .actors import ActorKind, from_label
 from .errors import Code, DomainError, ValidationError
 from .extensions import db
 from .mail import TemplateError, check
-from .models import Delivery, SystemMessage, Topic
+from .models import ApiToken, Delivery, SystemMessage, Topic
 
 
 class IdempotencyConflict(DomainError):
@@ -25,10 +26,20 @@ def digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def existing(key: str | None) -> tuple[SystemMessage, Delivery] | None:
+def sender_token_id(created_by: str) -> int | None:
+    """The API token behind an "api:<token name>" actor label (token names are unique); None for other doors."""
+    actor = from_label(created_by)
+    if actor.kind != ActorKind.API:
+        return None
+    return db.session.scalar(select(ApiToken.id).where(ApiToken.name == actor.name))
+
+
+def existing(key: str | None, token_id: int | None = None) -> tuple[SystemMessage, Delivery] | None:
+    """The message this token (None: no token) sent with `key`, and its delivery; another token's never."""
     if not key:
         return None
-    message = db.session.scalar(select(SystemMessage).where(SystemMessage.idempotency_key == key))
+    sender = SystemMessage.api_token_id == token_id if token_id is not None else SystemMessage.api_token_id.is_(None)
+    message = db.session.scalar(select(SystemMessage).where(SystemMessage.idempotency_key == key, sender))
     if message is None:
         return None
     return message, db.session.scalar(select(Delivery).where(Delivery.system_message_id == message.id))
@@ -37,7 +48,8 @@ def existing(key: str | None) -> tuple[SystemMessage, Delivery] | None:
 def create(data: dict, *, key: str | None, created_by: str) -> tuple[SystemMessage, Delivery, bool]:
     """Store a system message and its queued delivery; (message, delivery, created)."""
     request_digest = digest(data)
-    found = existing(key)
+    token_id = sender_token_id(created_by)
+    found = existing(key, token_id)
     if found is not None:
         if found[0].request_digest != request_digest:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request")
@@ -68,12 +80,16 @@ def create(data: dict, *, key: str | None, created_by: str) -> tuple[SystemMessa
             check(fields[name])
         except TemplateError as exc:
             raise ValidationError(f"{name}: {exc}", name) from exc
+    try:  # rendered with its own data, as the worker will: a message that cannot be rendered is refused now
+        compose.check_system(topic, fields["subject"], fields["html"], fields["text"], payload)
+    except TemplateError as exc:
+        raise ValidationError(f"{exc.field or 'text'}: {exc}", exc.field or "text") from exc
     if not isinstance(data.get("to"), str):
         raise ValidationError("to must be an email address", "to", code="invalid_email")
     contact = contacts.find(data["to"])
     if contact is None:
         contact, _ = contacts.upsert(data["to"], {}, source=created_by)
-    message = SystemMessage(topic_id=topic.id, contact_id=contact.id, idempotency_key=key,
+    message = SystemMessage(topic_id=topic.id, contact_id=contact.id, idempotency_key=key, api_token_id=token_id,
                             request_digest=request_digest, data=payload, created_by=created_by, **fields)
     db.session.add(message)
     try:
@@ -81,7 +97,7 @@ def create(data: dict, *, key: str | None, created_by: str) -> tuple[SystemMessa
     except IntegrityError:
         # Two identical calls raced; the first one's row wins.
         db.session.rollback()
-        found = existing(key)
+        found = existing(key, token_id)
         if found is None or found[0].request_digest != request_digest:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request") from None
         return found[0], found[1], False

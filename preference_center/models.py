@@ -234,6 +234,8 @@ class ApiToken(db.Model):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    # "client" (the default) or "admin": an admin token may read every system message, not only its own.
+    role: Mapped[str] = mapped_column(String(16), default="client", server_default="client")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -300,11 +302,15 @@ class CampaignBatch(db.Model):
 
 class SystemMessage(db.Model):
     __tablename__ = "system_messages"
+    # Idempotency keys are the sending token's own: two tokens using one key send two messages.
+    __table_args__ = (UniqueConstraint("api_token_id", "idempotency_key"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # The API token that sent it (None: another door); only it, or an admin token, may read it back.
+    api_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_digest: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(500))
     text: Mapped[str] = mapped_column(Text, default="")

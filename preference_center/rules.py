@@ -14,10 +14,11 @@ from typing import Protocol
 
 from sqlalchemy import and_, case, exists, false, literal, or_, select
 
+from .errors import DomainError
 from .extensions import db
 from .models import Contact, Subscription, Suppression, Topic
 from .sqlutil import one_of
-from .states import DEFAULT_RELATIONSHIPS_ALLOWED
+from .states import DEFAULT_RELATIONSHIPS_ALLOWED, Relationship
 
 # Reasons: a send says which basis authorised it, a skip says why not.
 SEND_CONSENT = "consent"
@@ -186,6 +187,51 @@ def _filter_clauses(filters: dict) -> list:
 
 
 AUDIENCE_FILTER_KEYS = ("relationships", "locales", "contact_ids")
+AUDIENCE_CONTACT_IDS_MAX = 1000
+AUDIENCE_LOCALES_MAX = 50
+CONTACT_ID_MAX = 2**63 - 1  # the database's 64-bit ids
+
+
+def check_audience(audience: object) -> dict:
+    """A campaign's audience filter, checked value by value; raises DomainError (field "audience").
+
+    None or {} means everyone eligible; each key narrows by a list of known
+    relationships, locale codes or contact ids. The planner trusts what this returns.
+    """
+    from .contacts import LOCALE  # contacts imports this module
+
+    keys = ", ".join(AUDIENCE_FILTER_KEYS)
+    if audience is None:
+        return {}
+    if not isinstance(audience, dict):
+        raise DomainError(f"audience must be an object with any of the keys {keys}", "audience")
+    checked = {}
+    for key, values in audience.items():
+        if key not in AUDIENCE_FILTER_KEYS:
+            raise DomainError(f"audience has an unknown key {key!r}; the keys are {keys}", "audience")
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            raise DomainError(f"audience.{key} must be a list", "audience")
+        if key == "relationships":
+            wrong = [v for v in values if v not in list(Relationship)]
+            expected = f"a relationship ({', '.join(Relationship)})"
+        elif key == "locales":
+            wrong = [v for v in values if not (isinstance(v, str) and LOCALE.match(v))]
+            expected = "a locale code such as 'en' or 'es-MX'"
+            if len(values) > AUDIENCE_LOCALES_MAX:
+                raise DomainError(f"audience.locales has more than {AUDIENCE_LOCALES_MAX} locales", "audience")
+        else:
+            wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= CONTACT_ID_MAX]
+            expected = f"a contact id (a whole number from 1 to {CONTACT_ID_MAX})"
+            if len(values) > AUDIENCE_CONTACT_IDS_MAX:
+                raise DomainError(f"audience.contact_ids has more than {AUDIENCE_CONTACT_IDS_MAX} ids", "audience")
+        if wrong:
+            shown = repr(wrong[0])
+            raise DomainError(f"audience.{key}: {shown[:40]}{'…' if len(shown) > 40 else ''} is not {expected}",
+                              "audience")
+        checked[key] = list(values)
+    return checked
 
 
 def audience(topic: Topic, *, chunk: int = 1000, after_id: int = 0, filters: dict | None = None) -> Iterator[list[Recipient]]:

@@ -7,6 +7,11 @@ The database is the source of truth, not the broker:
   per recipient, committed before the broker hears of it.
 - A worker claims a batch with one conditional UPDATE; a duplicated broker
   message finds it claimed or done and sends nothing.
+- The campaign is rendered before anyone is marked `sending`: a template that
+  fails (or goes beyond the sandbox's limits) fails that batch's rows with
+  reason `render_failed` and the error, ends the campaign `failed` and fails the
+  batches nobody holds yet; a recipient whose own values make the message too
+  large fails alone. Such rows were never in flight, so never `unknown`.
 - Right before the provider call every recipient is re-checked with the
   sending rule; those still eligible are marked `sending` and committed, and
   only then handed to the transport.
@@ -20,6 +25,7 @@ recipients that were in flight are visible as `unknown`; nobody is forgotten.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass
 
@@ -27,13 +33,19 @@ from flask import current_app
 from sqlalchemy import and_, func, insert, literal, or_, select, update
 
 from . import compose, optouts, rules
+from .errors import DomainError
 from .extensions import db
-from .mail import MessageBatch, TransportError, get_transport
+from .mail import MessageBatch, TemplateError, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
-from .sqlutil import one_of
+from .sqlutil import chunked, one_of
+from .states import CampaignStatus
 
 QUEUED, SENDING, SENT, SKIPPED, FAILED, UNKNOWN = "queued", "sending", "sent", "skipped", "failed", "unknown"
 SKIP_CANCELLED = "cancelled"
+# The reason of a failed delivery whose message could not be rendered (the error says why).
+RENDER_FAILED = "render_failed"
+
+log = logging.getLogger(__name__)
 
 
 # -- planning -----------------------------------------------------------------
@@ -54,6 +66,15 @@ def plan_chunk(campaign_id: int, size: int) -> int | None:
     cursor, status, done, topic_id, audience = row
     if status != "sending" or done:
         db.session.rollback()
+        return None
+    try:
+        audience = rules.check_audience(audience)
+    except DomainError as exc:
+        # Saved before audiences were checked: planning it would fail on every attempt.
+        db.session.rollback()
+        log.warning("campaign %s failed: %s", campaign_id, exc.message)
+        _stop_campaign(campaign_id)
+        db.session.commit()
         return None
     topic = db.session.get(Topic, topic_id)
     batch = CampaignBatch(campaign_id=campaign_id, first_contact_id=cursor + 1, last_contact_id=cursor,
@@ -120,13 +141,25 @@ class Outcome:
     retry_in: float | None = None  # the batch went back to the queue
 
 
+def _render_error(exc: TemplateError) -> str:
+    return f"{exc.field}: {exc}"[:2000] if exc.field else str(exc)[:2000]
+
+
 def send_batch(batch_id: int) -> Outcome:
-    """Claim, re-check, send and record one campaign batch."""
+    """Claim, render, re-check, send and record one campaign batch."""
     outcome = Outcome()
     if not claim_batch(batch_id):
         return outcome
     batch = db.session.get(CampaignBatch, batch_id)
     campaign = db.session.get(Campaign, batch.campaign_id)
+    topic = db.session.get(Topic, campaign.topic_id)
+    # Rendered before any row changes (no write lock is held while a template runs its time budget).
+    message, render_error = None, None
+    if campaign.status not in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
+        try:
+            message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
+        except TemplateError as exc:
+            render_error = _render_error(exc)
     # Rows left `sending` by a worker that died may have gone out: never resend.
     in_flight = db.session.scalars(select(Delivery.id).where(Delivery.batch_id == batch_id, Delivery.status == SENDING)).all()
     _set(list(in_flight), status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
@@ -136,27 +169,52 @@ def send_batch(batch_id: int) -> Outcome:
         .where(Delivery.batch_id == batch_id, Delivery.status == QUEUED)
     ).all()
     planned_event = {d: e for d, _, e in queued}
-    if campaign.status == "cancelled":
+    if campaign.status == CampaignStatus.CANCELLED:
         _set([d for d, _, _ in queued], status=SKIPPED, reason=SKIP_CANCELLED)
         outcome.skipped = len(queued)
         finish_batch(batch)
         return outcome
-    topic = db.session.get(Topic, campaign.topic_id)
+    if campaign.status == CampaignStatus.FAILED:
+        # Another batch found the template broken; these rows would fail the same way.
+        _set([d for d, _, _ in queued], status=FAILED, reason=RENDER_FAILED, error=campaign_render_error(campaign.id))
+        outcome.failed = len(queued)
+        finish_batch(batch)
+        return outcome
     if optouts.settle([c for _, c, _ in queued]):
         db.session.commit()  # one-click opt-outs that came in since planning count now
     decisions = rules.decide(topic, [c for _, c, _ in queued])
+    sizes = compose.PartSizes.of(message) if message is not None else None
     go, envelopes = [], []
     skips: dict[str, list[int]] = {}
+    unrenderable: list[tuple[int, str]] = []
     for delivery_id, contact_id, _ in queued:
         contact, decision = decisions.get(contact_id, (None, None))
         if decision is None or not decision.send:
             skips.setdefault(decision.reason if decision else rules.SKIP_ERASED, []).append(delivery_id)
             continue
+        if message is None:
+            unrenderable.append((delivery_id, render_error))
+            continue
+        envelope = compose.marketing_envelope(contact, topic, delivery_id, campaign.id)
+        try:
+            sizes.check(envelope.substitutions)  # this recipient's values may make a part too large
+        except TemplateError as exc:
+            unrenderable.append((delivery_id, _render_error(exc)))
+            continue
         go.append((delivery_id, decision.event_id))
-        envelopes.append(compose.marketing_envelope(contact, topic, delivery_id, campaign.id))
+        envelopes.append(envelope)
     for reason, ids in skips.items():
         _set(ids, status=SKIPPED, reason=reason)
         outcome.skipped += len(ids)
+    for delivery_id, error in unrenderable:
+        _set([delivery_id], status=FAILED, reason=RENDER_FAILED, error=error)
+    outcome.failed += len(unrenderable)
+    if message is None:
+        db.session.commit()
+        log.warning("campaign %s failed: its template cannot be rendered (%s)", campaign.id, render_error)
+        fail_campaign(campaign.id, render_error)
+        finish_batch(batch)
+        return outcome
     # The claim: committed before the provider hears of anyone.
     _set([d for d, _ in go], status=SENDING, attempts=batch.attempts)
     # The authorising event is usually the one seen at planning; rewrite the
@@ -166,7 +224,6 @@ def send_batch(batch_id: int) -> Outcome:
         db.session.execute(update(Delivery), changed)
     db.session.commit()
     if envelopes:
-        message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
         _deliver(message, envelopes, [d for d, _ in go], outcome, batch.attempts)
     if outcome.retry_in is not None:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(status=QUEUED, lease_until=None))
@@ -213,6 +270,38 @@ def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome:
         db.session.commit()
         outcome.sent += len(sent)
         outcome.failed += len(failed)
+
+
+def _stop_campaign(campaign_id: int) -> bool:
+    """Mark a sending campaign failed and plan no more of it (in the caller's transaction)."""
+    return db.session.execute(
+        update(Campaign).where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+        .values(status=CampaignStatus.FAILED, finished_at=utcnow(), dispatch_done=True)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+
+
+def fail_campaign(campaign_id: int, error: str) -> None:
+    """End a campaign whose template cannot render: `failed`, nothing more planned, and the rows of
+    batches no worker holds fail with the same error (a worker holding one finds the campaign failed)."""
+    _stop_campaign(campaign_id)
+    closed = db.session.scalars(
+        update(CampaignBatch).where(CampaignBatch.campaign_id == campaign_id, CampaignBatch.status == QUEUED)
+        .values(status="done", finished_at=utcnow(), lease_until=None)
+        .returning(CampaignBatch.id).execution_options(synchronize_session=False)
+    ).all()
+    for ids in chunked(closed):
+        db.session.execute(update(Delivery).where(one_of(Delivery.batch_id, ids), Delivery.status == QUEUED)
+                           .values(status=FAILED, reason=RENDER_FAILED, error=error, updated_at=utcnow())
+                           .execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def campaign_render_error(campaign_id: int) -> str:
+    """The error recorded when the campaign's template failed to render."""
+    return db.session.scalar(select(Delivery.error).where(
+        Delivery.campaign_id == campaign_id, Delivery.reason == RENDER_FAILED).order_by(Delivery.id).limit(1)) \
+        or "the campaign failed: its template cannot be rendered"
 
 
 def finish_batch(batch: CampaignBatch) -> None:
@@ -284,28 +373,41 @@ def wait_for_rate(count: int, name: str = "provider") -> None:
 
 # -- system messages -------------------------------------------------------------
 
-def send_system(delivery_id: int) -> str:
-    """Send one system message delivery; returns its final status."""
-    claimed = db.session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
-        .values(status=SENDING, attempts=Delivery.attempts + 1, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+def _conclude_system(delivery_id: int, **values) -> str:
+    """Record the end of a system delivery still queued (a worker that got there first wins); its status."""
+    db.session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
+                       .values(updated_at=utcnow(), **values).execution_options(synchronize_session=False))
     db.session.commit()
-    delivery = db.session.get(Delivery, delivery_id)
-    if not claimed:
+    return db.session.get(Delivery, delivery_id, populate_existing=True).status
+
+
+def send_system(delivery_id: int) -> str:
+    """Re-check, render, claim and send one system message delivery; returns its final status."""
+    delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
+    if delivery is None or delivery.status != QUEUED:
         return delivery.status if delivery else "missing"
     message = db.session.get(SystemMessage, delivery.system_message_id)
     topic = db.session.get(Topic, message.topic_id)
     contact, decision = rules.decide(topic, [delivery.contact_id])[delivery.contact_id]
     if not decision.send:
-        _set([delivery_id], status=SKIPPED, reason=decision.reason)
-        db.session.commit()
-        return SKIPPED
-    _set([delivery_id], event_id=decision.event_id)
+        return _conclude_system(delivery_id, status=SKIPPED, reason=decision.reason)
+    # Rendered before the claim: a message that cannot be rendered fails, it is never left `sending`.
+    try:
+        batch = compose.system_batch(topic, contact, message.subject, message.html, message.text,
+                                     message.data or {}, delivery_id)
+    except TemplateError as exc:
+        log.warning("system message delivery %s failed: %s", delivery_id, _render_error(exc))
+        return _conclude_system(delivery_id, status=FAILED, reason=RENDER_FAILED, error=_render_error(exc))
+    # The claim: committed before the provider hears of it; a duplicate task finds it taken.
+    claimed = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
+        .values(status=SENDING, attempts=Delivery.attempts + 1, event_id=decision.event_id, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
     db.session.commit()
-    batch = compose.system_batch(topic, contact, message.subject, message.html, message.text,
-                                 message.data or {}, delivery_id)
+    delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
+    if not claimed:
+        return delivery.status
     outcome = Outcome()
     _deliver(batch, batch.envelopes, [delivery_id], outcome, delivery.attempts)
     if outcome.retry_in is not None:

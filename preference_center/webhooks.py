@@ -1,6 +1,8 @@
 """Provider webhooks: `POST /webhooks/sendgrid` takes SendGrid Event Webhook batches.
 
-The view checks the signed-webhook signature, stores the new events (one
+The view reads the body with the one body reader (`bodies`: size limit on
+chunked bodies too, UTF-8, depth, NUL, lone surrogates, number range), checks
+the signed-webhook signature on those exact bytes, stores the new events (one
 statement, de-duplicated by `sg_event_id`), answers at once and leaves the
 work to the `process_webhook_events` task.
 """
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import binascii
 import functools
-import json
 import logging
 import time
 
@@ -19,7 +20,7 @@ from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 
 from worker.tasks import enqueue
 
-from . import feedback
+from . import bodies, feedback
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -68,18 +69,20 @@ def _error(status: int, code: str, message: str):
 
 @bp.post("/sendgrid")
 def sendgrid():
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
     try:
-        text = body.decode("utf-8")
+        body = bodies.read_bytes(current_app.config["MAX_CONTENT_LENGTH"])
+        body.decode("utf-8")
+    except bodies.BodyError as refused:
+        return _error(refused.status, refused.code, refused.message)
     except UnicodeDecodeError:
         return _error(400, "malformed_json", "the request body is not UTF-8")
     refusal = _authenticate(body)
     if refusal is not None:
         return refusal
     try:
-        events = json.loads(text)
-    except ValueError:
-        return _error(400, "malformed_json", "the request body is not valid JSON")
+        events = bodies.parse(body)
+    except bodies.BodyError as refused:
+        return _error(refused.status, refused.code, refused.message)
     if not isinstance(events, list):
         return _error(400, "malformed_json", "the request body must be a JSON array of events")
     receipt = feedback.receive(events)

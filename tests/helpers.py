@@ -294,8 +294,11 @@ class Staff:
                                                       "password": password}, **kwargs)
 
     def token(self) -> str:
-        # Any signed-in page carries the session's token (in the sign-out form).
-        page = self.client.get("/admin/login") if not self.signed_in() else self.client.get("/admin/")
+        # Any signed-in page carries the session's token (in the sign-out form); else the sign-in page does.
+        self._fresh_request()
+        page = self.client.get("/admin/")
+        if page.status_code != 200:
+            page = self.client.get("/admin/login")
         return csrf_token(page.text)
 
     def signed_in(self) -> bool:

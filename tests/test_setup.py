@@ -86,6 +86,7 @@ def test_production_refuses_weak_or_missing_secrets(monkeypatch, tmp_path, keys,
         create_app({"PC_INSTANCE_PATH": str(tmp_path)})
 
 
+@pytest.mark.slow
 def test_a_refused_secret_is_one_line_on_the_command_line_not_a_traceback(tmp_path):
     env = {**os.environ, "PC_ENV": "production", "PC_SECRET_KEYS": "aaaaaaaaaaaaaaaaaaaa",
            "PC_INSTANCE_PATH": str(tmp_path)}

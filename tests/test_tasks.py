@@ -34,6 +34,7 @@ def test_enqueue_returns_true_when_the_broker_takes_the_task(ctx):
     assert tasks.enqueue("settle_opt_outs") is True
 
 
+@pytest.mark.slow
 def test_enqueue_with_the_broker_down_warns_and_returns_false(down_app, task_log):
     with down_app.app_context():
         assert tasks.enqueue("send_message", 12345) is False
@@ -47,6 +48,7 @@ def test_the_worker_shim_still_exports_enqueue_and_the_tasks():
     assert tick.name == "preference_center.tasks.tick"
 
 
+@pytest.mark.slow
 def test_scheduling_through_the_api_with_the_broker_down_answers_200_and_commits(down_app, api, topics, task_log):
     assert down_app.config["PC_BROKER_URL"] == DOWN
     created = api.post("/campaigns", json={"name": "N", "topic": "news", "subject": "S", "text": "T"})

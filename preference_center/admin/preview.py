@@ -1,4 +1,9 @@
-"""Campaign previews and test sends: the real rendering path, one recipient at a time."""
+"""Campaign previews and test sends: the real rendering path, one recipient at a time.
+
+The worker's own rendering, so its limits hold here too: a template that runs
+past its time budget or builds too much text is refused in about the budget
+(2 s), with the reason, instead of holding a web thread.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +12,7 @@ from html import escape
 from flask import current_app
 
 from .. import compose
-from ..mail import Envelope, TemplateError, TransportError, get_transport
+from ..mail import Envelope, MessageBatch, TemplateError, TransportError, get_transport
 from ..mail.base import envelope_headers, substitute
 from ..models import Contact, Topic
 
@@ -37,19 +42,17 @@ def _inert_links(campaign_id: int | None) -> dict:
 def render_for(topic: Topic, subject: str, html: str, text: str, contact: Contact | None,
                campaign_id: int | None = None) -> Rendered:
     """The message exactly as `contact` would get it (a sample recipient when None)."""
-    try:
-        batch = compose.marketing_batch(topic, subject, html, text, campaign_id or 0)
-    except TemplateError as exc:
-        raise PreviewError(str(exc)) from exc
+    batch = _render(topic, subject, html, text, campaign_id)
     if contact is not None and contact.email:
         envelope = compose.marketing_envelope(contact, topic, 0, campaign_id or 0)
     else:
-        name = "Sample Recipient"
+        name = compose.SAMPLE_NAME
         envelope = Envelope(to="recipient@example.com",
                             substitutions={compose.NAME: name, compose.NAME_HTML: escape(name),
                                            **_inert_links(campaign_id)},
                             headers={"List-Unsubscribe": f"<{_inert_links(campaign_id)[compose.UNSUB]}>"})
     subs = envelope.substitutions
+    _check_size(batch, subs)
     return Rendered(
         to=envelope.to,
         subject=substitute(batch.subject, subs),
@@ -59,6 +62,21 @@ def render_for(topic: Topic, subject: str, html: str, text: str, contact: Contac
     )
 
 
+def _render(topic: Topic, subject: str, html: str, text: str, campaign_id: int | None) -> MessageBatch:
+    """The campaign rendered by the worker's own code, under the sandbox's time and size limits."""
+    try:
+        return compose.marketing_batch(topic, subject, html, text, campaign_id or 0)
+    except TemplateError as exc:
+        raise PreviewError(f"{exc.field}: {exc}" if exc.field else str(exc)) from exc
+
+
+def _check_size(batch: MessageBatch, substitutions: dict) -> None:
+    try:
+        compose.PartSizes.of(batch).check(substitutions)
+    except TemplateError as exc:
+        raise PreviewError(f"{exc.field}: {exc}") from exc
+
+
 def send_test(topic: Topic, subject: str, html: str, text: str, *, to: str, contact: Contact | None,
               campaign_id: int | None) -> str:
     """Send one '[TEST]' copy to a staff address, now, through the configured transport.
@@ -66,12 +84,10 @@ def send_test(topic: Topic, subject: str, html: str, text: str, *, to: str, cont
     Filled in with `contact`'s name when given; its links never point at a real
     subscription. Returns the provider message id.
     """
-    try:
-        batch = compose.marketing_batch(topic, TEST_PREFIX + subject, html, text, campaign_id or 0)
-    except TemplateError as exc:
-        raise PreviewError(str(exc)) from exc
-    name = (contact.name if contact is not None else None) or "Sample Recipient"
+    batch = _render(topic, TEST_PREFIX + subject, html, text, campaign_id)
+    name = (contact.name if contact is not None else None) or compose.SAMPLE_NAME
     links = _inert_links(campaign_id)
+    _check_size(batch, {compose.NAME: name, compose.NAME_HTML: escape(name), **links})
     batch.envelopes = [Envelope(to=to, substitutions={compose.NAME: name, compose.NAME_HTML: escape(name), **links},
                                 headers={"List-Unsubscribe": f"<{links[compose.UNSUB]}>"},
                                 custom_args={"test": "1", "campaign_id": str(campaign_id or 0)})]

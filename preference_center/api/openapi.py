@@ -1,160 +1,127 @@
-"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json."""
+"""The OpenAPI 3.1 document of /api/v1, built from the declared operations (operations.REGISTRY).
+
+Schemas come from the pydantic models' `model_json_schema` (request models in validation mode, answers in
+serialization mode), parameters from the parameter models, error statuses from what each operation can
+refuse. Nothing here is written by hand that the server does not also enforce.
+"""
 from __future__ import annotations
 
-from ..models import LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS
+import copy
+import functools
 
+from pydantic.json_schema import models_json_schema
 
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
+from .. import bodies
+from . import schemas
+from .operations import REGISTRY, Operation
 
-
-def _json(schema: dict, description: str = "OK") -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-ERRORS = {
-    "400": _json(_ref("Error"), "Malformed JSON"),
-    "401": _json(_ref("Error"), "Missing or wrong bearer token"),
-    "413": _json(_ref("Error"), "Body too large"),
-    "422": _json(_ref("Error"), "Invalid input (unknown topic, invalid email, wrong types)"),
+REF = "#/components/schemas/{model}"
+INFO = {
+    "title": "Preference Center API",
+    "version": "1.1.0",
+    "description": (
+        "Topics, contacts and their consent, system messages and campaigns.\n\n"
+        "Every operation but this document and its rendered reference (`/docs`) needs "
+        "`Authorization: Bearer <token>` (`preference-center create-token NAME`). Errors are "
+        '`{"error": {"code", "message", "field"}}` with a 4xx status. Bodies are JSON objects of at most '
+        f"256 KiB (configurable), nested at most {bodies.MAX_DEPTH} levels, with no NUL characters, no lone "
+        "surrogates and no number outside 64-bit integers or finite doubles; unknown fields are refused. "
+        "Idempotency keys are scoped to the token that sent them."),
 }
-EMAIL = {"name": "email", "in": "path", "required": True, "schema": {"type": "string", "format": "email"}}
-KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"}}
-CAMPAIGN = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-NULLABLE_STRING = {"type": ["string", "null"]}
 
 
-def _body(schema: dict) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def document(base_url: str) -> dict:
+    """The whole document, with `servers` pointing at this deployment."""
+    return {"openapi": "3.1.0", "info": INFO, "servers": [{"url": f"{base_url}/api/v1"}], **_built()}
 
 
-def spec(base_url: str) -> dict:
-    """Build the document; paths added by later features extend PATHS."""
+@functools.cache
+def _built() -> dict:
+    models = [(schemas.Error, "serialization")]
+    for op in REGISTRY:
+        if op.body is not None:
+            models.append((op.body, "validation"))
+        models += [(a.model, "serialization") for a in op.answers.values() if a.model is not None]
+    _, top = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)
+    paths: dict = {}
+    for op in REGISTRY:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    tags = list(dict.fromkeys(op.tag for op in REGISTRY))
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "Preference Center API", "version": "1.0.0",
-                 "description": "Topics, contacts, consent proof, system messages and campaigns."},
-        "servers": [{"url": f"{base_url}/api/v1"}],
+        "tags": [{"name": tag} for tag in tags],
         "security": [{"bearer": []}],
-        "paths": PATHS,
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": SCHEMAS},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "an API token (pc_…) from preference-center "
+                                                          "create-token or the staff token page"}},
+            "schemas": {name: _tidy(schema) for name, schema in sorted(top.get("$defs", {}).items())},
+        },
     }
 
 
-SCHEMAS: dict = {
-    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-        "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}},
-    "TopicInput": {"type": "object", "properties": {
-        "name": {"type": "string", "maxLength": 200},
-        "kind": {"enum": list(TOPIC_KINDS)},
-        "legal_basis": {"enum": list(LEGAL_BASES)},
-        "default_relationships": {"type": "array", "items": {"enum": list(RELATIONSHIPS)}},
-        "description": {"type": "string", "maxLength": 5000},
-        "retired": {"type": "boolean"},
-        "sendgrid_group_id": {"type": ["integer", "null"]}}},
-    "Topic": {"allOf": [_ref("TopicInput"), {"type": "object", "properties": {"key": {"type": "string"}}}]},
-    "ContactInput": {"type": "object", "additionalProperties": False, "properties": {
-        "name": NULLABLE_STRING, "company": NULLABLE_STRING, "title": NULLABLE_STRING,
-        "phone": NULLABLE_STRING, "locale": NULLABLE_STRING,
-        "relationship": {"enum": list(RELATIONSHIPS)}}},
-    "Contact": {"allOf": [_ref("ContactInput"), {"type": "object", "properties": {
-        "email": {"type": "string"},
-        "status": {"enum": ["active", "restricted", "erased"]},
-        "subscriptions": {"type": "array", "items": {"type": "object", "properties": {
-            "topic": {"type": "string"}, "state": {"enum": ["subscribed", "unsubscribed"]},
-            "basis": {"type": "string"}, "reason": {"type": "string"}, "kind": {"type": "string"}}}},
-        "links": {"type": "object", "properties": {
-            "preferences": {"type": "string", "format": "uri"},
-            "unsubscribe_all": {"type": "string", "format": "uri"}}}}}]},
-    "ConsentInput": {"type": "object", "required": ["action", "source"], "properties": {
-        "topic": {"type": ["string", "null"], "description": "omit for all marketing"},
-        "action": {"enum": ["grant", "withdraw"]},
-        "legal_basis": {"enum": list(LEGAL_BASES)},
-        "source": {"type": "string"},
-        "consent_text_version": NULLABLE_STRING,
-        "ip": NULLABLE_STRING, "user_agent": NULLABLE_STRING,
-        "confirmed": {"type": "boolean"}}},
-    "ConsentEvent": {"type": "object", "properties": {
-        "id": {"type": "integer"}, "action": {"type": "string"}, "topic": NULLABLE_STRING,
-        "legal_basis": NULLABLE_STRING, "source": {"type": "string"}, "confirmed": {"type": "boolean"},
-        "occurred_at": {"type": "string", "format": "date-time"}, "hash": {"type": "string"}}},
-}
+def _operation(op: Operation) -> dict:
+    spec: dict = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
+    if op.description:
+        spec["description"] = op.description
+    parameters = _parameters(op.params, "path") + _parameters(op.headers, "header")
+    if parameters:
+        spec["parameters"] = parameters
+    if op.body is not None:
+        spec["requestBody"] = {"required": op.body_required,
+                               "content": {"application/json": {"schema": _ref(op.body)}}}
+    responses = {}
+    for status, answer in sorted(op.answers.items()):
+        schema = _ref(answer.model) if answer.model is not None else {"type": "string"}
+        if answer.media == "application/json" and answer.model is None:
+            schema = {"type": "object"}
+        responses[str(status)] = {"description": answer.description,
+                                  "content": {answer.media: {"schema": schema}}}
+        if answer.links:
+            responses[str(status)]["links"] = copy.deepcopy(answer.links)
+    for status, why in op.errors.items():
+        responses[str(status)] = {"description": why, "content": {"application/json": {"schema": _ref(schemas.Error)}}}
+    spec["responses"] = responses
+    if op.public:
+        spec["security"] = []
+    return spec
 
-PATHS: dict = {
-    "/topics": {"get": {"summary": "List topics", "responses": {
-        "200": _json({"type": "object", "properties": {"topics": {"type": "array", "items": _ref("Topic")}}}),
-        "401": ERRORS["401"]}}},
-    "/topics/{key}": {
-        "parameters": [KEY],
-        "get": {"summary": "Read a topic", "responses": {"200": _json(_ref("Topic")), "404": _json(_ref("Error"))}},
-        "put": {"summary": "Create or update a topic (kind cannot change)", "requestBody": _body(_ref("TopicInput")),
-                "responses": {"200": _json(_ref("Topic"), "Updated"), "201": _json(_ref("Topic"), "Created"),
-                              "409": _json(_ref("Error"), "Kind change refused"), **ERRORS}}},
-    "/contacts/{email}": {
-        "parameters": [EMAIL],
-        "put": {"summary": "Create or update a contact", "requestBody": _body(_ref("ContactInput")),
-                "responses": {"200": _json(_ref("Contact"), "Updated"), "201": _json(_ref("Contact"), "Created"), **ERRORS}},
-        "get": {"summary": "Read a contact with subscriptions and signed links",
-                "responses": {"200": _json(_ref("Contact")), "404": _json(_ref("Error"))}},
-        "delete": {"summary": "Erase a contact (personal data removed, suppression kept)",
-                   "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))}}},
-    "/contacts/{email}/consents": {
-        "parameters": [EMAIL],
-        "post": {"summary": "Record a grant or withdrawal with its proof", "requestBody": _body(_ref("ConsentInput")),
-                 "responses": {"201": _json({"type": "object", "properties": {"event": _ref("ConsentEvent")}}), **ERRORS}}},
-    "/ledger/verify": {"get": {"summary": "Verify the consent ledger's hash chain",
-                               "responses": {"200": _json({"type": "object"})}}},
-    "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json({"type": "object"})}}},
-}
 
-SCHEMAS.update({
-    "CampaignInput": {"type": "object", "required": ["name", "topic", "subject"], "properties": {
-        "name": {"type": "string"}, "topic": {"type": "string", "description": "a marketing topic key"},
-        "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"},
-        "audience": {"type": "object", "properties": {
-            "relationships": {"type": "array", "items": {"enum": list(RELATIONSHIPS)}},
-            "locales": {"type": "array", "items": {"type": "string"}},
-            "contact_ids": {"type": "array", "items": {"type": "integer"}}}}}},
-    "Campaign": {"allOf": [_ref("CampaignInput"), {"type": "object", "properties": {
-        "id": {"type": "integer"},
-        "status": {"enum": ["draft", "scheduled", "sending", "sent", "cancelled", "failed"]},
-        "scheduled_at": {"type": ["string", "null"], "format": "date-time"}}}]},
-    "Schedule": {"type": "object", "properties": {"at": {"type": ["string", "null"], "format": "date-time",
-                                                         "description": "null or absent: now"}}},
-    "Report": {"type": "object", "properties": {
-        "status": {"type": "string"}, "eligible": {"type": "integer"}, "sent": {"type": "integer"},
-        "skipped": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "failed": {"type": "integer"}, "unknown": {"type": "integer"}, "pending": {"type": "integer"}}},
-    "MessageInput": {"type": "object", "required": ["topic", "to", "subject"], "properties": {
-        "topic": {"type": "string", "description": "a system topic key"}, "to": {"type": "string", "format": "email"},
-        "subject": {"type": "string"}, "text": {"type": "string"}, "html": {"type": "string"},
-        "data": {"type": "object", "description": "values for {{ data.x }} in the templates"}}},
-    "MessageAccepted": {"type": "object", "properties": {
-        "id": {"type": "integer"}, "status": {"type": "string"}, "delivery_id": {"type": "integer"},
-        "replayed": {"type": "boolean"}}},
-})
+def _parameters(model, where: str) -> list[dict]:
+    if model is None:
+        return []
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", ()))
+    result = []
+    for name, prop in schema["properties"].items():
+        prop = _tidy(prop)
+        description = prop.pop("description", None)
+        if "anyOf" in prop:  # an optional header: the parameter is absent, never null
+            (prop,) = [branch for branch in prop.pop("anyOf") if branch.get("type") != "null"]
+        prop.pop("default", None)
+        parameter = {"name": name, "in": where, "required": where == "path" or name in required, "schema": prop}
+        if description:
+            parameter["description"] = description
+        result.append(parameter)
+    return result
 
-IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200},
-               "description": "a retried call with the same key and body sends nothing twice"}
 
-PATHS.update({
-    "/campaigns": {"post": {"summary": "Create a draft campaign", "requestBody": _body(_ref("CampaignInput")),
-                            "responses": {"201": _json(_ref("Campaign"), "Created"), **ERRORS}}},
-    "/campaigns/{id}": {"parameters": [CAMPAIGN], "get": {"summary": "Read a campaign",
-                                                          "responses": {"200": _json(_ref("Campaign")), "404": _json(_ref("Error"))}}},
-    "/campaigns/{id}/schedule": {"parameters": [CAMPAIGN], "post": {
-        "summary": "Schedule (at: ISO-8601, or null for now)", "requestBody": _body(_ref("Schedule")),
-        "responses": {"200": _json(_ref("Campaign")), "409": _json(_ref("Error")), **ERRORS}}},
-    "/campaigns/{id}/cancel": {"parameters": [CAMPAIGN], "post": {
-        "summary": "Cancel; batches not yet sent are skipped", "responses": {"200": _json(_ref("Campaign")), "409": _json(_ref("Error"))}}},
-    "/campaigns/{id}/report": {"parameters": [CAMPAIGN], "get": {
-        "summary": "Counts: eligible, sent, skipped by reason, failed, unknown", "responses": {"200": _json(_ref("Report"))}}},
-    "/messages": {"post": {"summary": "Send a system message (system topics only)", "parameters": [IDEMPOTENCY],
-                           "requestBody": _body(_ref("MessageInput")),
-                           "responses": {"202": _json(_ref("MessageAccepted"), "Queued"),
-                                         "200": _json(_ref("MessageAccepted"), "Replay of an earlier call"),
-                                         "409": _json(_ref("Error"), "Idempotency-Key reused with another body"), **ERRORS}}},
-    "/messages/{id}": {"parameters": [CAMPAIGN], "get": {"summary": "Status of a system message",
-                                                         "responses": {"200": _json(_ref("MessageAccepted"))}}},
-})
+def _ref(model) -> dict:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _tidy(schema):
+    """The schema without pydantic's generated titles (property names stay)."""
+    if isinstance(schema, list):
+        return [_tidy(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    tidy = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs", "patternProperties"):
+            tidy[key] = {name: _tidy(sub) for name, sub in value.items()}
+        else:
+            tidy[key] = _tidy(value)
+    return tidy

@@ -1,31 +1,33 @@
-"""API views: parse and check input, call one command, answer JSON."""
+"""API views: each is declared with its models (operations.operation), calls one command, and answers."""
 from __future__ import annotations
 
-from flask import current_app, g, jsonify, request
+from pathlib import Path
+
+from flask import current_app, g, jsonify, request, send_from_directory
 from sqlalchemy import select
 
-from .. import actors, campaigns, contacts, ledger, links, tokens
+from .. import actors, bodies, campaigns, contacts, inputs, ledger, links, tokens
 from ..commands import DomainError, consent, people
 from ..commands import campaigns as campaign_commands
 from ..commands import messages as message_commands
 from ..commands import topics as topic_commands
 from ..emails import InvalidEmail
 from ..extensions import db
-from ..models import LEGAL_BASES, Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
+from ..models import Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
 from ..tasks import enqueue
-from . import bp
+from . import bp, schemas
 from .errors import ApiError
-from .openapi import spec
+from .openapi import document
+from .operations import Answer, operation, public_endpoints
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 # -- plumbing -----------------------------------------------------------------
 
 @bp.before_request
 def authenticate():
-    if request.endpoint == "api.openapi":
+    if request.endpoint in public_endpoints() or request.endpoint is None:
         return None
-    limit = current_app.config["PC_API_MAX_BODY_BYTES"]
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
     header = request.headers.get("Authorization", "")
     scheme, _, plaintext = header.partition(" ")
     if scheme.lower() != "bearer" or not plaintext.strip():
@@ -43,6 +45,12 @@ def api_error(error: ApiError):
     return error.response()
 
 
+@bp.errorhandler(bodies.BodyError)
+def body_error(error: bodies.BodyError):
+    db.session.rollback()
+    return ApiError(error.status, error.code, error.message, error.field).response()
+
+
 @bp.errorhandler(DomainError)
 def domain_error(error: DomainError):
     db.session.rollback()
@@ -55,44 +63,6 @@ def invalid_email(error: InvalidEmail):
     return ApiError(422, "invalid_email", f"invalid email address: {error}", "email").response()
 
 
-def body() -> dict:
-    """The request's JSON object, or a 400/413 error."""
-    limit = current_app.config["PC_API_MAX_BODY_BYTES"]
-    raw = request.get_data(cache=True)
-    if len(raw) > limit:
-        raise ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "malformed_json", "the request body is not valid JSON")
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed_json", "the request body must be a JSON object")
-    return data
-
-
-def text(data: dict, key: str, *, required: bool = False, max_length: int = 200, default=None):
-    value = data.get(key, default)
-    if value is None:
-        if required:
-            raise ApiError(422, "validation_error", f"{key} is required", key)
-        return default
-    if not isinstance(value, str):
-        raise ApiError(422, "validation_error", f"{key} must be a string", key)
-    if len(value) > max_length:
-        raise ApiError(422, "validation_error", f"{key} is longer than {max_length} characters", key)
-    return value
-
-
-def choice(data: dict, key: str, options, *, required: bool = False, default=None):
-    value = data.get(key, default)
-    if value is None and not required:
-        return default
-    if value not in options:
-        raise ApiError(422, "validation_error", f"{key} must be one of: {', '.join(options)}", key)
-    return value
-
-
 def contact_or_404(email: str) -> Contact:
     contact = people.find(email)
     if contact is None:
@@ -100,11 +70,40 @@ def contact_or_404(email: str) -> Contact:
     return contact
 
 
-def topic_or_error(key, status: int = 422) -> Topic:
-    topic = db.session.scalar(select(Topic).where(Topic.key == key)) if isinstance(key, str) else None
+def topic_or_error(key: str, status: int = 422) -> Topic:
+    topic = db.session.scalar(select(Topic).where(Topic.key == key))
     if topic is None:
         raise ApiError(status, "unknown_topic", f"unknown topic {key!r}", "topic")
     return topic
+
+
+# -- the reference ------------------------------------------------------------------
+
+@operation("GET", "/openapi.json", summary="This document", tag="Reference", public=True,
+           answers={200: Answer("The OpenAPI 3.1 document of this API")})
+def openapi():
+    return jsonify(document(current_app.config["PC_BASE_URL"]))
+
+
+@operation("GET", "/docs", summary="The API reference, rendered from this document", tag="Reference",
+           public=True, answers={200: Answer("An HTML page (its script and style are served below)",
+                                             media="text/html")})
+def api_docs():
+    response = send_from_directory(STATIC, "docs.html", mimetype="text/html")
+    # The page's own script renders the document: the app's CSP (script-src 'self') holds.
+    return response
+
+
+@operation("GET", "/docs/docs.js", summary="The reference page's script", tag="Reference", public=True,
+           answers={200: Answer("JavaScript", media="text/javascript")})
+def api_docs_script():
+    return send_from_directory(STATIC, "docs.js", mimetype="text/javascript")
+
+
+@operation("GET", "/docs/docs.css", summary="The reference page's style sheet", tag="Reference", public=True,
+           answers={200: Answer("CSS", media="text/css")})
+def api_docs_style():
+    return send_from_directory(STATIC, "docs.css", mimetype="text/css")
 
 
 # -- topics -------------------------------------------------------------------
@@ -122,27 +121,33 @@ def topic_json(topic: Topic) -> dict:
     }
 
 
-@bp.get("/openapi.json")
-def openapi():
-    return jsonify(spec(current_app.config["PC_BASE_URL"]))
+TOPIC_LINKS = {"GetTopic": {"operationId": "get_topic", "parameters": {"key": "$response.body#/key"}}}
 
 
-@bp.get("/topics")
+@operation("GET", "/topics", summary="List topics", tag="Topics",
+           answers={200: Answer("Every topic, retired ones included", schemas.TopicList)})
 def list_topics():
     topics = db.session.scalars(select(Topic).order_by(Topic.key)).all()
-    return jsonify({"topics": [topic_json(t) for t in topics]})
+    return {"topics": [topic_json(t) for t in topics]}
 
 
-@bp.get("/topics/<key>")
+@operation("GET", "/topics/{key}", summary="Read a topic", tag="Topics", params=schemas.TopicKeyPath,
+           answers={200: Answer("The topic", schemas.Topic)}, not_found="No topic with that key")
 def get_topic(key: str):
-    return jsonify(topic_json(topic_or_error(key, 404)))
+    return topic_json(topic_or_error(key, 404))
 
 
-@bp.put("/topics/<key>")
-def put_topic(key: str):
-    topic, created = topic_commands.put(g.actor, key, body())
+@operation("PUT", "/topics/{key}", summary="Create or update a topic (its kind never changes)", tag="Topics",
+           params=schemas.TopicKeyPath, body=schemas.TopicInput,
+           answers={200: Answer("Updated", schemas.Topic, links=TOPIC_LINKS),
+                    201: Answer("Created", schemas.Topic, links=TOPIC_LINKS)},
+           conflict="The kind would change, or another request created the key first")
+def put_topic(key: str, body: schemas.TopicInput):
+    """Kind against basis: system topics have basis contract; marketing topics consent or legitimate_interest,
+    and only legitimate-interest topics name default relationships, only ["customer"] (422 otherwise)."""
+    topic, created = topic_commands.put(g.actor, key, body.model_dump(exclude_unset=True))
     db.session.commit()
-    return jsonify(topic_json(topic)), 201 if created else 200
+    return topic_json(topic), 201 if created else 200
 
 
 # -- contacts -----------------------------------------------------------------
@@ -166,29 +171,42 @@ def contact_json(contact: Contact) -> dict:
     }
 
 
-@bp.put("/contacts/<email>")
-def put_contact(email: str):
-    data = body()
-    unknown = set(data) - set(contacts.PROFILE_FIELDS) - {"relationship", "email"}
-    if unknown:
-        raise ApiError(422, "validation_error", f"unknown field(s): {', '.join(sorted(unknown))}", sorted(unknown)[0])
-    contact, created = people.upsert(g.actor, email, data)
+CONTACT_LINKS = {
+    "GetContact": {"operationId": "get_contact", "parameters": {"email": "$response.body#/email"}},
+    "RecordConsent": {"operationId": "post_consent", "parameters": {"email": "$response.body#/email"}},
+    "EraseContact": {"operationId": "delete_contact", "parameters": {"email": "$response.body#/email"}},
+}
+
+
+@operation("PUT", "/contacts/{email}", summary="Create or update a contact", tag="Contacts",
+           params=schemas.EmailPath, body=schemas.ContactInput,
+           answers={200: Answer("Updated", schemas.Contact, links=CONTACT_LINKS),
+                    201: Answer("Created", schemas.Contact, links=CONTACT_LINKS)})
+def put_contact(email: str, body: schemas.ContactInput):
+    contact, created = people.upsert(g.actor, email, body.model_dump(exclude_unset=True))
+    # The answer is read inside the transaction: after the commit, a concurrent erasure could show through.
+    answer = contact_json(contact)
     db.session.commit()
-    return jsonify(contact_json(contact)), 201 if created else 200
+    return answer, 201 if created else 200
 
 
-@bp.get("/contacts/<email>")
+@operation("GET", "/contacts/{email}", summary="Read a contact with subscriptions and signed links", tag="Contacts",
+           params=schemas.EmailPath, answers={200: Answer("The contact", schemas.Contact)},
+           not_found="No live contact with that address (never created, or erased)")
 def get_contact(email: str):
     contact = contact_or_404(email)
-    db.session.commit()  # keeps opt-outs settled while reading
-    return jsonify(contact_json(contact))
+    answer = contact_json(contact)  # as found: a commit first would reload it, perhaps erased meanwhile
+    db.session.commit()
+    return answer
 
 
-@bp.delete("/contacts/<email>")
+@operation("DELETE", "/contacts/{email}", summary="Erase a contact (personal data removed, suppression kept)",
+           tag="Contacts", params=schemas.EmailPath, answers={200: Answer("Erased", schemas.Erased)},
+           not_found="No live contact with that address")
 def delete_contact(email: str):
     event = people.erase(g.actor, contact_or_404(email))
     db.session.commit()
-    return jsonify({"status": "erased", "event_id": event.id})
+    return {"status": "erased", "event_id": event.id}
 
 
 def event_json(event: ledger.ConsentEvent, topic: Topic | None) -> dict:
@@ -206,39 +224,38 @@ def event_json(event: ledger.ConsentEvent, topic: Topic | None) -> dict:
     }
 
 
-@bp.post("/contacts/<email>/consents")
-def post_consent(email: str):
-    data = body()
-    topic = topic_or_error(data["topic"]) if data.get("topic") is not None else None
-    action = choice(data, "action", ("grant", "withdraw"), required=True)
-    basis = choice(data, "legal_basis", LEGAL_BASES)
-    source = text(data, "source", required=True)
-    version = text(data, "consent_text_version", max_length=32)
-    ip = text(data, "ip", max_length=64)
-    user_agent = text(data, "user_agent", max_length=512)
-    confirmed = data.get("confirmed", False)
-    if not isinstance(confirmed, bool):
-        raise ApiError(422, "validation_error", "confirmed must be true or false", "confirmed")
+@operation("POST", "/contacts/{email}/consents", summary="Record a grant or withdrawal with its proof", tag="Consent",
+           params=schemas.EmailPath, body=schemas.ConsentInput,
+           answers={200: Answer("Nothing to record (the withdrawal held already)", schemas.ConsentResult),
+                    201: Answer("Recorded", schemas.ConsentResult)},
+           conflict="needs_confirmation: only the person can confirm a return to marketing after an erasure, "
+                    "objection, opt-out, spam complaint or their own withdrawal (send confirmed: false and a "
+                    "confirmation mail goes out); or the contact is erased")
+def post_consent(email: str, body: schemas.ConsentInput):
+    """An unknown address becomes a contact. `confirmed: true` asserts the client's own double opt-in."""
+    topic = topic_or_error(body.topic) if body.topic is not None else None
     contact = people.find(email)
     if contact is None:
         contact, _ = people.upsert(g.actor, email, {}, audited=False)
     # The client's own source is kept with its name: what it asserted, and who asserted it.
-    proof = {"source": f"{g.actor.label}:{source}", "ip": ip, "user_agent": user_agent}
-    if action == "grant":
-        event = consent.grant(g.actor, contact, topic, confirmed=confirmed, legal_basis=basis,
-                              consent_text_version=version, **proof)
+    proof = {"source": f"{g.actor.label}:{body.source}", "ip": body.ip, "user_agent": body.user_agent}
+    if body.action == "grant":
+        event = consent.grant(g.actor, contact, topic, confirmed=body.confirmed, legal_basis=body.legal_basis,
+                              consent_text_version=body.consent_text_version, **proof)
     else:
         event = consent.withdraw(g.actor, contact, topic, **proof)
+    answer = {"event": event_json(event, topic) if event is not None else None,
+              "subscriptions": contacts.subscriptions_view(contact)}
     db.session.commit()
-    return jsonify({"event": event_json(event, topic) if event is not None else None,
-                    "subscriptions": contacts.subscriptions_view(contact)}), 201 if event is not None else 200
+    return answer, 201 if event is not None else 200
 
 
-@bp.get("/ledger/verify")
+@operation("GET", "/ledger/verify", summary="Verify the consent ledger's hash chain", tag="Ledger",
+           answers={200: Answer("The verification", schemas.LedgerVerification)})
 def verify_ledger():
     result = ledger.verify()
-    return jsonify({"ok": result.ok, "checked": result.checked, "problems": result.problems,
-                    "head_hash": result.head_hash, "at": utcnow().isoformat()})
+    return {"ok": result.ok, "checked": result.checked, "problems": result.problems,
+            "head_hash": result.head_hash, "at": utcnow().isoformat()}
 
 
 # -- campaigns ------------------------------------------------------------------
@@ -260,68 +277,92 @@ def campaign_json(campaign: Campaign) -> dict:
 
 
 def campaign_or_404(campaign_id: int) -> Campaign:
-    campaign = db.session.get(Campaign, campaign_id)
+    # Campaign ids are 32-bit on PostgreSQL: a larger (valid 64-bit) id names no campaign, and must not be sent.
+    campaign = db.session.get(Campaign, campaign_id) if inputs.fits(campaign_id, Campaign) else None
     if campaign is None:
         raise ApiError(404, "not_found", "no campaign with that id")
     return campaign
 
 
-@bp.post("/campaigns")
-def create_campaign():
-    campaign = campaign_commands.create(g.actor, body())
+CAMPAIGN_LINKS = {name: {"operationId": op, "parameters": {"id": "$response.body#/id"}} for name, op in (
+    ("GetCampaign", "get_campaign"), ("ScheduleCampaign", "schedule_campaign"),
+    ("CancelCampaign", "cancel_campaign"), ("CampaignReport", "campaign_report"))}
+NO_CAMPAIGN = "No campaign with that id"
+
+
+@operation("POST", "/campaigns", summary="Create a draft campaign", tag="Campaigns", body=schemas.CampaignInput,
+           answers={201: Answer("Created", schemas.Campaign, links=CAMPAIGN_LINKS)})
+def create_campaign(body: schemas.CampaignInput):
+    """The topic must be a live marketing topic; subject and bodies are sandboxed templates."""
+    campaign = campaign_commands.create(g.actor, body.model_dump(exclude_unset=True))
     db.session.commit()
-    return jsonify(campaign_json(campaign)), 201
+    return campaign_json(campaign), 201
 
 
-@bp.get("/campaigns/<int:campaign_id>")
-def get_campaign(campaign_id: int):
-    return jsonify(campaign_json(campaign_or_404(campaign_id)))
+@operation("GET", "/campaigns/{id}", summary="Read a campaign", tag="Campaigns", params=schemas.IdPath,
+           answers={200: Answer("The campaign", schemas.Campaign)}, not_found=NO_CAMPAIGN)
+def get_campaign(id: int):
+    return campaign_json(campaign_or_404(id))
 
 
-@bp.post("/campaigns/<int:campaign_id>/schedule")
-def schedule_campaign(campaign_id: int):
-    campaign = campaign_or_404(campaign_id)
-    data = body() if request.get_data() else {}
-    campaign_commands.schedule(g.actor, campaign, campaigns.parse_time(data.get("at")))
+@operation("POST", "/campaigns/{id}/schedule", summary="Schedule (at: ISO-8601, or null or no body for now)",
+           tag="Campaigns", params=schemas.IdPath, body=schemas.ScheduleInput, body_required=False,
+           answers={200: Answer("Scheduled", schemas.Campaign)}, not_found=NO_CAMPAIGN,
+           conflict="The campaign is no longer a draft or scheduled")
+def schedule_campaign(id: int, body: schemas.ScheduleInput):
+    campaign = campaign_or_404(id)
+    campaign_commands.schedule(g.actor, campaign, campaigns.parse_time(body.at))
     db.session.commit()
     if campaign.scheduled_at <= utcnow():
         enqueue("tick")
-    return jsonify(campaign_json(campaign))
+    return campaign_json(campaign)
 
 
-@bp.post("/campaigns/<int:campaign_id>/cancel")
-def cancel_campaign(campaign_id: int):
-    campaign = campaign_commands.cancel(g.actor, campaign_or_404(campaign_id))
+@operation("POST", "/campaigns/{id}/cancel", summary="Cancel; batches not yet sent are skipped", tag="Campaigns",
+           params=schemas.IdPath, answers={200: Answer("Cancelled", schemas.Campaign)}, not_found=NO_CAMPAIGN,
+           conflict="The campaign is finished or cancelled already")
+def cancel_campaign(id: int):
+    campaign = campaign_commands.cancel(g.actor, campaign_or_404(id))
     db.session.commit()
-    return jsonify(campaign_json(campaign))
+    return campaign_json(campaign)
 
 
-@bp.get("/campaigns/<int:campaign_id>/report")
-def campaign_report(campaign_id: int):
-    return jsonify(campaigns.report(campaign_or_404(campaign_id)))
+@operation("GET", "/campaigns/{id}/report", summary="Counts: eligible, sent, skipped by reason, failed, unknown",
+           tag="Campaigns", params=schemas.IdPath, answers={200: Answer("The report", schemas.Report)},
+           not_found=NO_CAMPAIGN)
+def campaign_report(id: int):
+    return campaigns.report(campaign_or_404(id))
 
 
 # -- system messages --------------------------------------------------------------
 
-@bp.post("/messages")
-def send_message():
-    data = body()
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 200):
-        raise ApiError(422, "validation_error", "Idempotency-Key must be 1-200 characters", "Idempotency-Key")
-    message, delivery, created = message_commands.send(g.actor, data, key=key)
+MESSAGE_LINKS = {"GetMessage": {"operationId": "get_message", "parameters": {"id": "$response.body#/id"}}}
+
+
+@operation("POST", "/messages", summary="Send a system message (system topics only)", tag="Messages",
+           headers=schemas.IdempotencyHeader, body=schemas.MessageInput,
+           answers={200: Answer("A replay of this token's earlier call with the same key", schemas.MessageAccepted,
+                                links=MESSAGE_LINKS),
+                    202: Answer("Queued", schemas.MessageAccepted, links=MESSAGE_LINKS)},
+           conflict="idempotency_conflict: this token used the Idempotency-Key with another body")
+def send_message(headers: schemas.IdempotencyHeader, body: schemas.MessageInput):
+    """Sent even to people who opted out of marketing (never to an erased or hard-bounced address)."""
+    message, delivery, created = message_commands.send(g.actor, body.model_dump(exclude_unset=True),
+                                                       key=headers.idempotency_key)
     if created:
         db.session.commit()
         enqueue("send_message", delivery.id)
-    return jsonify({"id": message.id, "status": delivery.status, "delivery_id": delivery.id,
-                    "reason": delivery.reason, "replayed": not created}), 202 if created else 200
+    return {"id": message.id, "status": delivery.status, "delivery_id": delivery.id,
+            "reason": delivery.reason, "replayed": not created}, 202 if created else 200
 
 
-@bp.get("/messages/<int:message_id>")
-def get_message(message_id: int):
-    message = db.session.get(SystemMessage, message_id)
-    if message is None:
+@operation("GET", "/messages/{id}", summary="Status of a system message", tag="Messages", params=schemas.IdPath,
+           answers={200: Answer("Its delivery", schemas.MessageStatus)},
+           not_found="No message with that id sent by this token (admin tokens read every message)")
+def get_message(id: int):
+    message = db.session.get(SystemMessage, id) if inputs.fits(id, SystemMessage) else None
+    if message is None or not tokens.may_read(g.api_token, message):
         raise ApiError(404, "not_found", "no message with that id")
     delivery = db.session.scalar(select(Delivery).where(Delivery.system_message_id == message.id))
-    return jsonify({"id": message.id, "status": delivery.status, "reason": delivery.reason,
-                    "provider_message_id": delivery.provider_message_id, "delivery_id": delivery.id})
+    return {"id": message.id, "status": delivery.status, "reason": delivery.reason,
+            "provider_message_id": delivery.provider_message_id, "delivery_id": delivery.id}

@@ -47,13 +47,13 @@ def activate_user(actor: Actor, user: StaffUser) -> None:
     audit.record(actor, "staff.activate", target_type="staff_user", target_id=user.email)
 
 
-def create_token(actor: Actor, name: str) -> tuple[ApiToken, str]:
-    """A new API token; the plaintext is returned once and never stored."""
+def create_token(actor: Actor, name: str, *, admin: bool = False) -> tuple[ApiToken, str]:
+    """A new API token (an admin token reads every system message); the plaintext is returned once, never stored."""
     try:
-        token, plaintext = tokens.create((name or "").strip())
+        token, plaintext = tokens.create((name or "").strip(), admin=admin)
     except ValueError as exc:
         raise DomainError(str(exc), "name", code=Code.CONFLICT if "exists" in str(exc) else Code.VALIDATION) from exc
-    audit.record(actor, "token.create", target_type="api_token", target_id=token.name)
+    audit.record(actor, "token.create", target_type="api_token", target_id=token.name, detail={"role": token.role})
     return token, plaintext
 
 

@@ -43,20 +43,23 @@ def barrier(contact: Contact, topic: Topic | None) -> str | None:
     for reason, why in BARRIER_REASONS.items():
         if reason in reasons:
             return why
-    if contact.id is None:
-        return None
+    # The whole history of the address: an erased row keeps its hash and its events.
+    rows = select(Contact.id).where(Contact.email_hash == contact.email_hash).scalar_subquery()
     events = ConsentEvent.__table__.c
     own = (events.action == ledger.GRANT) & events.confirmed.is_(True) & events.source.in_(OWN_GRANT_SOURCES)
+    all_marketing = events.scope == ledger.ALL_MARKETING
 
     def last(condition) -> int:
-        return db.session.scalar(select(func.max(events.id)).where(events.contact_id == contact.id, condition)) or 0
+        return db.session.scalar(select(func.max(events.id)).where(events.contact_id.in_(rows), condition)) or 0
 
-    stopped_all = last(events.action.in_(_STOPS) & (events.scope == ledger.ALL_MARKETING))
-    if stopped_all and stopped_all > last(own):
-        objected = db.session.get(ConsentEvent, stopped_all).action == ledger.OBJECT
-        return "the person objected to direct marketing" if objected else "the person opted out of all marketing"
+    on_topic = (events.scope == ledger.TOPIC) & (events.topic_id == (topic.id if topic is not None else -1))
+    stopped_all = last((events.action.in_(_STOPS) & all_marketing) | (events.action == ledger.ERASE))
+    if stopped_all and stopped_all > last(own & (all_marketing | on_topic)):
+        kind = db.session.get(ConsentEvent, stopped_all).action
+        return {ledger.OBJECT: "the person objected to direct marketing",
+                ledger.ERASE: "the address was erased at the person's request"}.get(
+                    kind, "the person opted out of all marketing")
     if topic is not None:
-        on_topic = (events.scope == ledger.TOPIC) & (events.topic_id == topic.id)
         withdrawn = last(events.action.in_(_STOPS) & on_topic)
         if withdrawn and withdrawn > last(own & on_topic):
             return f"the person withdrew from {topic.name}"

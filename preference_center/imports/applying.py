@@ -82,15 +82,18 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
                 select(Suppression.email_hash, Suppression.reason)
                 .where(Suppression.email_hash.in_(list(set(hashes.values()))))):
             suppressed.setdefault(email_hash, set()).add(reason)
-    stopped: set[int] = set()
-    if job.topic_id and existing:
-        # Anyone who ever withdrew from this topic or from all marketing, or objected, gets no grant from
-        # an import: only their own confirmation brings them back (SPEC section 7, invariant 1).
+    stopped: set[str] = set()
+    if job.topic_id and hashes:
+        # Anyone whose address ever withdrew from this topic or from all marketing, objected or was erased
+        # (on any row: an erased row keeps its hash) gets no grant from an import: only their own
+        # confirmation brings them back (SPEC section 7, invariant 1).
         events = ConsentEvent.__table__.c
-        stopped = set(db.session.scalars(select(events.contact_id).where(
-            events.contact_id.in_([c.id for c in existing.values()]),
-            events.action.in_((ledger.WITHDRAW, ledger.OBJECT)),
-            (events.scope == ledger.ALL_MARKETING) | (events.topic_id == job.topic_id)).distinct()))
+        stopped = set(db.session.scalars(
+            select(Contact.email_hash).join(ConsentEvent, ConsentEvent.contact_id == Contact.id).where(
+                Contact.email_hash.in_(list(set(hashes.values()))),
+                (events.action.in_((ledger.WITHDRAW, ledger.OBJECT))
+                 & ((events.scope == ledger.ALL_MARKETING) | (events.topic_id == job.topic_id)))
+                | (events.action == ledger.ERASE)).distinct()))
     for row in valid:
         if row.email in seen:
             row.outcome, row.error = DUPLICATE, "the address appears earlier in the file"
@@ -110,8 +113,8 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
         else:
             row.outcome = UNCHANGED
         if job.topic_id:
-            if contact is not None and (contact.id in stopped or contact.marketing_opt_out_event_id
-                                        or contact.status != "active"):
+            if hashes[row.email] in stopped or (contact is not None and (
+                    contact.marketing_opt_out_event_id or contact.status != "active")):
                 row.keeps_opt_out = True
             else:
                 row.grant = True

@@ -1,0 +1,1 @@
+"""Contract checks that run the service for real (see schemathesis_run.py)."""
