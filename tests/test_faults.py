@@ -112,7 +112,10 @@ def wait_until(predicate, timeout: float, tick=None) -> None:
             if predicate():
                 return
         except Exception:  # noqa: BLE001 - the connection may have just been killed: try again
-            db.session.rollback()
+            try:
+                db.session.rollback()
+            except Exception:  # noqa: BLE001 - even the rollback met the dead connection: start afresh
+                db.session.remove()
         time.sleep(0.3)
     raise AssertionError("condition not reached in time")
 
