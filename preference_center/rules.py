@@ -103,7 +103,9 @@ def may_send(
     if topic.legal_basis == "consent":
         return _skip(SKIP_UNCONFIRMED if state == "pending" else SKIP_NO_CONSENT)
     if topic.legal_basis == "legitimate_interest":
-        if contact.relationship in _covered(topic):
+        # Only where nothing was ever recorded for the topic: a withdrawal, or a request for
+        # confirmation that may follow one (pending), is not covered by the default.
+        if state is None and contact.relationship in _covered(topic):
             return Decision(True, SEND_LEGITIMATE_INTEREST, contact.relationship_event_id)
         return _skip(SKIP_NOT_COVERED)
     return _skip(SKIP_NO_BASIS)
@@ -148,7 +150,7 @@ def audience_query(topic: Topic, *, after_id: int = 0, limit: int | None = None,
     else:
         relationships = _covered(topic)
         covered = and_(
-            or_(sub.c.state.is_(None), sub.c.state != "unsubscribed"),
+            sub.c.state.is_(None),
             Contact.relationship.in_(relationships) if relationships else false(),
         )
         basis = or_(confirmed, covered)

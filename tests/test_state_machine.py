@@ -1,6 +1,6 @@
 """Every door at once: a Hypothesis state machine drives random actions through the API, the staff pages, the
 recipient pages, RFC 8058 one-click, CSV import, the SendGrid webhook and retention, and checks the invariants of
-SPEC sections 3 and 7 after every step (inv1 ... inv7 below, one method each, each with its own message).
+SPEC sections 3 and 7 after every step (`_inv1` ... `_inv7` below: one helper and one message each).
 
 World: three addresses; topics news (marketing, consent; SendGrid group 42), tips (marketing, legitimate interest,
 customers) and orders (system), made through the API as the `topics` fixture makes them; an admin signed in to
@@ -13,15 +13,16 @@ retention), is one "act": the machine snapshots the ledger head, the audit log a
 topics, suppressions, data requests and subscriptions around it, so invariant 4 can name the request that
 changed something without an audit entry. In a failing example each `state.<rule>(...)` line is preceded by
 comment lines saying what that step did: each request, its answer, the ledger events, tables and audit
-entries it produced.
+entries it produced. Steps that stop marketing (unsubscribes, withdrawals, objections, complaints, erasures)
+feed the `stops` bundle, and `bring_back` aims the other doors (API, import, webhook, staff) at them.
 
 Invariant 2 is checked per barrier: every barrier in an address's history (erasure, objection, withdrawal from
 all marketing or from the topic, spam complaint) needs an own confirmation after it (which implies the
 "after the last barrier" reading).
 
 Knobs (environment): PC_STATE_MACHINE_EXAMPLES, PC_STATE_MACHINE_STEPS, PC_STATE_MACHINE_SHRINK_SECONDS, for
-a longer hunt than the default run of about a minute. `REPLAYS` at the end holds sequences found that a short
-random run rarely reaches; they replay the same rules and invariants deterministically.
+a longer hunt than the default run of about a minute. `REPLAYS` at the end holds the failures found so far as
+deterministic replays of the same rules and invariants (some need more steps than a short random run reaches).
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ TRACKED = {
     "subscriptions": ("updated_at",),
 }
 
-# Staff pages for data requests: (verb, path). Those missing from the app are reported, not driven.
+# Staff actions on a data request (POST /admin/requests/<id>/<verb>); those missing from the app are reported, not driven.
 REQUEST_VERBS = ("complete", "refuse", "extend", "resend")
 
 # Run length: one run stays around a minute on SQLite on two cores.
@@ -1036,9 +1037,10 @@ def test_every_door_keeps_the_invariants(app, monkeypatch):
     monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)
     machine = build_machine(app, open_clients(app), verbs)
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=MAX_EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None, print_blob=True,
-        # The first failure gets all the shrinking time: a replay costs a second, and a well-shrunk sequence of a
-        # few steps says more than several half-shrunk ones (each run starts from a new seed).
+        max_examples=MAX_EXAMPLES, stateful_step_count=STEPS, deadline=None, print_blob=True,
+        # The first failure gets all the shrinking time: a replay costs a second or two, and a well-shrunk
+        # sequence says more than several half-shrunk ones. Hypothesis' example database (.hypothesis/, ignored
+        # by git) replays a failure first on the next run and goes on shrinking it from where it stopped.
         report_multiple_bugs=False,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     ))
@@ -1094,9 +1096,19 @@ REPLAYS = {
         ("person_subscribe", {"email": "ann@example.com", "confirm": True}),
         ("api_put_contact", {"email": "ann@example.com", "relationship": "customer"}),
     ],
-    # Found by the random run: the API's withdrawal for an address whose only contact was erased creates a new
-    # contact (with its relationship and a carried-over opt-out in the ledger), answers 200 with no event, and
-    # writes no audit entry (SPEC 7.5).
+    # Found failing by the random run: the customer unsubscribes from tips (legitimate interest); the CRM then
+    # asks them to confirm tips again (an unconfirmed grant, which only sends the confirmation mail). The ask
+    # turned the subscription from "unsubscribed" into "pending", and a pending legitimate-interest topic was
+    # sent on the relationship again, without the person's confirmation. Staff "ask" (POST
+    # /admin/contacts/<id>/ask) did the same.
+    "ask_after_unsubscribe_restarts_legitimate_interest": [
+        ("population", {"people": [("customer", False), None, None]}),
+        ("person_unsubscribe_page", {"email": "ann@example.com", "topic": "tips"}),
+        ("api_grant", {"email": "ann@example.com", "topic": "tips", "confirmed": False, "legal_basis": None}),
+    ],
+    # Found failing by the random run: the API's withdrawal for an address whose only contact was erased created
+    # a new contact (its relationship and a carried-over opt-out in the ledger), answered 200 with no event, and
+    # wrote no audit entry (SPEC 7.5).
     "api_withdrawal_after_erasure_is_audited": [
         ("population", {"people": [("prospect", False), None, None]}),
         ("api_erase", {"email": "ann@example.com"}),

@@ -235,7 +235,8 @@ def post_consent(email: str, body: schemas.ConsentInput):
     """An unknown address becomes a contact. `confirmed: true` asserts the client's own double opt-in."""
     topic = topic_or_error(body.topic) if body.topic is not None else None
     contact = people.find(email)
-    if contact is None:
+    created = contact is None
+    if created:
         contact, _ = people.upsert(g.actor, email, {}, audited=False)
     # The client's own source is kept with its name: what it asserted, and who asserted it.
     proof = {"source": f"{g.actor.label}:{body.source}", "ip": body.ip, "user_agent": body.user_agent}
@@ -244,6 +245,8 @@ def post_consent(email: str, body: schemas.ConsentInput):
                               consent_text_version=body.consent_text_version, **proof)
     else:
         event = consent.withdraw(g.actor, contact, topic, **proof)
+    if created and event is None:
+        people.note_created(g.actor, contact)  # the contact is the change: one audit entry still
     answer = {"event": event_json(event, topic) if event is not None else None,
               "subscriptions": contacts.subscriptions_view(contact)}
     db.session.commit()

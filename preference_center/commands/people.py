@@ -67,6 +67,11 @@ def upsert(actor: Actor, email: str, fields: dict, *, audited: bool = True) -> t
     return contact, created
 
 
+def note_created(actor: Actor, contact: Contact) -> None:
+    """The audit entry of a contact a command created in passing when that command itself changed nothing else."""
+    audit.record(actor, "contact.create", target_type="contact", target_id=contact.id, detail={"fields": []})
+
+
 def rectify(actor: Actor, contact: Contact, fields: dict) -> list[str]:
     """Correct profile fields; the names of those that changed (none: nothing is recorded)."""
     _live(contact)
