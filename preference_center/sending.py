@@ -13,8 +13,9 @@ The database is the source of truth, not the broker:
   batches nobody holds yet; a recipient whose own values make the message too
   large fails alone. Such rows were never in flight, so never `unknown`.
 - Right before the provider call every recipient is re-checked with the
-  sending rule; those still eligible are marked `sending` and committed, and
-  only then handed to the transport.
+  sending rule; those still eligible are marked `sending` and committed one
+  provider request at a time, and only then handed to the transport (nothing
+  touches the database between that commit and the call).
 - A batch whose broker message was lost stays `queued` and is re-queued by the
   scheduler; a batch whose worker died keeps its lease until it runs out,
   then is re-queued, and its `sending` rows become `unknown` (never re-sent).
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from . import compose, optouts, rules
 from .errors import DomainError
@@ -215,8 +217,6 @@ def send_batch(batch_id: int) -> Outcome:
         fail_campaign(campaign.id, render_error)
         finish_batch(batch)
         return outcome
-    # The claim: committed before the provider hears of anyone.
-    _set([d for d, _ in go], status=SENDING, attempts=batch.attempts)
     # The authorising event is usually the one seen at planning; rewrite the
     # few that changed since (a fresh grant, a new relationship).
     changed = [{"id": d, "event_id": e} for d, e in go if planned_event[d] != e]
@@ -233,43 +233,103 @@ def send_batch(batch_id: int) -> Outcome:
     return outcome
 
 
-def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome: Outcome, attempt: int) -> None:
-    """Hand envelopes to the transport in provider-sized requests and record each result."""
+def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome: Outcome, attempt: int,
+             **claim_values) -> None:
+    """Hand envelopes to the transport in provider-sized requests, each claimed just before its call.
+
+    Per request: reserve the shared rate, claim the rows (`sending`, committed),
+    call the provider, record the answer. Nothing touches the database between
+    the claim's commit and the call, so a database fault before the call leaves
+    the rows `queued` (sent later, by this worker or after the lease) and one
+    after it leaves them `sending` (later `unknown`): a recipient is never
+    marked as possibly sent without having been handed over.
+    """
     transport = get_transport(current_app.config)
     step = max(1, transport.max_batch)
     for start in range(0, len(envelopes), step):
         part, ids = envelopes[start:start + step], delivery_ids[start:start + step]
         wait_for_rate(len(part))
+        claimed = set(_claim(ids, attempt, **claim_values))
+        if len(claimed) < len(ids):  # taken or finished by someone else meanwhile: theirs to send
+            part = [e for e, i in zip(part, ids, strict=True) if i in claimed]
+            ids = [i for i in ids if i in claimed]
+            if not ids:
+                continue
         try:
             results = transport.send(MessageBatch(**{**message.__dict__, "envelopes": part}))
         except TransportError as error:
-            rest = delivery_ids[start:]
+            reason = error.message[:2000]
             if error.ambiguous:
-                _set(rest[:len(part)], status=UNKNOWN, error=error.message[:2000])
-                _set(rest[len(part):], status=QUEUED)
-                outcome.unknown += len(part)
-            elif error.retryable and attempt < current_app.config["PC_SEND_ATTEMPTS"]:
-                _set(rest, status=QUEUED, error=error.message[:2000])
+                _record(ids, status=UNKNOWN, error=reason)
+                outcome.unknown += len(ids)
+                continue
+            if error.retryable and attempt < current_app.config["PC_SEND_ATTEMPTS"]:
+                _record(ids, status=QUEUED, error=reason)
                 outcome.retry_in = error.retry_after or min(300.0, 2.0 ** attempt)
-            else:
-                _set(rest, status=FAILED, error=error.message[:2000])
-                outcome.failed += len(rest)
-            db.session.commit()
-            if outcome.retry_in is not None or not error.ambiguous:
                 return
-            continue
+            rest = ids + delivery_ids[start + step:]
+            _record(rest, status=FAILED, error=reason)
+            outcome.failed += len(rest)
+            return
         sent = [(i, r) for i, r in zip(ids, results, strict=False) if r.ok]
         failed = [(i, r) for i, r in zip(ids, results, strict=False) if not r.ok]
         by_message: dict[str | None, list[int]] = {}
         for delivery_id, result in sent:
             by_message.setdefault(result.provider_message_id, []).append(delivery_id)
-        for provider_id, group in by_message.items():
-            _set(group, status=SENT, provider_message_id=provider_id, error=None)
-        for delivery_id, result in failed:
-            _set([delivery_id], status=FAILED, error=(result.error or "refused")[:2000])
-        db.session.commit()
+
+        def record_results(by_message=by_message, failed=failed) -> None:
+            for provider_id, group in by_message.items():
+                _set(group, status=SENT, provider_message_id=provider_id, error=None)
+            for delivery_id, result in failed:
+                _set([delivery_id], status=FAILED, error=(result.error or "refused")[:2000])
+
+        _committed(record_results)
         outcome.sent += len(sent)
         outcome.failed += len(failed)
+
+
+def _committed(write) -> None:
+    """Run `write` and commit; if the database connection died under it, once more on a fresh one.
+
+    For writes that are right to repeat (recording an outcome): a killed
+    connection then costs a reconnect, not a row left `sending`.
+    """
+    try:
+        write()
+        db.session.commit()
+    except DBAPIError as exc:
+        db.session.rollback()
+        if not exc.connection_invalidated:
+            raise
+        write()
+        db.session.commit()
+
+
+def _record(ids: list[int], **values) -> None:
+    _committed(lambda: _set(ids, **values))
+
+
+def _claim(ids: list[int], attempt: int, **values) -> list[int]:
+    """Mark queued rows `sending` for this attempt and commit; the ids claimed.
+
+    If the commit fails the provider is not called; rows the claim may have
+    marked anyway are given back (only this attempt's, never another
+    worker's), so they are sent later rather than reported `unknown`.
+    """
+    try:
+        claimed = db.session.scalars(
+            update(Delivery).where(one_of(Delivery.id, ids), Delivery.status == QUEUED)
+            .values(status=SENDING, attempts=attempt, updated_at=utcnow(), **values)
+            .returning(Delivery.id).execution_options(synchronize_session=False)
+        ).all()
+        db.session.commit()
+    except DBAPIError:
+        db.session.rollback()
+        _committed(lambda: db.session.execute(
+            update(Delivery).where(one_of(Delivery.id, ids), Delivery.status == SENDING, Delivery.attempts == attempt)
+            .values(status=QUEUED, updated_at=utcnow()).execution_options(synchronize_session=False)))
+        raise
+    return list(claimed)
 
 
 def _stop_campaign(campaign_id: int) -> bool:
@@ -398,18 +458,9 @@ def send_system(delivery_id: int) -> str:
     except TemplateError as exc:
         log.warning("system message delivery %s failed: %s", delivery_id, _render_error(exc))
         return _conclude_system(delivery_id, status=FAILED, reason=RENDER_FAILED, error=_render_error(exc))
-    # The claim: committed before the provider hears of it; a duplicate task finds it taken.
-    claimed = db.session.execute(
-        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
-        .values(status=SENDING, attempts=Delivery.attempts + 1, event_id=decision.event_id, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
-    delivery = db.session.get(Delivery, delivery_id, populate_existing=True)
-    if not claimed:
-        return delivery.status
+    # Claimed (committed) right before the provider call; a duplicate task finds it taken.
     outcome = Outcome()
-    _deliver(batch, batch.envelopes, [delivery_id], outcome, delivery.attempts)
+    _deliver(batch, batch.envelopes, [delivery_id], outcome, delivery.attempts + 1, event_id=decision.event_id)
     if outcome.retry_in is not None:
         raise RetryLater(outcome.retry_in)
     return db.session.get(Delivery, delivery_id, populate_existing=True).status

@@ -356,6 +356,78 @@ def test_the_send_rate_is_shared_by_all_workers(ctx, news, fake, worker, app):
     assert time.time() - started >= (sent - 20) / 100.0
 
 
+# -- database faults around the provider call ----------------------------------------
+
+class DatabaseFault:
+    """Make the database fail a chosen statement once, the way a killed connection does (an invalidated
+    connection raised from the driver layer), in the statement stream of the real engine."""
+
+    def __init__(self, engine, matches):
+        from sqlalchemy import event
+
+        self.engine, self.matches, self.fired, self._event = engine, matches, 0, event
+        event.listen(engine, "before_cursor_execute", self._before)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        from sqlalchemy.exc import OperationalError
+
+        if not self.fired and self.matches(" ".join(statement.split()).lower()):
+            self.fired += 1
+            raise OperationalError(statement, parameters, Exception("server closed the connection unexpectedly"),
+                                   connection_invalidated=True)
+
+    def remove(self):
+        self._event.remove(self.engine, "before_cursor_execute", self._before)
+
+
+def _run_batches_to_the_end(campaign_id: int, batches: list[int]) -> None:
+    """Run every batch in this process until the campaign ends, as the scheduler would after a lease ran out."""
+    for _ in range(5):
+        db.session.rollback()
+        db.session.execute(CampaignBatch.__table__.update().values(lease_until=None))
+        db.session.commit()
+        for batch_id in batches:
+            db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == batch_id,
+                               CampaignBatch.status == "claimed").values(status="queued"))
+            db.session.commit()
+            sending.send_batch(batch_id)
+        if status_of(campaign_id) == "sent":
+            return
+    raise AssertionError("the campaign did not end")
+
+
+@pytest.mark.parametrize("fault_at", ["reserving the send rate", "claiming the rows", "recording the outcome"])
+def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, fake, fault_at):
+    """A recipient is `unknown` only if the provider may have it: a fault before the call leaves the row queued
+    (sent on the next attempt), a fault while recording the answer is retried on a fresh connection."""
+    app.config["PC_SEND_RATE"] = 100000.0
+    eligible = populate(150, news, seed=21)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    batches = plan_everything(campaign_id)
+    matches = {
+        "reserving the send rate": lambda sql: sql.startswith("update rate_limits"),
+        "claiming the rows": lambda sql: sql.startswith("update deliveries") and "returning" in sql,
+        "recording the outcome": lambda sql: sql.startswith("update deliveries") and "provider_message_id" in sql,
+    }[fault_at]
+    fault = DatabaseFault(db.engine, matches)
+    try:
+        try:
+            sending.send_batch(batches[0])
+        except Exception as exc:  # noqa: BLE001 - the fault surfaces where the task would see it
+            assert "server closed the connection" in str(exc)
+        assert fault.fired == 1
+        _run_batches_to_the_end(campaign_id, batches)
+    finally:
+        fault.remove()
+    statuses = dict(db.session.execute(select(Delivery.status, func.count()).where(
+        Delivery.campaign_id == campaign_id).group_by(Delivery.status)).all())
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)) == len(eligible), "a recipient was lost or sent twice"
+    assert set(got) == eligible
+    assert statuses.get("sent") == len(eligible) and "unknown" not in statuses, statuses
+
+
 # -- a worker killed mid-batch ---------------------------------------------------
 
 def worker_process(app, tmp_path) -> subprocess.Popen:
