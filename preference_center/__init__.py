@@ -143,7 +143,9 @@ def register_errors(app: Flask) -> None:
             code = (error.name or "error").lower().replace(" ", "_")
             if error.code == 413:
                 code = "payload_too_large"
-            return jsonify({"error": {"code": code, "message": error.description}}), error.code
+            # The exception's own headers (Allow on a 405, Retry-After on a 429), not its HTML body's type.
+            headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+            return jsonify({"error": {"code": code, "message": error.description}}), error.code, headers
         return render_template("error.html", status=error.code, title=error.name,
                                message=error.description), error.code
 

@@ -96,6 +96,11 @@ def upsert(email: str, fields: dict, *, source: str, ip: str | None = None,
     address = normalize(email)
     profile = clean_profile(fields)
     contact = db.session.scalar(select(Contact).where(Contact.email == address))
+    if contact is None:
+        # Lock order: the ledger head before the new row, as every other writer takes it; two requests
+        # creating the same address then queue on the head instead of deadlocking on the row and the head.
+        ledger.lock_head()
+        contact = db.session.scalar(select(Contact).where(Contact.email == address))
     created = contact is None
     if created:
         contact = _new_contact(address)
@@ -128,6 +133,7 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
     Contacts have their ids when `then` is called.
     """
     prepared = [(normalize(email), clean_profile(fields)) for email, fields in rows]
+    ledger.lock_head()  # before any new row: the lock order of `upsert`
     known: dict[str, Contact] = {}
     for part in chunked(address for address, _ in prepared):
         for contact in db.session.scalars(select(Contact).where(Contact.email.in_(part))):

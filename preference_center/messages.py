@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import compose, contacts
 from .actors import ActorKind, from_label
+from .emails import InvalidEmail, normalize
 from .errors import Code, DomainError, ValidationError
 from .extensions import db
 from .mail import TemplateError, check
@@ -86,6 +87,10 @@ def create(data: dict, *, key: str | None, created_by: str) -> tuple[SystemMessa
         raise ValidationError(f"{exc.field or 'text'}: {exc}", exc.field or "text") from exc
     if not isinstance(data.get("to"), str):
         raise ValidationError("to must be an email address", "to", code="invalid_email")
+    try:
+        normalize(data["to"])
+    except InvalidEmail as exc:
+        raise ValidationError(f"to: invalid email address: {exc}", "to", code="invalid_email") from exc
     contact = contacts.find(data["to"])
     if contact is None:
         contact, _ = contacts.upsert(data["to"], {}, source=created_by)

@@ -159,6 +159,22 @@ def test_invalid_emails_are_refused(app, api, topics, email):
     assert counts(app) == before
 
 
+@pytest.mark.parametrize("to", ["not-an-email", "a@@example.com", "a b@example.com"])
+def test_a_system_message_to_an_invalid_address_names_the_field_to(app, api, topics, to):
+    before = counts(app)
+    response = api.post("/messages", json={"topic": "orders", "to": to, "subject": "Order", "text": "Thanks"})
+    assert response.status_code == 422
+    assert (response.json["error"]["code"], response.json["error"]["field"]) == ("invalid_email", "to")
+    assert counts(app) == before
+
+
+def test_a_method_the_route_does_not_take_is_a_405_that_names_the_allowed_ones(api, topics):
+    response = api.patch("/topics/news", json={})
+    assert response.status_code == 405 and response.json["error"]["code"] == "method_not_allowed"
+    assert {"GET", "PUT"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+    assert response.content_type.startswith("application/json")
+
+
 @pytest.mark.parametrize("body", [
     {"relationship": "friend"}, {"name": 3}, {"locale": "english!"}, {"phone": "1" * 51}, {"shoe_size": 44},
 ])

@@ -225,6 +225,18 @@ def test_legitimate_interest_beyond_customers_is_refused_by_the_api(app, api, to
     assert api.get("/topics/more").status_code == 404
 
 
+@pytest.mark.parametrize("topic", ["news", None])
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_a_grant_cannot_claim_legitimate_interest_on_consent_or_all_marketing(app, api, topics, topic, confirmed):
+    assert api.put("/contacts/lee@example.com", json={"relationship": "customer"}).status_code == 201
+    before, sent = state(api, "lee@example.com"), counts(app)
+    response = grant(api, "lee@example.com", topic, confirmed=confirmed, legal_basis="legitimate_interest")
+    assert response.status_code == 422 and response.json["error"]["field"] == "legal_basis"
+    assert state(api, "lee@example.com") == before and counts(app) == sent
+    # On a topic whose own basis is legitimate interest, the grant may name it.
+    assert grant(api, "lee@example.com", "tips", legal_basis="legitimate_interest").status_code in (200, 201)
+
+
 def test_legitimate_interest_beyond_customers_is_refused_by_the_staff_pages(app, as_admin, topics):
     response = as_admin.post("/admin/topics/new", {"key": "promo", "name": "Promo", "kind": "marketing",
                                                    "legal_basis": "legitimate_interest",

@@ -76,6 +76,10 @@ def _basis(topic: Topic | None, legal_basis: str | None) -> str:
     basis = legal_basis or (topic.legal_basis if topic is not None else LegalBasis.CONSENT)
     if basis not in MARKETING_BASES:
         raise DomainError("marketing grants carry the legal basis 'consent' or 'legitimate_interest'", "legal_basis")
+    if basis == LegalBasis.LEGITIMATE_INTEREST and (topic is None or topic.legal_basis == LegalBasis.CONSENT):
+        # Legitimate interest is the topic's own basis, never a grant's way around consent.
+        where = f"the topic {topic.name} is sent on consent" if topic is not None else "all marketing needs consent"
+        raise DomainError(f"{where}: a grant cannot carry the legal basis 'legitimate_interest'", "legal_basis")
     return str(basis)
 
 
