@@ -8,6 +8,7 @@ checks that everything finishes with nothing lost and nothing sent twice.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 
@@ -26,8 +27,13 @@ from .helpers import SECRETS, ensure_postgres_database, prepare_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/pc_faults"
-REDIS = "redis://127.0.0.1:6379/9"
+# Their own database and Redis db, apart from the suite's: `.ci/run` runs the SQLite and PostgreSQL legs
+# side by side, and each leg breaks only its own connections.
+_LEG = "pg" if os.environ.get("PC_TEST_DATABASE_URL") else "lite"
+FAULTS_DB = f"pc_faults_{_LEG}"
+PG = f"postgresql+psycopg://postgres@127.0.0.1:5432/{FAULTS_DB}"
+REDIS_DB = 7 if _LEG == "pg" else 9
+REDIS = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
 def _reachable() -> bool:
@@ -86,7 +92,7 @@ class Killer(threading.Thread):
             with admin.connect() as conn:
                 self.killed += sum(conn.execute(text(
                     "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity "
-                    "WHERE datname = 'pc_faults' AND pid <> pg_backend_pid()")).scalars())
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": FAULTS_DB}).scalars())
         admin.dispose()
 
     def finish(self) -> int:
@@ -96,9 +102,13 @@ class Killer(threading.Thread):
 
 
 def drop_broker_connections() -> int:
-    """Close every Redis client connection (the workers' too): kombu must reconnect and lose nothing."""
+    """Close every client connection to this test's Redis db (the workers' too): kombu must reconnect, lose nothing."""
     client = redis.Redis.from_url(REDIS)
-    dropped = client.client_kill_filter(_type="normal", skipme=True)
+    mine = client.client_id()
+    dropped = 0
+    for peer in client.client_list(_type="normal"):
+        if int(peer["db"]) == REDIS_DB and int(peer["id"]) != mine:  # this test's broker only
+            dropped += client.client_kill_filter(_id=peer["id"])
     client.close()
     return dropped
 
