@@ -213,6 +213,7 @@ def append(
     _set_head_hash(event.hash)
     if contact is not None:
         apply(contact, event)
+    _tell([(contact, event)])
     return event
 
 
@@ -240,8 +241,17 @@ def append_many(specs: list[dict]) -> list[ConsentEvent]:
     # Core, not the ORM bulk path: one multi-row INSERT per 1,000 events instead of one per event.
     db.session.execute(insert(ConsentEvent.__table__), [{c: getattr(e, c) for c in columns} for e in events])
     _set_head_hash(prev_hash)
-    apply_many([(spec.get("contact"), event) for spec, event in zip(specs, events, strict=False)])
+    pairs = [(spec.get("contact"), event) for spec, event in zip(specs, events, strict=False)]
+    apply_many(pairs)
+    _tell(pairs)
     return events
+
+
+def _tell(pairs: list) -> None:
+    """Write the outgoing webhook messages of just-appended events, in this same transaction."""
+    from .outbound import outbox  # the outbox builds on this module
+
+    outbox.ledger_events(pairs)
 
 
 # -- derived state ----------------------------------------------------------

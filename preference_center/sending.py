@@ -37,6 +37,7 @@ from .errors import DomainError
 from .extensions import db
 from .mail import MessageBatch, TemplateError, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
+from .outbound import outbox
 from .sqlutil import chunked, one_of
 from .states import CampaignStatus
 
@@ -130,6 +131,8 @@ def _set(ids: list[int], **values) -> None:
         db.session.execute(update(Delivery).where(one_of(Delivery.id, ids))
                            .values(updated_at=utcnow(), **values)
                            .execution_options(synchronize_session=False))
+        if values.get("status") in (SENT, FAILED):
+            outbox.delivery_outcomes(ids, values["status"])  # told in the same transaction
 
 
 @dataclass

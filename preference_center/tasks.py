@@ -18,7 +18,7 @@ from . import campaigns, feedback, imports, optouts, retention, sending
 
 __all__ = [
     "dispatch_campaign", "enqueue", "import_csv", "process_webhook_events", "run_retention", "send_batch",
-    "send_message", "settle_opt_outs", "sweep_webhook_events", "tick",
+    "deliver_webhooks", "send_message", "settle_opt_outs", "sweep_webhook_events", "tick",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,17 @@ def run_retention(dry_run: bool = False) -> dict:
     """Daily: erase long-inactive contacts without a basis; fold old deliveries into statistics."""
     report = retention.plan() if dry_run else retention.apply()
     return report.as_dict()
+
+
+# -- outgoing webhooks -------------------------------------------------------------------
+
+@shared_task(name="preference_center.tasks.deliver_webhooks")
+def deliver_webhooks() -> dict:
+    """Every PC_WEBHOOK_TICK_SECONDS, and after each change that wrote the outbox: deliver what is due."""
+    from .outbound import delivery
+
+    run = delivery.run()
+    return {"delivered": run.delivered, "failed": run.failed, "disabled": run.disabled}
 
 
 # -- CSV imports ------------------------------------------------------------------------
