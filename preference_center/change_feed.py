@@ -76,6 +76,7 @@ def facts(event: ConsentEvent, topic_key: str | None) -> dict:
         shown["relationship"] = detail.get("relationship")
     if event.action in (ledger.SUPPRESS, ledger.LIFT_SUPPRESSION):
         shown["suppression_scope"] = detail.get("scope")
+        shown["suppression_reason"] = detail.get("reason")
     return shown
 
 

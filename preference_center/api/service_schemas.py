@@ -77,6 +77,8 @@ class FeedEvent(Output):
     confirmed: bool
     relationship: str | None = Field(None, description="contact.relationship_set only")
     suppression_scope: str | None = Field(None, description="suppression events only: all or marketing")
+    suppression_reason: str | None = Field(None, description="suppression events only: hard_bounce, spam, "
+                                                             "opt_out, erased, manual, ...")
 
 
 class EventPage(Output):

@@ -157,7 +157,7 @@ def attempt(message_id: int, now: dt.datetime | None = None) -> str | None:
         _release(message_id)
         return None
     body = body_of(message)
-    timestamp = int(now.timestamp())
+    timestamp = int(utcnow().timestamp())  # the real moment of sending, whatever clock schedules
     headers = {"webhook-id": message.message_id, "webhook-timestamp": str(timestamp),
                "webhook-signature": sign(endpoint.secret, message.message_id, timestamp, body)}
     db.session.commit()  # no transaction stays open across the call

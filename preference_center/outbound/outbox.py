@@ -60,7 +60,7 @@ def ledger_events(pairs: list[tuple[Contact | None, object]]) -> None:
     if not pairs or not subscribers:
         return
     topic_ids = {event.topic_id for _, event in pairs if event.topic_id is not None}
-    keys = dict(db.session.execute(select(Topic.id, Topic.key).where(Topic.id.in_(topic_ids)))) if topic_ids else {}
+    keys = dict(db.session.execute(select(Topic.id, Topic.key).where(Topic.id.in_(topic_ids))).all()) if topic_ids else {}
     now = utcnow()
     rows, erased = [], []
     for contact, event in pairs:
@@ -102,7 +102,7 @@ def delivery_outcomes(delivery_ids: list[int], status: str) -> None:
             .where(one_of(Delivery.__table__.c.id, part))
         ).all()
         topic_ids = {row[8] or row[9] for row in found}
-        keys = dict(db.session.execute(select(Topic.id, Topic.key).where(Topic.id.in_(topic_ids))))
+        keys = dict(db.session.execute(select(Topic.id, Topic.key).where(Topic.id.in_(topic_ids))).all())
         for (delivery_id, contact_id, campaign_id, message_id, reason, provider_id, email, contact_status,
              campaign_topic, message_topic) in found:
             data = {"delivery_id": delivery_id, "contact_id": contact_id, "campaign_id": campaign_id,
