@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 
+import pytest
 from sqlalchemy import select
 
 from preference_center import change_feed, ledger, links, rules
@@ -185,3 +188,49 @@ def test_a_page_stops_at_a_missing_id_so_nothing_is_ever_skipped(ctx):
     page = change_feed.page(0, 10)
     assert [e["id"] for e in page.events] == [1] and page.next == "1"
     db.session.rollback()
+
+
+@pytest.mark.slow
+def test_a_reader_polling_while_writers_commit_concurrently_sees_every_event_once(app, api, topics):
+    emails = [f"w{i}@example.com" for i in range(4)]
+    for email in emails:
+        make_contact(app, email)
+    seen, done, errors = [], threading.Event(), []
+
+    def writer(email):
+        try:
+            with app.app_context():
+                contact = db.session.scalar(select(Contact).where(Contact.email == email))
+                for _ in range(15):
+                    ledger.append(ledger.RELATIONSHIP, contact=contact, scope=ledger.CONTACT, source="t",
+                                  detail={"relationship": "customer"})
+                    time.sleep(0.003)  # the transaction stays open after taking its id
+                    db.session.commit()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def reader():
+        cursor = "0"
+        with app.app_context():
+            while True:
+                finished = done.is_set()
+                page = change_feed.page(int(cursor), 5)
+                db.session.rollback()
+                seen.extend(e["id"] for e in page.events)
+                cursor = page.next
+                if finished and not page.events:
+                    return
+
+    threads = [threading.Thread(target=writer, args=(e,)) for e in emails]
+    polling = threading.Thread(target=reader)
+    polling.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    polling.join(30)
+    assert errors == []
+    with app.app_context():
+        everything = db.session.scalars(select(ConsentEvent.id).order_by(ConsentEvent.id)).all()
+    assert seen == everything and len(everything) >= 60
