@@ -3,6 +3,12 @@ delivery in per-contact ledger order, backoff for days, and endpoints that fail 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -312,3 +318,44 @@ def test_admins_add_a_webhook_see_its_log_and_retry_a_message(app, as_admin, api
         assert db.session.scalars(select(AuditLog.action).where(AuditLog.target_type == "webhook")
                                   .order_by(AuditLog.id)).all() == ["webhook.create", "webhook.retry",
                                                                      "webhook.delete"]
+
+
+WORKER = """
+import json, sys
+from preference_center import create_app
+from preference_center.outbound import delivery
+app = create_app(json.loads(sys.argv[1]))
+with app.app_context():
+    print("delivering", flush=True)
+    delivery.run()
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_delivery_loses_nothing_and_the_retry_is_a_duplicate_to_drop(
+        app, app_config, api, admin_api, receiver, topics):
+    subscribe(admin_api, receiver, events=["consent.granted", "consent.withdrawn"])
+    api.post("/contacts/ann@example.com/consents", json={"topic": "news", "action": "grant", "source": "f",
+                                                         "confirmed": True})
+    api.post("/contacts/ann@example.com/consents", json={"topic": "news", "action": "withdraw", "source": "f"})
+    receiver.plan, receiver.slow_seconds = ["slow"], 30.0  # the receiver has it, the worker waits for the answer
+    settings = {**app_config, "PC_WEBHOOK_TIMEOUT_SECONDS": 60.0}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(settings)], stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(receiver.requests) == 1
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    first, second = messages(app)
+    assert first.status == "pending" and first.lease_until is not None and first.attempts == 1
+    assert second.attempts == 0, "the second change waits for the first"
+    assert deliver(app).delivered == 0, "the dead worker's lease still holds the message"
+    deliver(app, first.lease_until + dt.timedelta(seconds=1))
+    assert [m.status for m in messages(app)] == ["delivered", "delivered"]
+    assert receiver.requests == [first.message_id, first.message_id, second.message_id]
+    assert [p["type"] for p in receiver.payloads()] == ["consent.granted", "consent.withdrawn"]

@@ -38,6 +38,7 @@ class Receiver:
                     pass  # the sender gave up waiting
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads, self.server.block_on_close = True, False  # a slow answer never holds a test
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
