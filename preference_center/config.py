@@ -118,6 +118,9 @@ def load(instance: Path) -> dict:
         "PC_WEBHOOK_RETRY_MAX_SECONDS": _float("PC_WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600.0),
         "PC_WEBHOOK_DISABLE_AFTER_HOURS": _float("PC_WEBHOOK_DISABLE_AFTER_HOURS", 72.0),
         "PC_WEBHOOK_TICK_SECONDS": _float("PC_WEBHOOK_TICK_SECONDS", 5.0),
+        # SendGrid sync: push opt-outs and suppressions into unsubscribe groups and the global list.
+        "PC_SENDGRID_SYNC": _env("PC_SENDGRID_SYNC", "0") == "1",
+        "PC_SENDGRID_SYNC_SECONDS": _float("PC_SENDGRID_SYNC_SECONDS", 30.0),
         "BABEL_DEFAULT_LOCALE": "en",
         "PC_LOCALES": ["en", "es"],
     }

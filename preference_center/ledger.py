@@ -248,10 +248,11 @@ def append_many(specs: list[dict]) -> list[ConsentEvent]:
 
 
 def _tell(pairs: list) -> None:
-    """Write the outgoing webhook messages of just-appended events, in this same transaction."""
-    from .outbound import outbox  # the outbox builds on this module
+    """Write the outgoing webhook messages and SendGrid pushes of just-appended events, in this transaction."""
+    from .outbound import outbox, sendgrid_sync  # both build on this module
 
     outbox.ledger_events(pairs)
+    sendgrid_sync.ledger_events(pairs)
 
 
 # -- derived state ----------------------------------------------------------

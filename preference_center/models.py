@@ -512,3 +512,25 @@ class WebhookMessage(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SendGridSync(db.Model):
+    """An opt-out or suppression to push into SendGrid (an unsubscribe group, or the global list)."""
+
+    __tablename__ = "sendgrid_sync"
+    __table_args__ = (Index("ix_sendgrid_sync_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # "group" (an ASM unsubscribe group, group_id) or "global" (the global unsubscribe list).
+    target: Mapped[str] = mapped_column(String(16))
+    group_id: Mapped[int | None] = mapped_column(Integer)
+    # Blanked once pushed: SendGrid has it, we need not keep a second copy here.
+    email: Mapped[str | None] = mapped_column(String(320))
+    ledger_event_id: Mapped[int | None] = mapped_column(BigId)
+    # pending -> done
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

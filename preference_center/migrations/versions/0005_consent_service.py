@@ -1,4 +1,4 @@
-"""consent as a service: outgoing webhook endpoints and their outbox
+"""consent as a service: outgoing webhook endpoints and their outbox; the SendGrid sync queue
 
 Revision ID: 0005_consent_service
 Revises: 0004
@@ -57,8 +57,25 @@ def upgrade():
     with op.batch_alter_table('webhook_messages', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_messages_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index('ix_webhook_messages_order', ['endpoint_id', 'contact_id', 'id'], unique=False)
+    op.create_table('sendgrid_sync',
+    sa.Column('id', BigId, nullable=False),
+    sa.Column('target', sa.String(length=16), nullable=False),
+    sa.Column('group_id', sa.Integer(), nullable=True),
+    sa.Column('email', sa.String(length=320), nullable=True),
+    sa.Column('ledger_event_id', BigId, nullable=True),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('done_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sendgrid_sync'))
+    )
+    with op.batch_alter_table('sendgrid_sync', schema=None) as batch_op:
+        batch_op.create_index('ix_sendgrid_sync_due', ['status', 'next_attempt_at'], unique=False)
 
 
 def downgrade():
+    op.drop_table('sendgrid_sync')
     op.drop_table('webhook_messages')
     op.drop_table('webhook_endpoints')
