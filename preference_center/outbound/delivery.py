@@ -152,9 +152,10 @@ def attempt(message_id: int, now: dt.datetime | None = None) -> str | None:
     if not claim(message_id, now):
         return None
     message = db.session.get(WebhookMessage, message_id, populate_existing=True)
-    endpoint = db.session.get(WebhookEndpoint, message.endpoint_id, populate_existing=True)
+    endpoint = db.session.get(WebhookEndpoint, message.endpoint_id, populate_existing=True) if message else None
     if endpoint is None or not endpoint.enabled:
-        _release(message_id)
+        if message is not None:
+            _release(message_id)
         return None
     body = body_of(message)
     timestamp = int(utcnow().timestamp())  # the real moment of sending, whatever clock schedules
@@ -182,6 +183,9 @@ def _release(message_id: int) -> None:
 def record(message_id: int, status: int | None, error: str | None, now: dt.datetime) -> str:
     """Record an attempt's result on the message and its endpoint (committed); the message's status."""
     message = db.session.get(WebhookMessage, message_id, populate_existing=True)
+    if message is None:  # its endpoint was deleted while the call was under way
+        db.session.commit()
+        return "deleted"
     endpoint = db.session.get(WebhookEndpoint, message.endpoint_id, populate_existing=True)
     message.last_status, message.lease_until = status, None
     if error is None:
