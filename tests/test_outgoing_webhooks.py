@@ -359,3 +359,20 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_the_retry_is_a_duplicate
     assert [m.status for m in messages(app)] == ["delivered", "delivered"]
     assert receiver.requests == [first.message_id, first.message_id, second.message_id]
     assert [p["type"] for p in receiver.payloads()] == ["consent.granted", "consent.withdrawn"]
+
+
+def test_an_endpoint_deleted_while_its_message_is_under_way_ends_quietly(app, api, admin_api, receiver, topics,
+                                                                         monkeypatch):
+    subscribe(admin_api, receiver, events=["consent.granted"])
+    api.post("/contacts/ann@example.com/consents", json={"topic": "news", "action": "grant", "source": "f",
+                                                         "confirmed": True})
+    real_post = delivery.post
+
+    def deleted_meanwhile(*args, **kwargs):
+        status = real_post(*args, **kwargs)
+        assert admin_api.delete("/webhooks/crm").status_code == 200
+        return status
+
+    monkeypatch.setattr(delivery, "post", deleted_meanwhile)
+    deliver(app)
+    assert messages(app) == [] and len(receiver.kept) == 1
