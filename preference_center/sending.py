@@ -294,9 +294,11 @@ def fail_campaign(campaign_id: int, error: str) -> None:
         .returning(CampaignBatch.id).execution_options(synchronize_session=False)
     ).all()
     for ids in chunked(closed):
-        db.session.execute(update(Delivery).where(one_of(Delivery.batch_id, ids), Delivery.status == QUEUED)
-                           .values(status=FAILED, reason=RENDER_FAILED, error=error, updated_at=utcnow())
-                           .execution_options(synchronize_session=False))
+        failed = db.session.scalars(
+            update(Delivery).where(one_of(Delivery.batch_id, ids), Delivery.status == QUEUED)
+            .values(status=FAILED, reason=RENDER_FAILED, error=error, updated_at=utcnow())
+            .returning(Delivery.id).execution_options(synchronize_session=False)).all()
+        outbox.delivery_outcomes(list(failed), FAILED)
     db.session.commit()
 
 
@@ -378,8 +380,11 @@ def wait_for_rate(count: int, name: str = "provider") -> None:
 
 def _conclude_system(delivery_id: int, **values) -> str:
     """Record the end of a system delivery still queued (a worker that got there first wins); its status."""
-    db.session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
-                       .values(updated_at=utcnow(), **values).execution_options(synchronize_session=False))
+    concluded = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
+        .values(updated_at=utcnow(), **values).execution_options(synchronize_session=False)).rowcount
+    if concluded and values.get("status") == FAILED:
+        outbox.delivery_outcomes([delivery_id], FAILED)  # told in the same transaction
     db.session.commit()
     return db.session.get(Delivery, delivery_id, populate_existing=True).status
 

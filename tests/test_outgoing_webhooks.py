@@ -376,3 +376,25 @@ def test_an_endpoint_deleted_while_its_message_is_under_way_ends_quietly(app, ap
     monkeypatch.setattr(delivery, "post", deleted_meanwhile)
     deliver(app)
     assert messages(app) == [] and len(receiver.kept) == 1
+
+
+def test_delivery_outcomes_are_told_with_the_delivery_and_topic(app, api, admin_api, receiver, topics):
+    from preference_center import sending
+
+    from .fake_sendgrid import FakeSendGrid
+
+    subscribe(admin_api, receiver, events=["delivery.sent", "delivery.failed"])
+    with FakeSendGrid() as fake:
+        app.config.update(PC_MAIL_TRANSPORT="sendgrid", PC_SENDGRID_API_KEY="SG.x", PC_SENDGRID_API_HOST=fake.url)
+        body = {"topic": "orders", "subject": "Order", "text": "Thanks"}
+        first = api.post("/messages", json={**body, "to": "ann@example.com"}).json["delivery_id"]
+        second = api.post("/messages", json={**body, "to": "bob@example.com"}).json["delivery_id"]
+        fake.script([(400, {})])  # SendGrid refuses the first
+        with app.app_context():
+            assert sending.send_system(first) == "failed"
+            assert sending.send_system(second) == "sent"
+    deliver(app)
+    told = {p["data"]["delivery_id"]: p for p in receiver.payloads()}
+    assert told[first]["type"] == "delivery.failed" and told[second]["type"] == "delivery.sent"
+    assert (told[second]["data"]["email"], told[second]["data"]["topic"]) == ("bob@example.com", "orders")
+    assert told[second]["data"]["provider_message_id"]
