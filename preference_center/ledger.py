@@ -3,7 +3,9 @@
 Each event's hash covers its id, the previous hash, every non-personal field
 and a salted digest of the personal fields (IP, user agent, personal detail).
 Erasure blanks the personal fields and their salt but keeps the digest, so the
-chain still verifies while the data is gone for good.
+chain still verifies while the data is gone for good. Every appended event is
+handed to the outgoing webhooks' outbox and the SendGrid sync queue in the
+caller's transaction (`outbound`), so other systems hear of exactly what commits.
 """
 from __future__ import annotations
 

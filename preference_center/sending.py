@@ -21,6 +21,8 @@ The database is the source of truth, not the broker:
 
 Guarantee: at most one delivery per (campaign, contact); after a crash the
 recipients that were in flight are visible as `unknown`; nobody is forgotten.
+A delivery marked sent or failed is written to the outgoing webhooks' outbox in
+the same transaction (`outbound.outbox.delivery_outcomes`).
 """
 from __future__ import annotations
 
