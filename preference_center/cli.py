@@ -30,6 +30,7 @@ def register(app: Flask) -> None:
     from .retention import retention_command
 
     app.cli.add_command(retention_command)
+    app.cli.add_command(sendgrid_group)
 
 
 @click.command("create-user")
@@ -173,3 +174,37 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@click.group("sendgrid")
+def sendgrid_group() -> None:
+    """SendGrid sync: import SendGrid's lists; push our opt-outs (the worker does it every few seconds)."""
+
+
+@sendgrid_group.command("pull")
+@with_appcontext
+def sendgrid_pull() -> None:
+    """Import SendGrid's bounces, spam reports and unsubscribes (source sendgrid-import); safe to run again."""
+    from .commands import sendgrid_import
+    from .outbound import sendgrid_sync
+
+    if not current_app.config.get("PC_SENDGRID_API_KEY"):
+        raise click.ClickException("set PC_SENDGRID_API_KEY first")
+    lists = sendgrid_sync.pull()
+    counts = sendgrid_import.import_lists(lists)
+    db.session.commit()
+    click.echo(f"read {len(lists.bounces)} bounces, {len(lists.spam_reports)} spam reports, "
+               f"{len(lists.unsubscribes)} unsubscribes, {sum(map(len, lists.groups.values()))} group "
+               "unsubscribes; " + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing new"))
+
+
+@sendgrid_group.command("push")
+@with_appcontext
+def sendgrid_push() -> None:
+    """Push queued opt-outs and suppressions to SendGrid now."""
+    from .outbound import sendgrid_sync
+
+    if not sendgrid_sync.enabled():
+        raise click.ClickException("set PC_SENDGRID_SYNC=1 and PC_SENDGRID_API_KEY first")
+    result = sendgrid_sync.push()
+    click.echo(f"pushed {result.pushed} in {result.calls} calls; {result.failed} waiting to retry")

@@ -111,6 +111,16 @@ def load(instance: Path) -> dict:
         # the SameSite session cookie remain the protection.
         "WTF_CSRF_SSL_STRICT": False,
         "PC_SUBSCRIBE_MIN_SECONDS": _int("PC_SUBSCRIBE_MIN_SECONDS", 3),
+        # Outgoing webhooks (consent as a service).
+        "PC_WEBHOOK_ALLOW_PRIVATE": _env("PC_WEBHOOK_ALLOW_PRIVATE", "0") == "1",
+        "PC_WEBHOOK_TIMEOUT_SECONDS": _float("PC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+        "PC_WEBHOOK_RETRY_BASE_SECONDS": _float("PC_WEBHOOK_RETRY_BASE_SECONDS", 5.0),
+        "PC_WEBHOOK_RETRY_MAX_SECONDS": _float("PC_WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600.0),
+        "PC_WEBHOOK_DISABLE_AFTER_HOURS": _float("PC_WEBHOOK_DISABLE_AFTER_HOURS", 72.0),
+        "PC_WEBHOOK_TICK_SECONDS": _float("PC_WEBHOOK_TICK_SECONDS", 5.0),
+        # SendGrid sync: push opt-outs and suppressions into unsubscribe groups and the global list.
+        "PC_SENDGRID_SYNC": _env("PC_SENDGRID_SYNC", "0") == "1",
+        "PC_SENDGRID_SYNC_SECONDS": _float("PC_SENDGRID_SYNC_SECONDS", 30.0),
         "BABEL_DEFAULT_LOCALE": "en",
         "PC_LOCALES": ["en", "es"],
     }

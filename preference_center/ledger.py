@@ -3,7 +3,9 @@
 Each event's hash covers its id, the previous hash, every non-personal field
 and a salted digest of the personal fields (IP, user agent, personal detail).
 Erasure blanks the personal fields and their salt but keeps the digest, so the
-chain still verifies while the data is gone for good.
+chain still verifies while the data is gone for good. Every appended event is
+handed to the outgoing webhooks' outbox and the SendGrid sync queue in the
+caller's transaction (`outbound`), so other systems hear of exactly what commits.
 """
 from __future__ import annotations
 
@@ -213,6 +215,7 @@ def append(
     _set_head_hash(event.hash)
     if contact is not None:
         apply(contact, event)
+    _tell([(contact, event)])
     return event
 
 
@@ -240,8 +243,18 @@ def append_many(specs: list[dict]) -> list[ConsentEvent]:
     # Core, not the ORM bulk path: one multi-row INSERT per 1,000 events instead of one per event.
     db.session.execute(insert(ConsentEvent.__table__), [{c: getattr(e, c) for c in columns} for e in events])
     _set_head_hash(prev_hash)
-    apply_many([(spec.get("contact"), event) for spec, event in zip(specs, events, strict=False)])
+    pairs = [(spec.get("contact"), event) for spec, event in zip(specs, events, strict=False)]
+    apply_many(pairs)
+    _tell(pairs)
     return events
+
+
+def _tell(pairs: list) -> None:
+    """Write the outgoing webhook messages and SendGrid pushes of just-appended events, in this transaction."""
+    from .outbound import outbox, sendgrid_sync  # both build on this module
+
+    outbox.ledger_events(pairs)
+    sendgrid_sync.ledger_events(pairs)
 
 
 # -- derived state ----------------------------------------------------------

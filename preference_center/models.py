@@ -459,3 +459,78 @@ class ImportJob(db.Model):
 def _wordings_never_change(mapper, connection, target) -> None:
     # A published wording is what people agreed to: publish a new version instead.
     raise ValueError(f"consent wording {target.version} ({target.locale}) is published and cannot change")
+
+
+class WebhookEndpoint(db.Model):
+    """An outgoing webhook: where other systems are told of consent changes, and how that goes."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # The change types it receives (change_feed.TYPES).
+    events: Mapped[list] = mapped_column(JSON, default=list)
+    # whsec_<base64>: kept to sign with (shown to the client once, at creation).
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # Since when every attempt failed (None: the last attempt succeeded).
+    failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookMessage(db.Model):
+    """The outbox: one message for one endpoint, written in the transaction of the change it tells of."""
+
+    __tablename__ = "webhook_messages"
+    __table_args__ = (
+        Index("ix_webhook_messages_due", "status", "next_attempt_at"),
+        Index("ix_webhook_messages_order", "endpoint_id", "contact_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # The webhook-id header: the same on every attempt, so receivers de-duplicate by it.
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    # Messages of one contact go out in order, each after the one before it succeeded.
+    contact_id: Mapped[int | None] = mapped_column(BigId)
+    ledger_event_id: Mapped[int | None] = mapped_column(BigId)
+    delivery_id: Mapped[int | None] = mapped_column(BigId)
+    payload: Mapped[dict] = mapped_column(JSON)
+    # The personal part, apart so that an erasure can blank what has not gone out yet.
+    email: Mapped[str | None] = mapped_column(String(320))
+    # pending -> delivered (or dropped when its endpoint is deleted: cascade).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A worker holds the message until then; one that died lets it go when it runs out.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SendGridSync(db.Model):
+    """An opt-out or suppression to push into SendGrid (an unsubscribe group, or the global list)."""
+
+    __tablename__ = "sendgrid_sync"
+    __table_args__ = (Index("ix_sendgrid_sync_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # "group" (an ASM unsubscribe group, group_id) or "global" (the global unsubscribe list).
+    target: Mapped[str] = mapped_column(String(16))
+    group_id: Mapped[int | None] = mapped_column(Integer)
+    # Blanked once pushed: SendGrid has it, we need not keep a second copy here.
+    email: Mapped[str | None] = mapped_column(String(320))
+    ledger_event_id: Mapped[int | None] = mapped_column(BigId)
+    # pending -> done
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -22,6 +22,8 @@ The database is the source of truth, not the broker:
 
 Guarantee: at most one delivery per (campaign, contact); after a crash the
 recipients that were in flight are visible as `unknown`; nobody is forgotten.
+A delivery marked sent or failed is written to the outgoing webhooks' outbox in
+the same transaction (`outbound.outbox.delivery_outcomes`).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from .errors import DomainError
 from .extensions import db
 from .mail import MessageBatch, TemplateError, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
+from .outbound import outbox
 from .sqlutil import chunked, one_of
 from .states import CampaignStatus
 
@@ -132,6 +135,8 @@ def _set(ids: list[int], **values) -> None:
         db.session.execute(update(Delivery).where(one_of(Delivery.id, ids))
                            .values(updated_at=utcnow(), **values)
                            .execution_options(synchronize_session=False))
+        if values.get("status") in (SENT, FAILED):
+            outbox.delivery_outcomes(ids, values["status"])  # told in the same transaction
 
 
 @dataclass
@@ -351,9 +356,11 @@ def fail_campaign(campaign_id: int, error: str) -> None:
         .returning(CampaignBatch.id).execution_options(synchronize_session=False)
     ).all()
     for ids in chunked(closed):
-        db.session.execute(update(Delivery).where(one_of(Delivery.batch_id, ids), Delivery.status == QUEUED)
-                           .values(status=FAILED, reason=RENDER_FAILED, error=error, updated_at=utcnow())
-                           .execution_options(synchronize_session=False))
+        failed = db.session.scalars(
+            update(Delivery).where(one_of(Delivery.batch_id, ids), Delivery.status == QUEUED)
+            .values(status=FAILED, reason=RENDER_FAILED, error=error, updated_at=utcnow())
+            .returning(Delivery.id).execution_options(synchronize_session=False)).all()
+        outbox.delivery_outcomes(list(failed), FAILED)
     db.session.commit()
 
 
@@ -435,8 +442,11 @@ def wait_for_rate(count: int, name: str = "provider") -> None:
 
 def _conclude_system(delivery_id: int, **values) -> str:
     """Record the end of a system delivery still queued (a worker that got there first wins); its status."""
-    db.session.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
-                       .values(updated_at=utcnow(), **values).execution_options(synchronize_session=False))
+    concluded = db.session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.status == QUEUED)
+        .values(updated_at=utcnow(), **values).execution_options(synchronize_session=False)).rowcount
+    if concluded and values.get("status") == FAILED:
+        outbox.delivery_outcomes([delivery_id], FAILED)  # told in the same transaction
     db.session.commit()
     return db.session.get(Delivery, delivery_id, populate_existing=True).status
 

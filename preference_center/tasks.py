@@ -18,7 +18,7 @@ from . import campaigns, feedback, imports, optouts, retention, sending
 
 __all__ = [
     "dispatch_campaign", "enqueue", "import_csv", "process_webhook_events", "run_retention", "send_batch",
-    "send_message", "settle_opt_outs", "sweep_webhook_events", "tick",
+    "deliver_webhooks", "push_to_sendgrid", "send_message", "settle_opt_outs", "sweep_webhook_events", "tick",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,28 @@ def run_retention(dry_run: bool = False) -> dict:
     """Daily: erase long-inactive contacts without a basis; fold old deliveries into statistics."""
     report = retention.plan() if dry_run else retention.apply()
     return report.as_dict()
+
+
+# -- outgoing webhooks -------------------------------------------------------------------
+
+@shared_task(name="preference_center.tasks.deliver_webhooks")
+def deliver_webhooks() -> dict:
+    """Every PC_WEBHOOK_TICK_SECONDS, and after each change that wrote the outbox: deliver what is due."""
+    from .outbound import delivery
+
+    run = delivery.run()
+    return {"delivered": run.delivered, "failed": run.failed, "disabled": run.disabled}
+
+
+@shared_task(name="preference_center.tasks.push_to_sendgrid")
+def push_to_sendgrid() -> dict:
+    """Every PC_SENDGRID_SYNC_SECONDS (with PC_SENDGRID_SYNC=1): push queued opt-outs and suppressions."""
+    from .outbound import sendgrid_sync
+
+    if not sendgrid_sync.enabled():
+        return {}
+    result = sendgrid_sync.push()
+    return {"pushed": result.pushed, "calls": result.calls, "failed": result.failed}
 
 
 # -- CSV imports ------------------------------------------------------------------------

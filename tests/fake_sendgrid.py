@@ -1,4 +1,5 @@
-"""A local fake of SendGrid's v3 POST /v3/mail/send that validates payloads like the real API."""
+"""A local fake of SendGrid's v3 API: POST /v3/mail/send validating payloads like the real API, and the
+suppression endpoints the sync calls (unsubscribe groups, the global list, bounces, spam reports)."""
 from __future__ import annotations
 
 import json
@@ -52,6 +53,12 @@ class _State:
     payloads: list[Any] = field(default_factory=list)
     accepted: list[Accepted] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    # Suppression lists: address sets as SendGrid keeps them (adding one held already changes nothing).
+    global_unsubscribes: set[str] = field(default_factory=set)
+    groups: dict[int, set[str]] = field(default_factory=dict)
+    bounces: list[str] = field(default_factory=list)
+    spam_reports: list[str] = field(default_factory=list)
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, body) of suppression calls
 
 
 class FakeSendGrid:
@@ -107,6 +114,29 @@ class FakeSendGrid:
         with self._state.lock:
             return list(self._state.accepted)
 
+    def seed_lists(self, *, bounces=(), spam_reports=(), unsubscribes=(), groups=None) -> None:
+        """What SendGrid holds before we first talk to it."""
+        with self._state.lock:
+            self._state.bounces.extend(bounces)
+            self._state.spam_reports.extend(spam_reports)
+            self._state.global_unsubscribes.update(unsubscribes)
+            for group, emails in (groups or {}).items():
+                self._state.groups.setdefault(int(group), set()).update(emails)
+
+    @property
+    def global_unsubscribes(self) -> set[str]:
+        with self._state.lock:
+            return set(self._state.global_unsubscribes)
+
+    def group(self, group_id: int) -> set[str]:
+        with self._state.lock:
+            return set(self._state.groups.get(group_id, set()))
+
+    @property
+    def suppression_calls(self) -> list[tuple[str, str, Any]]:
+        with self._state.lock:
+            return list(self._state.calls)
+
     @property
     def payloads(self) -> list[Any]:
         """The parsed JSON body of every request that had one."""
@@ -146,7 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, *body = step
             self._answer(status, headers, body[0] if body else _default_body(status))
             return
-        if self.path.split("?")[0] != "/v3/mail/send":
+        if self.path.split("?")[0].startswith("/v3/asm/"):
+            self._suppressions("POST", payload)
+        elif self.path.split("?")[0] != "/v3/mail/send":
             self._error(404, "not found")
         elif length > MAX_BODY_BYTES:
             self._error(413, "payload too large")
@@ -166,6 +198,64 @@ class _Handler(BaseHTTPRequestHandler):
                     Accepted(message_id=message_id, **a) for a in accepted  # type: ignore[arg-type]
                 )
             self._answer(202, {"X-Message-Id": message_id}, None)
+
+    def do_GET(self) -> None:
+        state = self.owner._state
+        with state.lock:
+            state.requests += 1
+            step = state.script.pop(0) if state.script else None
+        if step is not None and step[0] != "hang":
+            status, headers, *body = step
+            self._answer(status, headers, body[0] if body else _default_body(status))
+            return
+        self._suppressions("GET", None)
+
+    def _suppressions(self, method: str, payload: Any) -> None:
+        """The suppression endpoints: POST asm group / global additions, GET the lists (limit, offset)."""
+        state = self.owner._state
+        path, _, query = self.path.partition("?")
+        params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        if not self._authorized():
+            self._error(401, "The provided authorization grant is invalid, expired, or revoked")
+            return
+        with state.lock:
+            state.calls.append((method, path, payload))
+        parts = path.strip("/").split("/")
+        if method == "POST":
+            emails = payload.get("recipient_emails") if isinstance(payload, dict) else None
+            if not isinstance(emails, list) or not emails or not all(_is_email(e) for e in emails):
+                self._error(400, "recipient_emails must be a non-empty array of email addresses",
+                            "recipient_emails")
+                return
+            with state.lock:
+                if parts == ["v3", "asm", "suppressions", "global"]:
+                    state.global_unsubscribes.update(emails)
+                elif len(parts) == 5 and parts[:3] == ["v3", "asm", "groups"] and parts[4] == "suppressions" \
+                        and parts[3].isdigit():
+                    state.groups.setdefault(int(parts[3]), set()).update(emails)
+                else:
+                    self._error(404, "not found")
+                    return
+            self._answer(201, {}, {"recipient_emails": emails})
+            return
+        limit, offset = int(params.get("limit", 500)), int(params.get("offset", 0))
+        with state.lock:
+            if path == "/v3/suppression/bounces":
+                rows = [{"created": 1700000000, "email": e, "reason": "550 no such user", "status": "5.1.1"}
+                        for e in state.bounces]
+            elif path == "/v3/suppression/spam_reports":
+                rows = [{"created": 1700000000, "email": e, "ip": "192.0.2.1"} for e in state.spam_reports]
+            elif path == "/v3/suppression/unsubscribes":
+                rows = [{"created": 1700000000, "email": e} for e in sorted(state.global_unsubscribes)]
+            elif len(parts) == 5 and parts[:3] == ["v3", "asm", "groups"] and parts[3].isdigit():
+                self._answer(200, {}, sorted(state.groups.get(int(parts[3]), set())))
+                return
+            else:
+                rows = None
+        if rows is None:
+            self._error(404, "not found")
+        else:
+            self._answer(200, {}, rows[offset:offset + limit])
 
     def _authorized(self) -> bool:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")

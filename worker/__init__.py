@@ -34,6 +34,10 @@ def celery_config(config: dict) -> dict:
             "tick": {"task": "preference_center.tasks.tick", "schedule": float(config["PC_TICK_SECONDS"])},
             "settle-opt-outs": {"task": "preference_center.tasks.settle_opt_outs", "schedule": float(config["PC_SETTLE_SECONDS"])},
             "webhook-sweep": {"task": "preference_center.tasks.sweep_webhook_events", "schedule": 60.0},
+            "deliver-webhooks": {"task": "preference_center.tasks.deliver_webhooks",
+                                 "schedule": float(config["PC_WEBHOOK_TICK_SECONDS"])},
+            "push-to-sendgrid": {"task": "preference_center.tasks.push_to_sendgrid",
+                                 "schedule": float(config["PC_SENDGRID_SYNC_SECONDS"])},
             "retention": {"task": "preference_center.tasks.retention", "schedule": crontab(hour=3, minute=17)},
         },
     }

@@ -3,4 +3,5 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from . import routes  # noqa: E402,F401  (routes register on bp)
+# The route modules register on bp: the core API, and consent as a service (eligibility, feed, webhooks).
+from . import routes, service_routes  # noqa: E402,F401

@@ -64,7 +64,8 @@ def _operation(op: Operation) -> dict:
     spec: dict = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
     if op.description:
         spec["description"] = op.description
-    parameters = _parameters(op.params, "path") + _parameters(op.headers, "header")
+    parameters = (_parameters(op.params, "path") + _parameters(op.query, "query")
+                  + _parameters(op.headers, "header"))
     if parameters:
         spec["parameters"] = parameters
     if op.body is not None:

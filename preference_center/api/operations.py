@@ -72,11 +72,13 @@ class Operation:
     answers: dict[int, Answer]
     params: type[schemas.Input] | None = None
     headers: type[schemas.Input] | None = None
+    query: type[schemas.Input] | None = None
     body: type[schemas.Input] | None = None
     body_required: bool = True
     public: bool = False
     conflict: str | None = None
     not_found: str | None = None
+    forbidden: str | None = None
     description: str | None = None
 
     @property
@@ -93,7 +95,9 @@ class Operation:
                 found[422] = ERRORS[422]
         elif self.not_found:
             found[404] = self.not_found
-        if self.headers is not None:
+        if self.forbidden:
+            found[403] = self.forbidden
+        if self.headers is not None or self.query is not None:
             found[422] = ERRORS[422]
         if self.conflict or self.writes:
             why = "; or ".join(filter(None, (self.conflict, RACE if self.writes else None)))
@@ -135,6 +139,8 @@ def operation(method: str, path: str, *, summary: str, tag: str, answers: dict[i
             if op.headers is not None:
                 given = {alias: request.headers[alias] for alias in _aliases(op.headers) if alias in request.headers}
                 kwargs["headers"] = _validated(op.headers, given)
+            if op.query is not None:
+                kwargs["query"] = _validated(op.query, _query_args())
             if op.body is not None:
                 kwargs["body"] = _validated(op.body, _read_body(op))
             for attempt in range(RETRIES + 1 if op.writes else 1):
@@ -177,6 +183,14 @@ def _read_body(op: Operation) -> dict:
     if not isinstance(data, dict):
         raise bodies.BodyError(400, "malformed_json", "the request body must be a JSON object")
     return data
+
+
+def _query_args() -> dict:
+    """The query string as one value per name (a name given twice is refused: which one would count?)."""
+    for name, values in request.args.lists():
+        if len(values) > 1:
+            raise ApiError(422, "validation_error", f"{name} is given more than once", name)
+    return request.args.to_dict()
 
 
 def _validated(model: type[BaseModel], data: dict) -> BaseModel:

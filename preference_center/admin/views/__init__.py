@@ -9,5 +9,6 @@ from . import (  # noqa: F401
     signin,
     topic_pages,
     user_pages,
+    webhook_pages,
     wording_pages,
 )

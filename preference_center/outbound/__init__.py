@@ -1,0 +1,1 @@
+"""Outgoing webhooks (Standard Webhooks): endpoints, the outbox written with each change, and its delivery."""
