@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 from werkzeug.serving import run_simple
 
-from . import actors, ledger, staff
+from . import actors, config, ledger, staff
 from .commands import DomainError, access
 from .config import ConfigError
 from .extensions import db
@@ -27,6 +27,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(run)
     app.cli.add_command(worker)
     app.cli.add_command(beat)
+    app.cli.add_command(settings_command)
     from .retention import retention_command
 
     app.cli.add_command(retention_command)
@@ -94,6 +95,19 @@ def ledger_settle() -> None:
     from . import optouts
 
     click.echo(f"settled {optouts.settle_all()} one-click opt-out(s)")
+
+
+@click.command("settings")
+@click.option("--write", is_flag=True, help="rewrite the tables in README.md and docs/configuration.md")
+def settings_command(write: bool) -> None:
+    """Print the configuration table generated from the settings registry (or write it into the docs)."""
+    if not write:
+        click.echo(config.markdown_table(), nl=False)
+        return
+    for name in config.DOCUMENTS:
+        path = config.PROJECT_ROOT / name
+        path.write_text(config.with_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+        click.echo(f"wrote the settings table into {name}")
 
 
 def _celery(*args: str) -> list[str]:
