@@ -3,6 +3,7 @@ import sys
 
 from preference_center import create_app
 from preference_center.config import ConfigError
+from preference_center.logs import configure as configure_logging
 
 try:
     app = create_app()
@@ -10,3 +11,4 @@ except ConfigError as exc:
     # A configuration that cannot run safely: one clear line, not a traceback.
     print(f"preference-center: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
+configure_logging(app.config)

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
 from . import config as settings
-from . import inputs
+from . import inputs, logs
 from .errors import DomainError
 from .extensions import csrf, db, migrate
 
@@ -33,6 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     settings.check_production(app.config)
     instance.mkdir(parents=True, exist_ok=True)
     register_input_rules(app)  # first: routes bind their converters, and its hook runs before every other
+    logs.init_app(app)  # before even that one: every answer carries its request id
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PACKAGE / "migrations"), render_as_batch=True)
@@ -86,26 +87,15 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def register_health(app: Flask) -> None:
-    @app.get("/healthz")
-    def healthz():
-        checks = {"database": "ok", "broker": "ok"}
-        try:
-            db.session.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-            checks["database"] = f"error: {type(exc).__name__}"
-        from kombu import Connection
+    """/healthz, /healthz/live, /healthz/ready (health.py) and /metrics (metrics.py)."""
+    from . import health, metrics
 
-        try:
-            with Connection(app.config["PC_BROKER_URL"], connect_timeout=2) as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
-        except Exception as exc:  # noqa: BLE001
-            checks["broker"] = f"error: {type(exc).__name__}"
-        healthy = all(v == "ok" for v in checks.values())
-        return jsonify({"status": "ok" if healthy else "error", **checks}), 200 if healthy else 503
+    app.register_blueprint(health.bp)
+    metrics.init_app(app)
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path.startswith("/webhooks/") or request.path == "/healthz"
+    return request.path.startswith(("/api/", "/webhooks/", "/healthz", "/metrics"))
 
 
 def register_input_rules(app: Flask) -> None:

@@ -178,6 +178,21 @@ def instance_path() -> Path:
     return Path(_raw(BY_NAME["PC_INSTANCE_PATH"], PROJECT_ROOT)).resolve()
 
 
+def is_set(name: str) -> bool:
+    """Whether the environment gives `name` a value (an empty one counts as unset)."""
+    return os.environ.get(name) not in (None, "")
+
+
+def environment(overrides: dict[str, str]) -> dict[str, str]:
+    """The environment for a child process we start: ours, with `overrides` on top."""
+    return {**os.environ, **overrides}
+
+
+def prometheus_multiprocess_dir() -> str | None:
+    """prometheus_client's own variable: set, every process writes its metrics there (gunicorn, workers)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+
+
 def unknown_variables(environ=None) -> list[str]:
     """PC_* variables in the environment that no setting declares (usually a typo)."""
     environ = os.environ if environ is None else environ

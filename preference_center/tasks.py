@@ -14,7 +14,7 @@ import logging
 from celery import shared_task
 from flask import current_app
 
-from . import campaigns, feedback, imports, optouts, retention, sending
+from . import campaigns, feedback, imports, logs, optouts, retention, sending
 
 __all__ = [
     "dispatch_campaign", "enqueue", "import_csv", "process_webhook_events", "run_retention", "send_batch",
@@ -32,7 +32,8 @@ def enqueue(name: str, *args, countdown: float | None = None) -> bool:
     committed change into an error.
     """
     try:
-        current_app.extensions["celery"].send_task(f"preference_center.tasks.{name}", args=args, countdown=countdown)
+        current_app.extensions["celery"].send_task(f"preference_center.tasks.{name}", args=args, countdown=countdown,
+                                                   headers=logs.task_headers())
     except Exception as exc:  # noqa: BLE001 - broker down or unreachable: the scheduler recovers the work
         log.warning("could not queue %s%r (%s: %s); the scheduler will pick it up", name, args,
                     type(exc).__name__, exc)
