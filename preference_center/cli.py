@@ -145,6 +145,7 @@ def base_url_for(host: str, port: int) -> str:
 @click.command("run")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int, help="links use this port too unless PC_BASE_URL is set")
+@with_appcontext
 def run(host: str, port: int) -> None:
     """Start the site, a worker and the scheduler together (the embedded default)."""
     app = current_app._get_current_object()
