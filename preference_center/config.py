@@ -126,8 +126,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PC_LOG_FORMAT", "str", None,
             "`json` (one object per line) or `text`", shown="`json` in production, `text` otherwise"),
     Setting("PC_METRICS_ALLOW", "cidrs", "127.0.0.0/8,::1/128",
-            "networks (CIDRs, comma-separated) allowed to read `/metrics` without a token",
-            "your Prometheus's network"),
+            "networks (CIDRs, comma-separated) allowed to read `/metrics` without a token; `none`: token only",
+            "your Prometheus's network, or `none` behind a proxy on the same host"),
     Setting("PC_METRICS_TOKEN", "str", None,
             "bearer token that reads `/metrics` from anywhere (`Authorization: Bearer …`)"),
 )
@@ -166,6 +166,8 @@ def parse(setting: Setting, raw: str | None):
     if setting.kind == "list":
         return [part.strip() for part in raw.split(",") if part.strip()]
     if setting.kind == "cidrs":
+        if raw.strip().lower() == "none":
+            return []
         try:
             return [str(ipaddress.ip_network(part.strip(), strict=False)) for part in raw.split(",") if part.strip()]
         except ValueError as exc:

@@ -96,3 +96,12 @@ def test_the_readme_production_block_is_what_the_smoke_test_runs():
     assert [s.split()[0:2] for s in services] == [["gunicorn", "-w"], ["preference-center", "worker"],
                                                    ["preference-center", "beat"]]
     assert commands.index("preference-center db upgrade") < commands.index(services[0])
+
+
+def test_the_operations_guide_shows_the_same_production_commands_as_the_readme():
+    def block(path: Path) -> str:
+        text = path.read_text(encoding="utf-8")
+        start = text.index("export PC_ENV=production")
+        return text[start:text.index("```", start)]
+
+    assert block(ROOT / "docs" / "operations.md") == block(ROOT / "README.md")
