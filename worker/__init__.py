@@ -21,7 +21,8 @@ _configs: dict = {}
 def _our_logging(loglevel=None, **_):
     """Celery's worker and beat log through our handler (JSON in production, masked, routine work at DEBUG)."""
     config = _configs.get("app")
-    if config is not None:
+    # Tests start workers inside pytest, whose own log capture must stay in place.
+    if config is not None and config["PC_ENV"] != "testing":
         logs.configure(config, loglevel)
 
 
