@@ -31,6 +31,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         if "PC_SECRET_KEYS" in test_config:
             app.config["SECRET_KEY"] = test_config["PC_SECRET_KEYS"][-1]
     settings.check_production(app.config)
+    settings.warn_unknown_variables()  # once per process
     instance.mkdir(parents=True, exist_ok=True)
     register_input_rules(app)  # first: routes bind their converters, and its hook runs before every other
     logs.init_app(app)  # before even that one: every answer carries its request id

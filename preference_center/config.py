@@ -133,6 +133,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _warned: set[str] = set()
 
 
@@ -219,7 +220,6 @@ def _similar(known: str, name: str) -> bool:
 
 def load(instance: Path) -> dict:
     """Build the Flask config mapping from the environment."""
-    warn_unknown_variables()
     values = {s.name: parse(s, _raw(s, instance)) for s in SETTINGS}
     values["PC_INSTANCE_PATH"] = str(instance)
     env = values["PC_ENV"]
@@ -229,6 +229,9 @@ def load(instance: Path) -> dict:
         values["PC_LOG_FORMAT"] = "json" if env == "production" else "text"
     if values["PC_LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError("PC_LOG_FORMAT must be json or text")
+    values["PC_LOG_LEVEL"] = values["PC_LOG_LEVEL"].upper()
+    if values["PC_LOG_LEVEL"] not in LOG_LEVELS:
+        raise ConfigError(f"PC_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
     if not values["PC_SECRET_KEYS"]:
         values["PC_SECRET_KEYS"] = [DEFAULT_SECRET]
     values["PC_BASE_URL"] = values["PC_BASE_URL"].rstrip("/")

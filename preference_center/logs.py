@@ -29,7 +29,7 @@ from flask import Flask, g, has_request_context, request
 
 HEADER = "X-Request-Id"
 TASK_HEADER = "pc_request_id"
-_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 # The request id outside a request: set while a task runs.
 _task_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("pc_request_id", default=None)
 
@@ -111,6 +111,8 @@ class MaskingFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - a bad format string must not lose the record
             message = f"{record.msg!r} {record.args!r}"
         record.msg, record.args = mask(message), None
+        if isinstance(getattr(record, "request_id", None), str):
+            record.request_id = mask(record.request_id)  # a caller's own id is as untrusted as any input
         if record.exc_info and not record.exc_text:
             record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         if record.exc_text:
@@ -175,9 +177,9 @@ def handler_for(config: dict, level: int, stream=None) -> logging.Handler:
 
 def configure(config: dict, level: str | int | None = None) -> None:
     """Replace the root logger's handlers with ours (processes we start: web, worker, scheduler, CLI)."""
-    level = logging.getLevelName(str(level or config["PC_LOG_LEVEL"]).upper()) if not isinstance(level, int) else level
     if not isinstance(level, int):
-        level = logging.INFO
+        level = logging.getLevelName(str(level or config["PC_LOG_LEVEL"]).upper())
+        level = level if isinstance(level, int) else logging.INFO
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from preference_center import config
+from preference_center import config, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [*ROOT.glob("preference_center/**/*.py"), *ROOT.glob("worker/*.py"), ROOT / "wsgi.py"]
@@ -76,7 +76,7 @@ def test_production_logs_json_unless_told_otherwise(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name, value", [
     ("PC_RATELIMITS_ENABLED", "maybe"), ("PC_SEND_RATE", "fast"), ("PC_STAFF_SESSION_HOURS", "8h"),
-    ("PC_METRICS_ALLOW", "10.0.0.0/33"), ("PC_ENV", "staging"),
+    ("PC_METRICS_ALLOW", "10.0.0.0/33"), ("PC_ENV", "staging"), ("PC_LOG_LEVEL", "LOUD"),
 ])
 def test_a_value_of_the_wrong_type_stops_the_start_naming_the_variable(monkeypatch, tmp_path, name, value):
     monkeypatch.setenv(name, value)
@@ -89,8 +89,8 @@ def test_unknown_pc_variables_are_warned_about_once_with_a_suggestion(monkeypatc
     monkeypatch.setenv("PC_TEST_WHATEVER", "1")  # the test suite's own
     monkeypatch.setattr(config, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="preference_center.config"):
-        config.load(tmp_path)
-        config.load(tmp_path)
+        create_app({"PC_INSTANCE_PATH": str(tmp_path)})
+        create_app({"PC_INSTANCE_PATH": str(tmp_path)})
     warnings = [r.getMessage() for r in caplog.records if r.name == "preference_center.config"]
     assert len(warnings) == 1
     assert "PC_BACTH_SIZE" in warnings[0] and "PC_BATCH_SIZE" in warnings[0]

@@ -30,7 +30,7 @@ def test_a_request_id_given_by_the_caller_is_echoed(client):
     assert client.get("/healthz/live", headers={"X-Request-Id": "lb-42.a"}).headers["X-Request-Id"] == "lb-42.a"
 
 
-@pytest.mark.parametrize("offered", [None, "", "has spaces", "x" * 129, "semi;colon"])
+@pytest.mark.parametrize("offered", [None, "", "has spaces", "x" * 129, "semi;colon", "ann@example.com"])
 def test_a_missing_or_unusable_request_id_is_replaced_by_a_new_one(client, offered):
     headers = {"X-Request-Id": offered} if offered is not None else {}
     first = client.get("/healthz/live", headers=headers).headers["X-Request-Id"]
