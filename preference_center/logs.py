@@ -57,6 +57,16 @@ def mask(text: str) -> str:
     return text
 
 
+_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
+
+
+def route_label() -> str:
+    """The request's route rule without converter arguments (`/api/v1/campaigns/<id>/schedule`), never its path."""
+    if request.url_rule is None:
+        return "(unmatched)"
+    return _CONVERTER.sub(r"<\1>", request.url_rule.rule)
+
+
 def current_request_id() -> str | None:
     """The id of the request (or of the task's originating request) being handled, if any."""
     if has_request_context():
@@ -212,7 +222,7 @@ def init_app(app: Flask) -> None:
             response.headers[HEADER] = request_id
         if app.config["PC_ENV"] == "production" and requests_log.isEnabledFor(logging.INFO):
             took = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
-            route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+            route = route_label()
             requests_log.info("%s %s %s", request.method, route, response.status_code,
                               extra={"method": request.method, "route": route, "status": response.status_code,
                                      "duration_ms": round(took, 1)})

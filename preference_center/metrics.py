@@ -34,6 +34,7 @@ from prometheus_client.registry import REGISTRY
 from sqlalchemy import func, or_, select
 
 from . import config as settings
+from . import logs
 from .extensions import db
 from .models import Campaign, CampaignBatch, Delivery, OptOutInbox, WebhookEvent, utcnow
 from .states import CampaignStatus
@@ -202,7 +203,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def count_request(response):
         started = g.get("request_started")  # taken by logs.init_app's first hook
-        route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        route = logs.route_label()
         REQUESTS.labels(method=request.method, route=route, status=str(response.status_code)).inc()
         if started is not None:
             LATENCY.labels(method=request.method, route=route).observe(time.perf_counter() - started)

@@ -221,3 +221,11 @@ def test_not_ready_when_the_broker_is_unreachable_and_healthz_says_the_same(app,
         assert response.status_code == 503
         body = response.get_json()
         assert body["status"] == "error" and body["database"] == "ok" and re.match(r"error: \w+", body["broker"])
+
+
+def test_routes_are_labelled_by_their_parameters_names_not_their_converters(client, api, topics):
+    api.post("/campaigns/12345/schedule", json={"at": None})
+    samples = scrape(client)
+    routes = {dict(labels).get("route") for name, labels in samples if name == "pc_http_requests_total"}
+    assert "/api/v1/campaigns/<id>/schedule" in routes
+    assert not any("int(" in route or "12345" in route for route in routes if route)

@@ -12,7 +12,7 @@ and stops everything with SIGTERM. Only the port differs from the README
 (GUNICORN_CMD_ARGS), so another run on the same machine does not collide.
 
 Needs the test extras (gunicorn). Exit status 0 when everything held; the
-logs of every process are printed when something did not.
+logs of every process are printed when something did not (or with --show-logs).
 """
 from __future__ import annotations
 
@@ -188,7 +188,8 @@ class Run:
             print(log.read_text(errors="replace")[-4000:], file=sys.stderr)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    show_logs = "--show-logs" in (sys.argv[1:] if argv is None else argv)
     database = os.environ.get("PC_TEST_DATABASE_URL")
     broker = os.environ.get("PC_TEST_BROKER_URL")
     if not (database and broker) or not database.startswith("postgresql"):
@@ -236,6 +237,8 @@ def main() -> int:
             report = exercise(run, env, base, fake, deadline)
             problems = run.stop()
             problems += check_logs(run)
+            if show_logs:
+                run.dump()
             if problems:
                 raise SmokeFailed("; ".join(problems))
         except BaseException:
