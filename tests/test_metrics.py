@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -229,3 +230,42 @@ def test_routes_are_labelled_by_their_parameters_names_not_their_converters(clie
     routes = {dict(labels).get("route") for name, labels in samples if name == "pc_http_requests_total"}
     assert "/api/v1/campaigns/<id>/schedule" in routes
     assert not any("int(" in route or "12345" in route for route in routes if route)
+
+
+@pytest.mark.slow
+def test_under_several_processes_metrics_add_up_every_process(tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR: what gunicorn's workers (and Celery's) count is summed on /metrics."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    script = (
+        "import sys\n"
+        "from preference_center import create_app\n"
+        "from tests.helpers import app_settings, prepare_database\n"
+        "from pathlib import Path\n"
+        "app = create_app(app_settings(Path(sys.argv[1])))\n"
+        "prepare_database(app)\n"
+        "client = app.test_client()\n"
+        "for _ in range(int(sys.argv[2])):\n"
+        "    assert client.get('/healthz/live').status_code == 200\n"
+        "if sys.argv[3] == 'scrape':\n"
+        "    sys.stdout.write(client.get('/metrics').get_data(as_text=True))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    env.pop("PC_TEST_DATABASE_URL", None)
+    env.pop("PC_TEST_BROKER_URL", None)
+    for index, (count, then) in enumerate([(3, "-"), (2, "scrape")]):
+        (tmp_path / str(index)).mkdir()
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / str(index)), str(count), then],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    samples = {}
+    for family in text_string_to_metric_families(done.stdout):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert value(samples, "pc_http_requests_total", method="GET", route="/healthz/live", status="200") == 5
+    assert value(samples, "pc_database_up") == 1
