@@ -23,8 +23,8 @@ DEFAULT_SECRET = "dev-insecure-secret-change-me"
 MIN_SECRET_BITS = 64
 MAKE_ONE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Variables of the test suite and its tools, never read by the application.
-NOT_OURS = ("PC_TEST_",)
+# Variables of the test suite and the benchmarks, never read by the application.
+NOT_OURS = ("PC_TEST_", "PC_BENCH_")
 
 log = logging.getLogger(__name__)
 

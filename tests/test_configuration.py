@@ -87,6 +87,7 @@ def test_a_value_of_the_wrong_type_stops_the_start_naming_the_variable(monkeypat
 def test_unknown_pc_variables_are_warned_about_once_with_a_suggestion(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("PC_BACTH_SIZE", "10")
     monkeypatch.setenv("PC_TEST_WHATEVER", "1")  # the test suite's own
+    monkeypatch.setenv("PC_BENCH_STATS", "/tmp/x")  # the benchmarks' own
     monkeypatch.setattr(config, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="preference_center.config"):
         create_app({"PC_INSTANCE_PATH": str(tmp_path)})
