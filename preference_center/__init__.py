@@ -7,6 +7,7 @@ from flask import Flask, jsonify, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
 from . import inputs, logs
@@ -31,6 +32,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         if "PC_SECRET_KEYS" in test_config:
             app.config["SECRET_KEY"] = test_config["PC_SECRET_KEYS"][-1]
     settings.check_production(app.config)
+    if app.config["PC_PROXY_HOPS"] > 0:
+        # Behind a reverse proxy the peer is the proxy: the client's address comes from its headers.
+        hops = app.config["PC_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     settings.warn_unknown_variables()  # once per process
     instance.mkdir(parents=True, exist_ok=True)
     register_input_rules(app)  # first: routes bind their converters, and its hook runs before every other

@@ -128,6 +128,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PC_METRICS_ALLOW", "cidrs", "127.0.0.0/8,::1/128",
             "networks (CIDRs, comma-separated) allowed to read `/metrics` without a token; `none`: token only",
             "your Prometheus's network, or `none` behind a proxy on the same host"),
+    Setting("PC_PROXY_HOPS", "int", "0",
+            "reverse proxies in front of the site whose `X-Forwarded-For` and `X-Forwarded-Proto` are trusted "
+            "(the client address recorded in the ledger and checked by `/metrics`)",
+            "`1` behind one HTTPS proxy"),
     Setting("PC_METRICS_TOKEN", "str", None,
             "bearer token that reads `/metrics` from anywhere (`Authorization: Bearer …`)"),
 )

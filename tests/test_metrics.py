@@ -269,3 +269,21 @@ def test_under_several_processes_metrics_add_up_every_process(tmp_path):
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     assert value(samples, "pc_http_requests_total", method="GET", route="/healthz/live", status="200") == 5
     assert value(samples, "pc_database_up") == 1
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(app_config, tmp_path):
+    from preference_center import create_app
+
+    from .helpers import prepare_database
+
+    app_config["PC_PROXY_HOPS"] = 1
+    proxied = create_app(app_config)
+    prepare_database(proxied)
+    client = proxied.test_client()
+    # The proxy runs on the same machine (loopback): the caller behind it is not on an allowed network.
+    refused = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert refused.status_code == 403
+    assert client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200
+    with proxied.app_context():
+        db.session.remove()
+        db.engine.dispose()
