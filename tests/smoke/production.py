@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "PC_MAIL_TRANSPORT": "sendgrid",
             "PC_SENDGRID_API_KEY": "SG.smoke-test-key",
             "PC_RATELIMIT_STORAGE_URL": broker if broker.startswith("redis") else "memory://",
+            "PC_PROXY_HOPS": "1",  # no proxy here: without X-Forwarded-For the peer's address stands
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         }
         missing = [name for name in names if name not in values]
