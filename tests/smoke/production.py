@@ -34,6 +34,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from tests.fake_sendgrid import FakeSendGrid
+from tests.helpers import ensure_postgres_database
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "<!-- production commands:"
@@ -71,7 +72,8 @@ def free_port() -> int:
 
 
 def reset_database(url: str) -> None:
-    """An empty public schema (the smoke run owns this database while it runs)."""
+    """An empty public schema (the smoke run owns this database while it runs); created if missing."""
+    ensure_postgres_database(url)
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
