@@ -46,6 +46,7 @@ class Setting:
     derive: Callable[[Path], str] | None = None  # a default computed from the instance path
 
     def shown_default(self) -> str:
+        """The default as the configuration table shows it."""
         if self.shown is not None:
             return self.shown
         return "unset" if self.default is None else f"`{self.default}`"

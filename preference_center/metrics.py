@@ -70,6 +70,7 @@ class _ThisProcess:
     """The process-local registry, when there is no multiprocess directory."""
 
     def collect(self):
+        """This process's own metrics (the default registry)."""
         return REGISTRY.collect()
 
 
@@ -77,6 +78,7 @@ class DatabaseCollector:
     """Campaign progress and queue depths, read from the database at scrape time."""
 
     def collect(self):
+        """The database's figures, or pc_database_up 0 when it does not answer."""
         now = utcnow()
         try:
             families = self._read(now)
