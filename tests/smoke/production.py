@@ -353,6 +353,11 @@ def check_logs(run: Run) -> list[str]:
         json_lines = [raw for raw in content.splitlines() if raw.startswith("{")]
         if not json_lines:
             problems.append(f"`{line}` wrote no JSON log line")
+        if line.startswith("gunicorn "):
+            # The site's master and workers log only through our handler (gunicorn.conf.py, wsgi.py).
+            other = [raw for raw in content.splitlines() if raw.strip() and not raw.startswith("{")]
+            if other:
+                problems.append(f"`{line}` wrote lines that are not JSON: {other[:3]}")
     if not found_request_id:
         problems.append("the worker's log never carried the request id of the API call that enqueued its task")
     return problems
