@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as settings
-from . import inputs
+from . import inputs, logs
 from .errors import DomainError
 from .extensions import csrf, db, migrate
 
@@ -31,8 +32,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         if "PC_SECRET_KEYS" in test_config:
             app.config["SECRET_KEY"] = test_config["PC_SECRET_KEYS"][-1]
     settings.check_production(app.config)
+    if app.config["PC_PROXY_HOPS"] > 0:
+        # Behind a reverse proxy the peer is the proxy: the client's address comes from its headers.
+        hops = app.config["PC_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    settings.warn_unknown_variables()  # once per process
     instance.mkdir(parents=True, exist_ok=True)
     register_input_rules(app)  # first: routes bind their converters, and its hook runs before every other
+    logs.init_app(app)  # before even that one: every answer carries its request id
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PACKAGE / "migrations"), render_as_batch=True)
@@ -86,26 +93,15 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def register_health(app: Flask) -> None:
-    @app.get("/healthz")
-    def healthz():
-        checks = {"database": "ok", "broker": "ok"}
-        try:
-            db.session.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-            checks["database"] = f"error: {type(exc).__name__}"
-        from kombu import Connection
+    """/healthz, /healthz/live, /healthz/ready (health.py) and /metrics (metrics.py)."""
+    from . import health, metrics
 
-        try:
-            with Connection(app.config["PC_BROKER_URL"], connect_timeout=2) as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
-        except Exception as exc:  # noqa: BLE001
-            checks["broker"] = f"error: {type(exc).__name__}"
-        healthy = all(v == "ok" for v in checks.values())
-        return jsonify({"status": "ok" if healthy else "error", **checks}), 200 if healthy else 503
+    app.register_blueprint(health.bp)
+    metrics.init_app(app)
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path.startswith("/webhooks/") or request.path == "/healthz"
+    return request.path.startswith(("/api/", "/webhooks/", "/healthz", "/metrics"))
 
 
 def register_input_rules(app: Flask) -> None:

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 from werkzeug.serving import run_simple
 
-from . import actors, ledger, staff
+from . import actors, config, ledger, logs, staff
 from .commands import DomainError, access
 from .config import ConfigError
 from .extensions import db
@@ -27,6 +27,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(run)
     app.cli.add_command(worker)
     app.cli.add_command(beat)
+    app.cli.add_command(settings_command)
     from .retention import retention_command
 
     app.cli.add_command(retention_command)
@@ -97,6 +98,19 @@ def ledger_settle() -> None:
     click.echo(f"settled {optouts.settle_all()} one-click opt-out(s)")
 
 
+@click.command("settings")
+@click.option("--write", is_flag=True, help="rewrite the tables in README.md and docs/configuration.md")
+def settings_command(write: bool) -> None:
+    """Print the configuration table generated from the settings registry (or write it into the docs)."""
+    if not write:
+        click.echo(config.markdown_table(), nl=False)
+        return
+    for name in config.DOCUMENTS:
+        path = config.PROJECT_ROOT / name
+        path.write_text(config.with_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+        click.echo(f"wrote the settings table into {name}")
+
+
 def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker", *args]
 
@@ -106,7 +120,7 @@ def _celery(*args: str) -> list[str]:
 @click.option("--pool", default=None, help="prefork (default on a server broker), threads or solo")
 def worker(concurrency: int | None, pool: str | None) -> None:
     """Start a Celery worker (same settings as the site)."""
-    args = ["worker", "--loglevel", "INFO"]
+    args = ["worker", "--loglevel", current_app.config["PC_LOG_LEVEL"]]
     if concurrency:
         args += ["--concurrency", str(concurrency)]
     if pool:
@@ -117,19 +131,36 @@ def worker(concurrency: int | None, pool: str | None) -> None:
 @click.command("beat")
 def beat() -> None:
     """Start the Celery scheduler (starts due campaigns, finds lost batches, retention)."""
-    os.execv(sys.executable, _celery("beat", "--loglevel", "INFO", "--schedule",
+    os.execv(sys.executable, _celery("beat", "--loglevel", current_app.config["PC_LOG_LEVEL"], "--schedule",
                                      os.path.join(current_app.instance_path, "celerybeat-schedule")))
+
+
+def base_url_for(host: str, port: int) -> str:
+    """The links' base URL when PC_BASE_URL is unset: this server's own address."""
+    shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
 
 
 @click.command("run")
 @click.option("--host", default="127.0.0.1")
-@click.option("--port", default=5000, type=int)
+@click.option("--port", default=5000, type=int, help="links use this port too unless PC_BASE_URL is set")
+@with_appcontext
 def run(host: str, port: int) -> None:
     """Start the site, a worker and the scheduler together (the embedded default)."""
+    app = current_app._get_current_object()
+    overrides = {}
+    if not config.is_set("PC_BASE_URL"):
+        # Mailed links must point at this server, whichever port it got; the worker builds them too.
+        app.config["PC_BASE_URL"] = overrides["PC_BASE_URL"] = base_url_for(host, port)
+    logs.configure(app.config)
+    level = app.config["PC_LOG_LEVEL"]
     children = [
-        subprocess.Popen(_celery("worker", "--beat", "--loglevel", "INFO", "--pool", "threads",
+        subprocess.Popen(_celery("worker", "--beat", "--loglevel", level, "--pool", "threads",
                                  "--concurrency", "4", "--schedule",
-                                 os.path.join(current_app.instance_path, "celerybeat-schedule"))),
+                                 os.path.join(current_app.instance_path, "celerybeat-schedule")),
+                         env=config.environment(overrides)),
     ]
 
     def stop(*_):
@@ -148,7 +179,7 @@ def run(host: str, port: int) -> None:
     click.echo(f"Preference Center on http://{host}:{port}  (links use {base}); outbox at {base}/outbox")
     try:
         # app.run() refuses to block inside the flask CLI; serve directly.
-        run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
+        run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
         stop()
 

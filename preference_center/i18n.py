@@ -18,7 +18,7 @@ babel = Babel()
 
 
 def supported() -> list[str]:
-    return list(current_app.config.get("PC_LOCALES") or ["en"])
+    return list(current_app.config["PC_LOCALES"])
 
 
 def _language(value: str | None) -> str | None:
@@ -31,7 +31,7 @@ def _language(value: str | None) -> str | None:
 
 def select_locale() -> str:
     """The locale of this request (see the module docstring for the order)."""
-    default = current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
+    default = current_app.config["BABEL_DEFAULT_LOCALE"]
     if not request:
         return default
     return (

@@ -22,7 +22,7 @@ def per_link() -> str:
 
 def init_limits(app: Flask) -> None:
     """Bind the limiter to `app`; PC_RATELIMITS_ENABLED switches it, PC_RATELIMIT_STORAGE_URL stores counts."""
-    app.config["RATELIMIT_ENABLED"] = bool(app.config.get("PC_RATELIMITS_ENABLED", True))
-    app.config["RATELIMIT_STORAGE_URI"] = app.config.get("PC_RATELIMIT_STORAGE_URL") or "memory://"
+    app.config["RATELIMIT_ENABLED"] = bool(app.config["PC_RATELIMITS_ENABLED"])
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["PC_RATELIMIT_STORAGE_URL"]
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)

@@ -33,7 +33,7 @@ def send(to: str, subject: str, text: str) -> bool:
 def locale_for(contact: Contact) -> str:
     """The language to write to a contact in: theirs if we have it, else the current one."""
     wanted = (contact.locale or "").split("-")[0]
-    return wanted if wanted in current_app.config.get("PC_LOCALES", ["en"]) else str(get_locale())
+    return wanted if wanted in current_app.config["PC_LOCALES"] else str(get_locale())
 
 
 def confirmation(contact: Contact, pending: list[ConsentEvent]) -> tuple[str, str, str]:

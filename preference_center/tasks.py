@@ -14,7 +14,7 @@ import logging
 from celery import shared_task
 from flask import current_app
 
-from . import campaigns, feedback, imports, optouts, retention, sending
+from . import campaigns, feedback, imports, logs, metrics, optouts, retention, sending
 
 __all__ = [
     "dispatch_campaign", "enqueue", "import_csv", "process_webhook_events", "run_retention", "send_batch",
@@ -32,7 +32,8 @@ def enqueue(name: str, *args, countdown: float | None = None) -> bool:
     committed change into an error.
     """
     try:
-        current_app.extensions["celery"].send_task(f"preference_center.tasks.{name}", args=args, countdown=countdown)
+        current_app.extensions["celery"].send_task(f"preference_center.tasks.{name}", args=args, countdown=countdown,
+                                                   headers=logs.task_headers())
     except Exception as exc:  # noqa: BLE001 - broker down or unreachable: the scheduler recovers the work
         log.warning("could not queue %s%r (%s: %s); the scheduler will pick it up", name, args,
                     type(exc).__name__, exc)
@@ -53,6 +54,7 @@ def tick() -> None:
     for batch_id in lost:
         log.warning("re-queueing batch %s (broker message lost or worker died)", batch_id)
         enqueue("send_batch", batch_id)
+        metrics.BATCHES_QUEUED.inc()
     for campaign_id in sending.sending_campaigns():
         sending.finish_campaign_if_done(campaign_id)
     sending.abandon_stuck_system_sends()
@@ -83,6 +85,7 @@ def dispatch_campaign(campaign_id: int) -> int:
         if batch_id is None:
             break
         enqueue("send_batch", batch_id)
+        metrics.BATCHES_QUEUED.inc()
         planned += 1
         sending.take_planning_lease(campaign_id, renew=True)
     sending.release_planning_lease(campaign_id)
@@ -93,6 +96,7 @@ def dispatch_campaign(campaign_id: int) -> int:
 @shared_task(name="preference_center.tasks.send_batch")
 def send_batch(batch_id: int) -> dict:
     outcome = sending.send_batch(batch_id)
+    metrics.recipients_handled(outcome.sent, outcome.skipped, outcome.failed, outcome.unknown)
     if outcome.retry_in is not None:
         enqueue("send_batch", batch_id, countdown=outcome.retry_in)
     return outcome.__dict__

@@ -1,5 +1,10 @@
 """A local fake of SendGrid's v3 API: POST /v3/mail/send validating payloads like the real API, and the
-suppression endpoints the sync calls (unsubscribe groups, the global list, bounces, spam reports)."""
+suppression endpoints the sync calls (unsubscribe groups, the global list, bounces, spam reports).
+
+In tests: `with FakeSendGrid() as fake:` and point PC_SENDGRID_API_HOST at `fake.url`. Standalone (to try the
+sendgrid transport by hand, or from another process): `python -m tests.fake_sendgrid --port 8025` serves until
+interrupted; `GET /_accepted` lists what it accepted (recipients, subject, headers) as JSON.
+"""
 from __future__ import annotations
 
 import json
@@ -64,8 +69,9 @@ class _State:
 class FakeSendGrid:
     """Run with `with FakeSendGrid() as fake:` and point the client at `fake.url`."""
 
-    def __init__(self, api_key: str | None = None) -> None:
+    def __init__(self, api_key: str | None = None, port: int = 0) -> None:
         self.api_key = api_key  # None: any Bearer token is accepted
+        self.port = port  # 0: any free port
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -77,7 +83,7 @@ class FakeSendGrid:
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -200,6 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(202, {"X-Message-Id": message_id}, None)
 
     def do_GET(self) -> None:
+        if self.path == "/_accepted":  # standalone use: what was accepted, as JSON
+            self._answer(200, {}, [{"to": a.to, "subject": a.subject, "headers": a.headers,
+                                    "message_id": a.message_id} for a in self.owner.accepted])
+            return
         state = self.owner._state
         with state.lock:
             state.requests += 1
@@ -401,3 +411,26 @@ def _apply(text: str, substitutions: dict[str, str]) -> str:
     for key, value in substitutions.items():
         text = text.replace(key, value)
     return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the fake on 127.0.0.1 until interrupted (SIGINT or SIGTERM)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_sendgrid", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    parser.add_argument("--api-key", default=None, help="accept only this key (default: any Bearer token)")
+    options = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with FakeSendGrid(options.api_key, options.port) as fake:
+        print(fake.url, flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

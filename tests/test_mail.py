@@ -14,6 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from flask import Flask
 
+from preference_center import config
 from preference_center.mail import (
     Envelope,
     MessageBatch,
@@ -78,16 +79,16 @@ def test_get_transport_builds_the_configured_transport(tmp_path):
     smtp = get_transport({"PC_MAIL_TRANSPORT": "smtp", "PC_SMTP_URL": "smtps://u:p%40ss@mail.example:2465"})
     assert isinstance(smtp, SmtpTransport)
     assert (smtp.host, smtp.port, smtp.implicit_tls, smtp.password) == ("mail.example", 2465, True, "p@ss")
-    sendgrid = get_transport({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.x",
+    sendgrid = get_transport({**config.load(tmp_path), "PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.x",
                               "PC_SENDGRID_API_HOST": "http://127.0.0.1:1"})
     assert isinstance(sendgrid, SendGridTransport) and sendgrid.max_batch == 1000
 
 
-def test_get_transport_refuses_unknown_names_and_sendgrid_without_key():
+def test_get_transport_refuses_unknown_names_and_sendgrid_without_key(tmp_path):
     with pytest.raises(ValueError, match="outbox, smtp, sendgrid"):
         get_transport({"PC_MAIL_TRANSPORT": "pigeon"})
     with pytest.raises(ValueError, match="API key"):
-        get_transport({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": None})
+        get_transport({**config.load(tmp_path), "PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": None})
 
 
 # -- outbox ---------------------------------------------------------------------

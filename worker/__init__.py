@@ -9,7 +9,21 @@ from __future__ import annotations
 
 from celery import Celery, Task
 from celery.schedules import crontab
+from celery.signals import setup_logging
 from flask import Flask
+
+from preference_center import logs
+
+_configs: dict = {}
+
+
+@setup_logging.connect(weak=False)
+def _our_logging(loglevel=None, **_):
+    """Celery's worker and beat log through our handler (JSON in production, masked, routine work at DEBUG)."""
+    config = _configs.get("app")
+    # Tests start workers inside pytest, whose own log capture must stay in place.
+    if config is not None and config["PC_ENV"] != "testing":
+        logs.configure(config, loglevel)
 
 
 def celery_config(config: dict) -> dict:
@@ -46,12 +60,14 @@ def celery_config(config: dict) -> dict:
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
+            # The id of the request that enqueued this task (or its ancestor) stays on every log line.
             with app.app_context():
-                return self.run(*args, **kwargs)
+                return logs.run_with_request_id(logs.request_id_of(self.request), lambda: self.run(*args, **kwargs))
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(celery_config(app.config))
     celery_app.set_default()
+    _configs["app"] = app.config
     app.extensions["celery"] = celery_app
     import preference_center.tasks  # noqa: F401  (registers the shared tasks)
 

@@ -32,7 +32,7 @@ def _fingerprint(user: StaffUser) -> str:
 
 
 def session_lifetime() -> dt.timedelta:
-    return dt.timedelta(hours=int(current_app.config.get("PC_STAFF_SESSION_HOURS", 8)))
+    return dt.timedelta(hours=current_app.config["PC_STAFF_SESSION_HOURS"])
 
 
 def start_session(user: StaffUser) -> None:

@@ -15,6 +15,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -22,6 +23,11 @@ from ..imports import BASES, BASIS_NAMES, FIELDS
 from ..inputs import Form
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
+
+
+def options(pairs) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms options (tuples are deprecated from WTForms 3.3)."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 class CheckboxesField(SelectMultipleField):
@@ -40,19 +46,19 @@ class LoginForm(Form):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
 
 
-BASIS_CHOICES = [("consent", "Consent"), ("legitimate_interest", "Legitimate interest")]
+BASIS_CHOICES = options([("consent", "Consent"), ("legitimate_interest", "Legitimate interest")])
 
 
 class TopicForm(Form):
     key = StringField("Key (used in the API and in links; cannot change)",
                       validators=[DataRequired(), Length(max=64)])
     name = StringField("Name shown to recipients", validators=[DataRequired(), Length(max=200)])
-    kind = SelectField("Kind (cannot change later)", choices=[
+    kind = SelectField("Kind (cannot change later)", choices=options([
         ("marketing", "Marketing: newsletters, offers; people can always opt out"),
-        ("system", "System: orders, invoices, account notices; sent on the basis of the contract")])
+        ("system", "System: orders, invoices, account notices; sent on the basis of the contract")]))
     legal_basis = SelectField("Legal basis (marketing topics)", choices=BASIS_CHOICES, validators=[Optional()])
     default_relationships = CheckboxesField(
-        "On by default for (legitimate interest only)", choices=[(r, r) for r in RELATIONSHIPS])
+        "On by default for (legitimate interest only)", choices=options((r, r) for r in RELATIONSHIPS))
     description = TextAreaField("Description shown on the preference page", validators=[Length(max=5000)])
 
     def data_for_domain(self) -> dict:
@@ -85,14 +91,14 @@ class SearchForm(Form):
 
 
 class SuppressForm(Form):
-    scope = SelectField("Block", choices=[
+    scope = SelectField("Block", choices=options([
         ("marketing", "Marketing only (system mail such as invoices still goes out)"),
-        ("all", "All mail, including system mail")])
+        ("all", "All mail, including system mail")]))
     reason = StringField("Reason (kept in the ledger)", validators=[DataRequired(), Length(max=60)])
 
 
 class LiftSuppressionForm(Form):
-    scope = SelectField("Suppression", choices=[("marketing", "Marketing"), ("all", "All mail")])
+    scope = SelectField("Suppression", choices=options([("marketing", "Marketing"), ("all", "All mail")]))
     why = StringField("Why it is lifted (kept in the ledger)", validators=[DataRequired(), Length(max=200)])
 
 
@@ -103,13 +109,13 @@ class UploadForm(Form):
 class ImportSettingsForm(Form):
     has_header = BooleanField("The first row names the columns")
     legal_basis = SelectField("Legal basis for holding these contacts",
-                              choices=[("", "— choose —")] + [(b, BASIS_NAMES[b]) for b in BASES],
+                              choices=options([("", "— choose —")] + [(b, BASIS_NAMES[b]) for b in BASES]),
                               validators=[Optional()])
     source_text = StringField("Where do these contacts come from?", validators=[Length(max=150)])
     default_relationship = SelectField("Relationship for rows that have none",
-                                       choices=[("", "keep / prospect")] + [(r, r) for r in RELATIONSHIPS],
+                                       choices=options([("", "keep / prospect")] + [(r, r) for r in RELATIONSHIPS]),
                                        validators=[Optional()])
-    topic = SelectField("Subscribe them to (consent only)", choices=[("", "— no subscription —")],
+    topic = SelectField("Subscribe them to (consent only)", choices=options([("", "— no subscription —")]),
                         validators=[Optional()])
     consent_collected = BooleanField(
         "I confirm these people gave their consent to this topic, collected as described in the source above.")
@@ -123,7 +129,7 @@ class ImportSettingsForm(Form):
 
 def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSettingsForm:
     """The settings form with one column select per contact field."""
-    choices = [("", "— not in the file —")] + [(str(i), f"{i + 1}: {name}") for i, name in enumerate(columns)]
+    choices = options([("", "— not in the file —")] + [(str(i), f"{i + 1}: {name}") for i, name in enumerate(columns)])
 
     class Form(ImportSettingsForm):
         pass
@@ -144,7 +150,7 @@ class CampaignForm(Form):
     html = TextAreaField("HTML body", validators=[Length(max=200_000)])
     text = TextAreaField("Text body", validators=[Length(max=200_000)])
     relationships = CheckboxesField("Only these relationships (none ticked: everyone eligible)",
-                                    choices=[(r, r) for r in RELATIONSHIPS])
+                                    choices=options((r, r) for r in RELATIONSHIPS))
     locales = StringField("Only these locales (comma-separated, e.g. en, es; empty: all)",
                           validators=[Optional(), Length(max=200)])
     preview_email = StringField("Preview for contact (email)", validators=[Optional(), Length(max=320)])
@@ -201,7 +207,7 @@ class TestSendForm(Form):
 
 class UserForm(Form):
     email = StringField("Email", validators=[DataRequired(), Length(max=320)])
-    role = SelectField("Role", choices=[(r, r) for r in ROLES])
+    role = SelectField("Role", choices=options((r, r) for r in ROLES))
     password = PasswordField("Initial password (10+ characters)", validators=[DataRequired(), Length(min=10, max=1000)])
 
 
@@ -214,15 +220,15 @@ class RequestFilterForm(Form):
     class Meta:
         csrf = False
 
-    status = SelectField("Show", choices=[("open", "Open"), ("completed", "Completed"), ("refused", "Refused"),
-                                          ("all", "All")],
+    status = SelectField("Show", choices=options([("open", "Open"), ("completed", "Completed"),
+                                                  ("refused", "Refused"), ("all", "All")]),
                          default="open", validators=[Optional()])
 
 
 class WordingForm(Form):
     """Publish a new consent wording: a new version, never an edit."""
 
-    locale = SelectField("Language", choices=[("en", "English (en)"), ("es", "Spanish (es)")],
+    locale = SelectField("Language", choices=options([("en", "English (en)"), ("es", "Spanish (es)")]),
                          validators=[DataRequired()])
     version = StringField("Version", validators=[DataRequired(), Length(max=32)])
     text = TextAreaField("Wording, exactly as people will see it", validators=[DataRequired(), Length(max=5000)])
@@ -234,6 +240,6 @@ class RefuseForm(Form):
 
 
 class ExtendForm(Form):
-    months = SelectField("Extend by", choices=[("1", "one month"), ("2", "two months")], validators=[DataRequired()])
+    months = SelectField("Extend by", choices=options([("1", "one month"), ("2", "two months")]), validators=[DataRequired()])
     reason = TextAreaField("Why more time is needed (mailed to the person)", validators=[DataRequired(),
                                                                                         Length(max=2000)])

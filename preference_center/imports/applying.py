@@ -326,7 +326,7 @@ def sample(job: ImportJob) -> list[Row]:
 
 
 def inline_limit() -> int:
-    return int(current_app.config.get("PC_IMPORT_INLINE_MAX_ROWS", 1000))
+    return current_app.config["PC_IMPORT_INLINE_MAX_ROWS"]
 
 
 # -- recovery ------------------------------------------------------------------------

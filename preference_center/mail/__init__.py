@@ -20,16 +20,16 @@ TRANSPORTS = ("outbox", "smtp", "sendgrid")
 
 def get_transport(config: dict) -> Transport:
     """The transport PC_MAIL_TRANSPORT names, built from the rest of the config."""
-    choice = config.get("PC_MAIL_TRANSPORT", "outbox")
+    choice = config["PC_MAIL_TRANSPORT"]
     if choice == "outbox":
         return OutboxTransport(Path(config["PC_INSTANCE_PATH"]) / "outbox")
     if choice == "smtp":
         return SmtpTransport(config["PC_SMTP_URL"])
     if choice == "sendgrid":
         return SendGridTransport(
-            config.get("PC_SENDGRID_API_KEY") or "",
-            config.get("PC_SENDGRID_API_HOST") or "https://api.sendgrid.com",
-            max_attempts=int(config.get("PC_SENDGRID_MAX_ATTEMPTS", 5)),
-            timeout=float(config.get("PC_SENDGRID_TIMEOUT", 10.0)),
+            config["PC_SENDGRID_API_KEY"] or "",
+            config["PC_SENDGRID_API_HOST"],
+            max_attempts=config["PC_SENDGRID_MAX_ATTEMPTS"],
+            timeout=config["PC_SENDGRID_TIMEOUT"],
         )
     raise ValueError(f"PC_MAIL_TRANSPORT must be one of {', '.join(TRANSPORTS)}; got {choice!r}")

@@ -12,6 +12,7 @@ from urllib.error import URLError
 import sendgrid
 from python_http_client.exceptions import HTTPError
 
+from .. import metrics
 from .base import Envelope, MessageBatch, SendResult, TransportError, check_headers, envelope_headers
 
 MAX_PERSONALIZATIONS = 1000
@@ -65,6 +66,7 @@ class SendGridTransport:
                 response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
             except HTTPError as exc:
                 status = exc.status_code
+                metrics.provider_error("sendgrid", status)
                 detail = f"SendGrid answered {status}: {provider_message(exc.body)}"
                 if not (status == 429 or status >= 500):  # 400, 401, 403, 413...: repeating cannot help
                     raise TransportError(detail, retryable=False) from exc
@@ -74,11 +76,13 @@ class SendGridTransport:
             except URLError as exc:
                 # urllib raises URLError only while connecting or writing the
                 # request, so SendGrid cannot have accepted it yet.
+                metrics.provider_error("sendgrid", "unreachable")
                 detail = f"cannot reach SendGrid: {exc.reason}"
                 wait = backoff(attempt)
             except (OSError, http.client.HTTPException) as exc:
                 # The request went out and the answer never came back: SendGrid
                 # may have queued it, and we promise at most one delivery.
+                metrics.provider_error("sendgrid", "no_answer")
                 raise TransportError(
                     f"no answer from SendGrid after sending ({exc!r}); the message may have been accepted",
                     retryable=False, ambiguous=True,

@@ -84,5 +84,5 @@ def filled_by_a_person(form: SubscribeForm) -> bool:
         _, shown_at = _stamper().loads(form.started.data or "", max_age=86400, return_timestamp=True)
     except BadSignature:
         return False
-    minimum = current_app.config.get("PC_SUBSCRIBE_MIN_SECONDS", 3)
+    minimum = current_app.config["PC_SUBSCRIBE_MIN_SECONDS"]
     return time.time() - shown_at.timestamp() >= minimum

@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
            "PC_BROKER_URL": os.environ.get("PC_BROKER_URL") or f"sqla+sqlite:///{scratch / 'broker.sqlite3'}",
            "PC_INSTANCE_PATH": str(scratch / "instance"),
            "PC_BASE_URL": base,
-           "PC_MAIL_TRANSPORT": "outbox"}
+           "PC_MAIL_TRANSPORT": "outbox",
+           # gunicorn's access log (below) lists the requests; the server's own log keeps warnings and errors.
+           "PC_LOG_LEVEL": "WARNING"}
     server = None
     started = time.monotonic()
     log = (scratch / "gunicorn.log").open("wb")

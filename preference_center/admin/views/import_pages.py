@@ -22,7 +22,7 @@ def import_list():
 @bp.post("/imports")
 @csrf.exempt  # UploadForm checks the token itself, after the larger upload limit is set
 def import_upload():
-    request.max_content_length = int(current_app.config.get("PC_IMPORT_MAX_BYTES", 64 * 1024 * 1024))
+    request.max_content_length = current_app.config["PC_IMPORT_MAX_BYTES"]
     form = UploadForm()
     if not form.validate_on_submit():
         return render_template("admin/imports.html", form=form, jobs=imports.jobs()), 422
