@@ -81,6 +81,9 @@ def _operation(op: Operation) -> dict:
         if answer.links:
             responses[str(status)]["links"] = copy.deepcopy(answer.links)
     for status, why in op.errors.items():
+        if status == 414:  # the HTTP server's own page, not ours
+            responses[str(status)] = {"description": why, "content": {"text/html": {"schema": {"type": "string"}}}}
+            continue
         responses[str(status)] = {"description": why, "content": {"application/json": {"schema": _ref(schemas.Error)}}}
     spec["responses"] = responses
     if op.public:

@@ -40,6 +40,8 @@ ERRORS = {
     401: "Missing, unknown or revoked bearer token",
     404: "No such resource (a numeric id out of the 64-bit range is not found either)",
     413: "Body larger than the API limit (PC_API_MAX_BODY_BYTES, 256 KiB by default), chunked or not",
+    414: "Request line too long: the HTTP server (gunicorn) refuses request lines over 4,094 bytes with its own "
+         "HTML page, before the application sees them (long path or query values)",
     415: "Body not sent as Content-Type: application/json",
     422: "Invalid input: error.field names the field, path parameter or header at fault",
 }
@@ -99,6 +101,8 @@ class Operation:
             found[403] = self.forbidden
         if self.headers is not None or self.query is not None:
             found[422] = ERRORS[422]
+        if self.params is not None or self.query is not None:
+            found[414] = ERRORS[414]
         if self.conflict or self.writes:
             why = "; or ".join(filter(None, (self.conflict, RACE if self.writes else None)))
             found[409] = why[0].upper() + why[1:]

@@ -3,7 +3,7 @@
     python -m tests.contract.schemathesis_run [--max-examples N] [--max-time SECONDS] [--seed N]
 
 Starts the site in production mode (PC_ENV=production, real secrets) under gunicorn on a fresh PostgreSQL
-database (127.0.0.1:5432, user postgres, trust auth; dropped afterwards), creates an API token and a few
+database (127.0.0.1:5432, user postgres, trust auth; dropped afterwards), creates an admin API token (webhooks need one) and a few
 topics, checks a few raw-socket cases the test client cannot send (a real chunked body over the limit, deep
 nesting), then runs schemathesis with the token over every operation of /api/v1/openapi.json, in all four
 phases (examples, coverage, fuzzing, stateful). It fails on any server error, any answer that does not fit
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     log = (scratch / "gunicorn.log").open("wb")
     try:
         _run([str(BIN / "preference-center"), "db", "upgrade"], env)
-        token = _run([str(BIN / "preference-center"), "create-token", "schemathesis"], env).strip().splitlines()[-1]
+        token = _run([str(BIN / "preference-center"), "create-token", "schemathesis", "--admin"], env).strip().splitlines()[-1]
         server = subprocess.Popen(
             [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "60",
              "--graceful-timeout", "5", "--access-logfile", "-",
