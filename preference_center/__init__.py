@@ -31,6 +31,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         if "PC_SECRET_KEYS" in test_config:
             app.config["SECRET_KEY"] = test_config["PC_SECRET_KEYS"][-1]
     settings.check_production(app.config)
+    from .privacy_logging import install as mask_logs
+
+    mask_logs()  # log lines carry ids, never addresses or tokens
     instance.mkdir(parents=True, exist_ok=True)
     register_input_rules(app)  # first: routes bind their converters, and its hook runs before every other
 

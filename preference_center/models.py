@@ -459,3 +459,20 @@ class ImportJob(db.Model):
 def _wordings_never_change(mapper, connection, target) -> None:
     # A published wording is what people agreed to: publish a new version instead.
     raise ValueError(f"consent wording {target.version} ({target.locale}) is published and cannot change")
+
+
+class ProviderErasure(db.Model):
+    """An erased address still to be erased at the mail provider (issue 14).
+
+    The one place an erased address is kept, and only until the provider has
+    accepted its erasure and suppression; then the row is deleted.
+    """
+
+    __tablename__ = "provider_erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Masked (no address): why the last attempt failed.
+    last_error: Mapped[str | None] = mapped_column(Text)

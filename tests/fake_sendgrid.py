@@ -1,4 +1,6 @@
-"""A local fake of SendGrid's v3 POST /v3/mail/send that validates payloads like the real API."""
+"""A local fake of SendGrid's v3 POST /v3/mail/send that validates payloads like the real API, and of the calls an
+erasure makes: POST /v3/asm/suppressions/global, POST /v3/marketing/contacts/search/emails, DELETE
+/v3/marketing/contacts."""
 from __future__ import annotations
 
 import json
@@ -7,12 +9,14 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 MAX_BODY_BYTES = 20 * 1024 * 1024
+PRIVACY_PATHS = ("/v3/asm/suppressions/global", "/v3/marketing/contacts/search/emails")
 RESERVED_HEADERS = frozenset(
     h.lower()
     for h in (
@@ -52,6 +56,10 @@ class _State:
     payloads: list[Any] = field(default_factory=list)
     accepted: list[Accepted] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    # The privacy endpoints: global suppressions, and Marketing contacts (address -> id) with deletions.
+    global_suppressions: list[str] = field(default_factory=list)
+    marketing_contacts: dict[str, str] = field(default_factory=dict)
+    deleted_contact_ids: list[str] = field(default_factory=list)
 
 
 class FakeSendGrid:
@@ -107,6 +115,21 @@ class FakeSendGrid:
         with self._state.lock:
             return list(self._state.accepted)
 
+    def add_marketing_contact(self, email: str) -> str:
+        """A Marketing contact SendGrid holds for `email` (as a list upload would make); its id."""
+        with self._state.lock:
+            return self._state.marketing_contacts.setdefault(email.lower(), secrets.token_hex(8))
+
+    @property
+    def global_suppressions(self) -> list[str]:
+        with self._state.lock:
+            return list(self._state.global_suppressions)
+
+    @property
+    def marketing_contacts(self) -> dict[str, str]:
+        with self._state.lock:
+            return dict(self._state.marketing_contacts)
+
     @property
     def payloads(self) -> list[Any]:
         """The parsed JSON body of every request that had one."""
@@ -146,6 +169,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, *body = step
             self._answer(status, headers, body[0] if body else _default_body(status))
             return
+        if self.path.split("?")[0] in PRIVACY_PATHS:
+            if not self._authorized():
+                self._error(401, "The provided authorization grant is invalid, expired, or revoked")
+            else:
+                self._privacy_post(self.path.split("?")[0], payload)
+            return
         if self.path.split("?")[0] != "/v3/mail/send":
             self._error(404, "not found")
         elif length > MAX_BODY_BYTES:
@@ -166,6 +195,51 @@ class _Handler(BaseHTTPRequestHandler):
                     Accepted(message_id=message_id, **a) for a in accepted  # type: ignore[arg-type]
                 )
             self._answer(202, {"X-Message-Id": message_id}, None)
+
+    def _privacy_post(self, path: str, payload: Any) -> None:
+        state = self.owner._state
+        if path == "/v3/asm/suppressions/global":
+            emails = payload.get("recipient_emails") if isinstance(payload, dict) else None
+            if not isinstance(emails, list) or not emails or not all(_is_email(e) for e in emails):
+                self._error(400, "recipient_emails must be a list of email addresses", "recipient_emails")
+                return
+            with state.lock:
+                state.global_suppressions.extend(e for e in emails if e not in state.global_suppressions)
+            self._answer(201, {}, {"recipient_emails": emails})
+            return
+        emails = payload.get("emails") if isinstance(payload, dict) else None
+        if not isinstance(emails, list) or not emails:
+            self._error(400, "emails must be a non-empty list", "emails")
+            return
+        with state.lock:
+            found = {e: {"contact": {"id": state.marketing_contacts[e.lower()], "email": e}}
+                     for e in emails if e.lower() in state.marketing_contacts}
+        if not found:
+            self._error(404, "No contacts found")
+            return
+        self._answer(200, {}, {"result": found})
+
+    def do_DELETE(self) -> None:
+        state = self.owner._state
+        with state.lock:
+            state.requests += 1
+        path, _, query = self.path.partition("?")
+        if path != "/v3/marketing/contacts":
+            self._error(404, "not found")
+            return
+        if not self._authorized():
+            self._error(401, "The provided authorization grant is invalid, expired, or revoked")
+            return
+        ids = [i for part in query.split("&") if part.startswith("ids=") for i in unquote(part[4:]).split(",") if i]
+        if not ids:
+            self._error(400, "ids are required", "ids")
+            return
+        with state.lock:
+            state.deleted_contact_ids.extend(ids)
+            for email, contact_id in list(state.marketing_contacts.items()):
+                if contact_id in ids:
+                    del state.marketing_contacts[email]
+        self._answer(202, {}, {"job_id": secrets.token_hex(8)})
 
     def _authorized(self) -> bool:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from .. import audit, contacts, ledger, optouts, rights
+from .. import audit, contacts, erasure, ledger, optouts, rights
 from ..actors import Actor
 from ..emails import normalize
 from ..errors import Code, DomainError
@@ -172,6 +172,7 @@ def suppress(actor: Actor, scope: str, reason: str, *, contact: Contact | None =
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("say why the address is suppressed", "reason")
+    erasure.refuse_addresses(reason, "reason")
     address_hash = email_hash or (contact.email_hash if contact is not None else None)
     if address_hash is None:
         raise DomainError("nothing to suppress", "email")
@@ -189,6 +190,7 @@ def suppress(actor: Actor, scope: str, reason: str, *, contact: Contact | None =
 
 def lift_suppression(actor: Actor, contact: Contact, scope: str, why: str) -> Suppression:
     """Lift a bounce, complaint or manual block (never a person's own opt-out or an erasure), with a reason."""
+    erasure.refuse_addresses(why, "why")
     row = contacts.lift_suppression(contact, scope, why=why, source=actor.source, ip=actor.ip)
     audit.record(actor, "contact.lift_suppression", target_type="contact", target_id=contact.id,
                  detail={"scope": row.scope, "reason": row.reason, "why": (why or "").strip()[:200]})

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from .. import erasure
 from ..extensions import db
 from ..models import RELATIONSHIPS, ImportJob, Topic
 from .files import ImportProblem, _open, column_names
@@ -61,6 +62,7 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
                            "source_text")
     if len(source) > SOURCE_MAX:
         raise ImportProblem(f"the source is longer than {SOURCE_MAX} characters", "source_text")
+    erasure.refuse_addresses(source, "source_text")
     if settings.default_relationship and settings.default_relationship not in RELATIONSHIPS:
         raise ImportProblem(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "default_relationship")
     topic = None
