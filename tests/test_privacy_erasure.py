@@ -17,7 +17,15 @@ from preference_center.actors import staff as staff_actor
 from preference_center.commands import DomainError
 from preference_center.commands import imports as import_commands
 from preference_center.extensions import db
-from preference_center.models import Contact, Delivery, ImportJob, ProviderErasure, SystemMessage, WebhookEvent
+from preference_center.models import (
+    Contact,
+    DataRequest,
+    Delivery,
+    ImportJob,
+    ProviderErasure,
+    SystemMessage,
+    WebhookEvent,
+)
 
 from .fake_sendgrid import FakeSendGrid
 from .helpers import IP, PG_URL, UA, csrf_token, outbox, settle, token
@@ -274,3 +282,13 @@ def test_a_provider_that_refuses_keeps_the_erasure_waiting_until_it_accepts(app,
     db.session.expire_all()
     assert db.session.scalar(select(ProviderErasure.id)) is None
     assert fake_sendgrid.global_suppressions == [EMAIL]
+
+
+def test_every_api_erasure_leaves_a_completed_data_request(app, api, topics, ctx):
+    api.put(f"/contacts/{EMAIL}", json={"name": NAME})
+    contact_id = db.session.scalar(select(Contact.id).where(Contact.email == EMAIL))
+    assert api.delete(f"/contacts/{EMAIL}").status_code == 200
+    db.session.expire_all()
+    (request,) = db.session.scalars(select(DataRequest).where(DataRequest.contact_id == contact_id)).all()
+    assert (request.kind, request.status, request.detail["erased_by"]) == ("erasure", "completed", "api:tests")
+    assert request.completed_at is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from .. import audit, contacts, erasure, ledger, optouts, rights
-from ..actors import Actor
+from ..actors import Actor, ActorKind
 from ..emails import normalize
 from ..errors import Code, DomainError
 from ..extensions import db
@@ -138,8 +138,9 @@ def erase(actor: Actor, contact: Contact) -> ConsentEvent:
     _live(contact)
     open_request = rights.latest_open(contact, RequestKind.ERASURE)
     event = contacts.erase(contact, source=actor.source, ip=actor.ip, user_agent=actor.user_agent)
-    if open_request is not None or actor.is_the_person:
-        # The person's own erasure is their request, done on the spot; others close one that is open.
+    if open_request is not None or actor.is_the_person or actor.kind == ActorKind.API:
+        # The person's own erasure is their request, done on the spot; an API client passes one on (the
+        # request reached another system first), so it is logged done too; others close one that is open.
         rights.complete(open_request or rights.open_request(contact, RequestKind.ERASURE),
                         detail={"erased_by": actor.label})
     audit.record(actor, "contact.erase", target_type="contact", target_id=contact.id, detail={"event_id": event.id})
