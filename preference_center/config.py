@@ -98,6 +98,10 @@ def load(instance: Path) -> dict:
         "PC_DELIVERY_RETENTION_DAYS": _int("PC_DELIVERY_RETENTION_DAYS", 400),
         "PC_UPLOAD_RETENTION_DAYS": _int("PC_UPLOAD_RETENTION_DAYS", 7),
         "PC_SOFT_BOUNCE_LIMIT": _int("PC_SOFT_BOUNCE_LIMIT", 5),
+        # Privacy (issue 14): the one-time portability link's life, and the Art. 15(1) section of the copy.
+        "PC_PORTABILITY_LINK_DAYS": _int("PC_PORTABILITY_LINK_DAYS", 7),
+        "PC_PRIVACY_CONTACT": _env("PC_PRIVACY_CONTACT"),
+        "PC_SUPERVISORY_AUTHORITY": _env("PC_SUPERVISORY_AUTHORITY"),
         "PC_STAFF_SESSION_HOURS": _int("PC_STAFF_SESSION_HOURS", 8),
         "PERMANENT_SESSION_LIFETIME": dt.timedelta(hours=_int("PC_STAFF_SESSION_HOURS", 8)),
         "PC_IMPORT_MAX_BYTES": _int("PC_IMPORT_MAX_BYTES", 64 * 1024 * 1024),

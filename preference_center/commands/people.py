@@ -7,15 +7,18 @@ and one audit entry in the caller's transaction.
 """
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from sqlalchemy import select
 
-from .. import audit, contacts, erasure, ledger, optouts, rights
+from .. import access_copy, audit, contacts, erasure, ledger, links, optouts, rights
 from ..actors import Actor, ActorKind
 from ..emails import normalize
 from ..errors import Code, DomainError
 from ..extensions import db
-from ..models import ConsentEvent, Contact, Suppression
-from ..states import ContactStatus, RequestKind, SuppressionReason, SuppressionScope
+from ..models import ConsentEvent, Contact, DataRequest, Suppression, utcnow
+from ..states import ContactStatus, RequestKind, RequestStatus, SuppressionReason, SuppressionScope
 
 # -- loading --------------------------------------------------------------------------
 
@@ -147,8 +150,9 @@ def erase(actor: Actor, contact: Contact) -> ConsentEvent:
     return event
 
 
-def export(actor: Actor, contact: Contact, fmt: str) -> str:
-    """The contact's data as JSON or CSV text; records the export and completes the open access request."""
+def export(actor: Actor, contact: Contact, fmt: str) -> str | bytes:
+    """The contact's data as JSON or CSV text or a ZIP of both (bytes); records the export and completes the open
+    access request. JSON and ZIP are the complete copy (access_copy.complete)."""
     _live(contact)
     if fmt not in rights.EXPORT_FORMATS:
         raise DomainError(f"format must be one of {', '.join(rights.EXPORT_FORMATS)}", "format")
@@ -159,8 +163,50 @@ def export(actor: Actor, contact: Contact, fmt: str) -> str:
                     detail={"format": fmt, "delivered_to": "the person, through their link"})
     audit.record(actor, "contact.export", target_type="contact", target_id=contact.id,
                  detail={"event_id": event.id, "format": fmt})
-    data = rights.holdings(contact)
-    return rights.to_json(data) if fmt == "json" else rights.to_csv(data)
+    if fmt == "csv":
+        return rights.to_csv(rights.holdings(contact))
+    data = access_copy.complete(contact)
+    return rights.to_json(data) if fmt == "json" else access_copy.to_zip(data)
+
+
+def handover_link(actor: Actor, contact: Contact) -> str:
+    """A one-time token to the person's complete copy, for them to hand to another company (Art. 20(2)).
+
+    Valid PC_PORTABILITY_LINK_DAYS; the portability request stays open until the copy is fetched through it.
+    A new link replaces the previous one.
+    """
+    _live(contact)
+    request = rights.latest_open(contact, RequestKind.PORTABILITY) or rights.open_request(
+        contact, RequestKind.PORTABILITY)
+    nonce = secrets.token_urlsafe(16)
+    request.detail = {**(request.detail or {}), "handover": {
+        "nonce_hash": hashlib.sha256(nonce.encode()).hexdigest(), "made_at": utcnow().isoformat(), "used_at": None}}
+    audit.record(actor, "contact.handover_link", target_type="contact", target_id=contact.id,
+                 detail={"request_id": request.id})
+    return links.make(links.HANDOVER, contact, [request.id, nonce])
+
+
+def hand_over(actor: Actor, contact: Contact, argument) -> bytes:
+    """The complete copy (ZIP) through a one-time link; the link is spent and the request completed."""
+    _live(contact)
+    request_id, nonce = argument if isinstance(argument, list) and len(argument) == 2 else (None, None)
+    request = db.session.get(DataRequest, request_id) if isinstance(request_id, int) and 0 < request_id < 2**63 \
+        else None
+    handover = (request.detail or {}).get("handover") if request is not None else None
+    if (request is None or request.contact_id != contact.id or not handover or not isinstance(nonce, str)
+            or handover.get("nonce_hash") != hashlib.sha256(nonce.encode()).hexdigest()):
+        raise DomainError("this link is not valid", code=Code.NOT_FOUND)
+    if handover.get("used_at") is not None:
+        raise DomainError("this link was used already: ask the person for a new one", code=Code.CONFLICT)
+    event = ledger.append(ledger.EXPORT, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
+                          user_agent=actor.user_agent, detail={"format": "zip", "handover": True})
+    request.detail = {**request.detail, "handover": {**handover, "used_at": utcnow().isoformat()}}
+    if request.status == RequestStatus.OPEN:
+        rights.complete(request, detail={"format": "zip", "delivered_to": "another company, through the person's "
+                                                                          "one-time link"})
+    audit.record(actor, "contact.export", target_type="contact", target_id=contact.id,
+                 detail={"event_id": event.id, "format": "zip", "handover": True})
+    return access_copy.to_zip(access_copy.complete(contact))
 
 
 # -- suppressions ---------------------------------------------------------------------

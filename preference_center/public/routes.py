@@ -332,9 +332,9 @@ def step_up(token: str, step_token: str):
         people.erase(_person(DATA_PAGE), contact)
         db.session.commit()
         return render_template("public/erased.html")
-    fmt = "csv" if request.args.get("format") == "csv" else "json"
+    fmt = request.args.get("format") if request.args.get("format") in ("csv", "zip") else "json"
     body = people.export(_person(DATA_PAGE), contact, fmt)
     db.session.commit()
-    mimetype = "text/csv" if fmt == "csv" else "application/json"
+    mimetype = {"csv": "text/csv", "zip": "application/zip"}.get(fmt, "application/json")
     return Response(body, mimetype=mimetype,
                     headers={"Content-Disposition": f'attachment; filename="my-data.{fmt}"'})

@@ -1,0 +1,53 @@
+"""Recipient pages of issue 14: the complete copy as a ZIP, and the one-time link to hand it to another company."""
+from __future__ import annotations
+
+from flask import Response, current_app, render_template
+
+from .. import actors, links
+from ..commands import DomainError, people
+from ..extensions import db
+from ..limits import PAGE_VIEWS, limiter
+from . import bp
+from .forms import ActionForm
+from .routes import DATA_PAGE, _client, _link, _person, _step_up, _submitted
+
+HANDOVER_PAGE = "portability-link"
+
+
+@bp.post("/p/<token>/data/confirm/<step_token>/handover")
+@limiter.limit(PAGE_VIEWS)
+def make_handover(token: str, step_token: str):
+    """Behind the mailed step-up link: make the one-time link for another company and show it."""
+    contact, action = _step_up(token, step_token)
+    if action != "export":
+        raise links.LinkError("invalid")
+    _submitted(ActionForm())
+    handover = people.handover_link(_person(DATA_PAGE), contact)
+    db.session.commit()
+    return render_template("public/handover.html", url=links.url("/portability/", handover), token=token,
+                           days=current_app.config["PC_PORTABILITY_LINK_DAYS"])
+
+
+@bp.get("/portability/<handover>")
+@limiter.limit(PAGE_VIEWS)
+def handover_page(handover: str):
+    """What the link holds and a button: a GET changes nothing (link scanners prefetch)."""
+    _link(links.HANDOVER, handover)
+    return render_template("public/handover_download.html", form=ActionForm(), handover=handover)
+
+
+@bp.post("/portability/<handover>")
+@limiter.limit(PAGE_VIEWS)
+def handover_download(handover: str):
+    """The complete copy as a ZIP, once."""
+    link = _link(links.HANDOVER, handover)
+    _submitted(ActionForm())
+    try:
+        body = people.hand_over(actors.link(HANDOVER_PAGE, **_client()), link.contact, link.argument)
+    except DomainError as exc:
+        db.session.rollback()
+        status = 410 if exc.status == 409 else exc.status
+        return render_template("public/link_error.html", kind="used" if status == 410 else "invalid"), status
+    db.session.commit()
+    return Response(body, mimetype="application/zip",
+                    headers={"Content-Disposition": 'attachment; filename="personal-data.zip"'})
