@@ -42,6 +42,10 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _optional_int(name: str) -> int | None:
+    return None if _env(name) is None else _int(name, 0)
+
+
 def instance_path() -> Path:
     """Where SQLite, the outbox and uploads live."""
     return Path(_env("PC_INSTANCE_PATH", str(PROJECT_ROOT / "instance"))).resolve()
@@ -100,6 +104,11 @@ def load(instance: Path) -> dict:
         "PC_SOFT_BOUNCE_LIMIT": _int("PC_SOFT_BOUNCE_LIMIT", 5),
         # Privacy (issue 14): the one-time portability link's life, and the Art. 15(1) section of the copy.
         "PC_PORTABILITY_LINK_DAYS": _int("PC_PORTABILITY_LINK_DAYS", 7),
+        # Retention per relationship (days; unset: PC_RETENTION_DAYS; 0: never). Prospects and candidates count
+        # from their last interaction; customers, partners and suppliers once they opted out of all marketing
+        # and got no service mail either (see retention.py).
+        **{f"PC_RETENTION_{r.upper()}_DAYS": _optional_int(f"PC_RETENTION_{r.upper()}_DAYS")
+           for r in ("prospect", "candidate", "customer", "partner", "supplier")},
         "PC_PRIVACY_CONTACT": _env("PC_PRIVACY_CONTACT"),
         "PC_SUPERVISORY_AUTHORITY": _env("PC_SUPERVISORY_AUTHORITY"),
         "PC_STAFF_SESSION_HOURS": _int("PC_STAFF_SESSION_HOURS", 8),
