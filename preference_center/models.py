@@ -476,3 +476,28 @@ class ProviderErasure(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Masked (no address): why the last attempt failed.
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InterestAssessment(db.Model):
+    """A recorded legitimate-interest assessment of one marketing topic (issue 14): versioned, never edited.
+
+    `purpose` is what recipients are told (why we write); `text` is the balancing test itself.
+    """
+
+    __tablename__ = "interest_assessments"
+    __table_args__ = (UniqueConstraint("topic_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str] = mapped_column(String(200))
+    approved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@event.listens_for(InterestAssessment, "before_update")
+def _assessments_never_change(mapper, connection, target) -> None:
+    # What was weighed and approved stays as it was: record a new version instead.
+    raise ValueError(f"assessment version {target.version} is recorded and cannot change")

@@ -4,17 +4,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from flask import Response, flash, redirect, render_template, request, url_for
-from wtforms import DateField, SelectField, StringField
+from flask import Response, abort, flash, g, redirect, render_template, request, url_for
+from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from ... import proof, rights
+from ... import assessments, proof, rights, topics
 from ...commands import DomainError, requests
+from ...commands import assessments as assessment_commands
 from ...commands import proof as proof_commands
 from ...extensions import db
 from ...inputs import Form
-from ...models import utcnow
+from ...models import Topic, utcnow
 from .. import auth, bp
+from .common import _field_error
 from .contact_pages import _contact
 
 
@@ -66,3 +68,43 @@ def contact_log_request(contact_id: int):
     db.session.commit()
     flash(f"The {logged.kind} request is logged, due {logged.due_at:%Y-%m-%d}.")
     return redirect(url_for("admin.request_list"), 303)
+
+
+class AssessmentForm(Form):
+    purpose = StringField("Why we write, in one line (recipients read it in every mail of the topic)",
+                          validators=[DataRequired(), Length(max=300)])
+    text = TextAreaField("The assessment: purpose, necessity, balance against the person's interests, safeguards",
+                         validators=[DataRequired(), Length(max=20_000)])
+
+
+def _li_topic(key: str) -> Topic:
+    topic = topics.get(key)
+    if topic is None or topic.kind != "marketing" or topic.legal_basis != "legitimate_interest":
+        abort(404)
+    return topic
+
+
+@bp.route("/topics/<key>/assessment", methods=["GET", "POST"])
+def topic_assessment(key: str):
+    """A legitimate-interest topic's recorded assessment, every version; admins record a new one (they approve it)."""
+    topic = _li_topic(key)
+    form = AssessmentForm()
+    status = 200
+    if request.method == "POST":
+        if g.staff.role != "admin":
+            abort(403, "Only admins approve an assessment.")
+        if form.validate_on_submit():
+            try:
+                row = assessment_commands.record(auth.current_actor(), topic, form.purpose.data, form.text.data)
+            except DomainError as exc:
+                db.session.rollback()
+                _field_error(form, exc)
+                status = exc.status
+            else:
+                db.session.commit()
+                flash(f"Assessment version {row.version} is recorded, approved by you.")
+                return redirect(url_for("admin.topic_assessment", key=topic.key), 303)
+        else:
+            status = 422
+    return render_template("admin/assessment.html", topic=topic, form=form,
+                           versions=assessments.history(topic)), status

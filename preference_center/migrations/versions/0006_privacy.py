@@ -1,4 +1,4 @@
-"""Privacy (issue 14): erased addresses waiting to be erased at the mail provider
+"""Privacy (issue 14): erased addresses waiting to be erased at the mail provider; legitimate-interest assessments
 
 Revision ID: 0006_privacy
 Revises: 0004
@@ -24,7 +24,26 @@ def upgrade():
         sa.Column('last_error', sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_provider_erasures')),
     )
+    op.create_table(
+        'interest_assessments',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('topic_id', sa.Integer(), nullable=False),
+        sa.Column('version', sa.Integer(), nullable=False),
+        sa.Column('purpose', sa.String(length=300), nullable=False),
+        sa.Column('text', sa.Text(), nullable=False),
+        sa.Column('text_hash', sa.String(length=64), nullable=False),
+        sa.Column('approved_by', sa.String(length=200), nullable=False),
+        sa.Column('approved_at', sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_interest_assessments_topic_id_topics')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_interest_assessments')),
+        sa.UniqueConstraint('topic_id', 'version', name=op.f('uq_interest_assessments_topic_id')),
+    )
+    with op.batch_alter_table('interest_assessments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_interest_assessments_topic_id'), ['topic_id'], unique=False)
 
 
 def downgrade():
+    with op.batch_alter_table('interest_assessments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_interest_assessments_topic_id'))
+    op.drop_table('interest_assessments')
     op.drop_table('provider_erasures')
