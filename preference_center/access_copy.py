@@ -21,7 +21,17 @@ from sqlalchemy import select
 
 from . import rights
 from .extensions import db
-from .models import Campaign, ConsentEvent, ConsentText, Contact, Delivery, Suppression, SystemMessage, Topic
+from .models import (
+    Campaign,
+    ConsentEvent,
+    ConsentText,
+    Contact,
+    Delivery,
+    ImportJob,
+    Suppression,
+    SystemMessage,
+    Topic,
+)
 
 PROVIDERS = {
     "sendgrid": "Twilio SendGrid, Inc. (email delivery; United States, under the EU Standard Contractual Clauses)",
@@ -107,7 +117,7 @@ def information(contact: Contact) -> dict:
                       f"of single emails are reduced to anonymous daily counts after "
                       f"{config['PC_DELIVERY_RETENTION_DAYS']} days. A one-way fingerprint of your address stays "
                       "on our block list so that we never email you by mistake again."),
-        "source": _source(first),
+        "source": _source(first, contact),
         "automated_decisions": "none: nothing about you is decided by automated means or profiling",
         "your_rights": list(RIGHTS),
         "right_to_complain": ("You may complain to a data protection supervisory authority, in particular in the "
@@ -126,11 +136,15 @@ def _purpose(topic: Topic) -> str:
     return f"marketing email you asked for{about}, on your consent; you may withdraw it at any time"
 
 
-def _source(first_source: str | None) -> str:
+def _source(first_source: str | None, contact: Contact) -> str:
     if first_source is None:
         return "you gave us your address"
-    kind = first_source.partition(":")[0]
+    kind, _, rest = first_source.partition(":")
     if kind == "import":
+        job = db.session.get(ImportJob, int(rest.partition(":")[0])) if rest.partition(":")[0].isdigit() else None
+        if job is not None and job.third_party:
+            return f"{job.third_party} gave us your address, with your consent to share it ({job.share_evidence})" \
+                if job.share_evidence else f"{job.third_party} gave us your address"
         return "a list we imported (see the source named in your history)"
     if kind == "api":
         return "one of our own systems (for example our shop or customer records)"

@@ -431,6 +431,10 @@ class ImportJob(db.Model):
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
     consent_collected: Mapped[bool] = mapped_column(Boolean, default=False)
     confirmed_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A list from another company (issue 14): who it is, and the evidence that the people consented to the
+    # sharing (required for consent topics). Neither holds an address.
+    third_party: Mapped[str | None] = mapped_column(String(200))
+    share_evidence: Mapped[str | None] = mapped_column(String(500))
     preview: Mapped[dict] = mapped_column(JSON, default=dict)
     total: Mapped[int] = mapped_column(Integer, default=0)
     # Rows handled so far; committed with each chunk, so a restarted task resumes here.

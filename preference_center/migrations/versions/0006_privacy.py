@@ -1,4 +1,5 @@
-"""Privacy (issue 14): erased addresses waiting to be erased at the mail provider; legitimate-interest assessments
+"""Privacy (issue 14): erased addresses waiting to be erased at the mail provider; legitimate-interest assessments;
+an import's third party and its evidence of consent to share
 
 Revision ID: 0006_privacy
 Revises: 0004
@@ -40,9 +41,15 @@ def upgrade():
     )
     with op.batch_alter_table('interest_assessments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_interest_assessments_topic_id'), ['topic_id'], unique=False)
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('third_party', sa.String(length=200), nullable=True))
+        batch_op.add_column(sa.Column('share_evidence', sa.String(length=500), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.drop_column('share_evidence')
+        batch_op.drop_column('third_party')
     with op.batch_alter_table('interest_assessments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_interest_assessments_topic_id'))
     op.drop_table('interest_assessments')
