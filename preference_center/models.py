@@ -505,3 +505,19 @@ class InterestAssessment(db.Model):
 def _assessments_never_change(mapper, connection, target) -> None:
     # What was weighed and approved stays as it was: record a new version instead.
     raise ValueError(f"assessment version {target.version} is recorded and cannot change")
+
+
+class FirstContactNotice(db.Model):
+    """Art. 14 (issue 14): a person whose address came from another company is told so before any marketing mail.
+
+    Due from the import that brought the address; `sent_at` once the notice went out.
+    """
+
+    __tablename__ = "first_contact_notices"
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    import_job_id: Mapped[int | None] = mapped_column(Integer)
+    third_party: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)

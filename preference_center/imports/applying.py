@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
 
-from .. import actors, audit, characters, contacts, ledger
+from .. import actors, audit, characters, contacts, first_contact, ledger
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
@@ -230,7 +230,8 @@ def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: di
             confirmed=job.confirmed_opt_in, detail={"import_job": job.id, "line": row.line, **third_party},
         )]
 
-    contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant)
+    results = contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant)
+    first_contact.due(job, [contact for contact, created in results if created])  # Art. 14: tell them
     # An import never lifts a suppression: suppressed addresses were skipped, and only the person's
     # own confirmation lifts their opt-out or an erasure.
     counts["grants"] += sum(1 for row in todo if row.grant)

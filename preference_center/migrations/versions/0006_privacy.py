@@ -1,5 +1,5 @@
 """Privacy (issue 14): erased addresses waiting to be erased at the mail provider; legitimate-interest assessments;
-an import's third party and its evidence of consent to share
+an import's third party and its evidence of consent to share; first-contact notices
 
 Revision ID: 0006_privacy
 Revises: 0004
@@ -41,12 +41,29 @@ def upgrade():
     )
     with op.batch_alter_table('interest_assessments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_interest_assessments_topic_id'), ['topic_id'], unique=False)
+    op.create_table(
+        'first_contact_notices',
+        sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('import_job_id', sa.Integer(), nullable=True),
+        sa.Column('third_party', sa.String(length=200), nullable=False),
+        sa.Column('legal_basis', sa.String(length=32), nullable=False),
+        sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'],
+                                name=op.f('fk_first_contact_notices_contact_id_contacts'), ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('contact_id', name=op.f('pk_first_contact_notices')),
+    )
+    with op.batch_alter_table('first_contact_notices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_first_contact_notices_sent_at'), ['sent_at'], unique=False)
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('third_party', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('share_evidence', sa.String(length=500), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('first_contact_notices', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_first_contact_notices_sent_at'))
+    op.drop_table('first_contact_notices')
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.drop_column('share_evidence')
         batch_op.drop_column('third_party')
