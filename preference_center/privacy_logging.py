@@ -21,7 +21,7 @@ PATTERNS = (
     (re.compile(r"[A-Za-z0-9.!#$%&'*+^_`{|}~-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
                 re.IGNORECASE), ADDRESS),
     # Recipient links carry a signed token as a path segment.
-    (re.compile(r"(/(?:p|u|confirm|data/confirm|portability|access)/)[A-Za-z0-9_.~=-]{8,}"), r"\1" + TOKEN),
+    (re.compile(r"(/(?:p|u|confirm|data/confirm|data/address|portability)/)[A-Za-z0-9_.~=-]{8,}"), r"\1" + TOKEN),
     (re.compile(r"\bpc_[A-Za-z0-9_-]{8,}"), "pc_" + TOKEN),
     (re.compile(r"(?i)(authorization:?\s*(?:bearer|basic)?\s*)\S+"), r"\1" + TOKEN),
 )

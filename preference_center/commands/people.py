@@ -12,7 +12,7 @@ import secrets
 
 from sqlalchemy import select
 
-from .. import access_copy, audit, contacts, erasure, ledger, links, optouts, rights
+from .. import access_copy, audit, contacts, erasure, ledger, links, notify, optouts, rights
 from ..actors import Actor, ActorKind
 from ..emails import normalize
 from ..errors import Code, DomainError
@@ -246,3 +246,45 @@ def lift_suppression(actor: Actor, contact: Contact, scope: str, why: str) -> Su
 
 KEPT_FOR_THE_PERSON = contacts.KEPT_FOR_THE_PERSON
 SPAM_COMPLAINT = SuppressionReason.SPAM_COMPLAINT
+
+
+# -- change of address (issue 14) ------------------------------------------------------
+
+def ask_address_change(actor: Actor, contact: Contact, new_email: str) -> str:
+    """Mail a confirmation link to the new address (after the commit); nothing changes until it is opened.
+
+    The answer is the same whether or not the new address is known (no enumeration); the normalised address.
+    """
+    _live(contact)
+    address = normalize(new_email)  # InvalidEmail for what is no address
+    if address == contact.email:
+        raise DomainError("that is the address we already have", "email")
+    change = links.make(links.CHANGE_ADDRESS, contact, address)
+    url = links.url("/p/", links.make(links.PREFERENCES, contact)) + "/data/address/" + change
+    notify.later((address, "Confirm your new email address",
+                  f"Please confirm that we should write to this address from now on:\n\n{url}\n\n"
+                  "If you did not ask for this, ignore this email: nothing changes.\n"))
+    audit.record(actor, "contact.address_change_asked", target_type="contact", target_id=contact.id)
+    return address
+
+
+def change_address(actor: Actor, contact: Contact, new_email: str) -> ConsentEvent:
+    """Move the contact to the confirmed new address: a rectify event, every old link revoked."""
+    _live(contact)
+    address = normalize(new_email)
+    if address == contact.email:
+        raise DomainError("the address is changed already", "email", code=Code.CONFLICT)
+    if contacts.find(address) is not None:
+        raise DomainError("another contact has that address: erase one of them first", "email", code=Code.CONFLICT)
+    new_hash = contacts.hash_of(address)
+    event = ledger.append(ledger.RECTIFY, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
+                          user_agent=actor.user_agent, detail={"fields": ["email"]},
+                          personal={"old_email_hash": contact.email_hash, "new_email_hash": new_hash})
+    contact.email, contact.email_hash = address, new_hash
+    contact.token_version += 1  # links in mail to the old address stop working
+    db.session.flush()
+    if actor.is_the_person:
+        rights.done(contact, RequestKind.RECTIFICATION, {"fields": ["email"]})
+    audit.record(actor, "contact.rectify", target_type="contact", target_id=contact.id,
+                 detail={"fields": ["email"], "event_id": event.id})
+    return event

@@ -1,12 +1,14 @@
 """Recipient pages of issue 14: the complete copy as a ZIP, and the one-time link to hand it to another company."""
 from __future__ import annotations
 
-from flask import Response, current_app, render_template
+from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from .. import actors, links
 from ..commands import DomainError, people
+from ..emails import InvalidEmail
 from ..extensions import db
-from ..limits import PAGE_VIEWS, limiter
+from ..limits import PAGE_VIEWS, SENDS_MAIL, limiter
 from . import bp
 from .forms import ActionForm
 from .routes import DATA_PAGE, _client, _link, _person, _step_up, _submitted
@@ -51,3 +53,53 @@ def handover_download(handover: str):
     db.session.commit()
     return Response(body, mimetype="application/zip",
                     headers={"Content-Disposition": 'attachment; filename="personal-data.zip"'})
+
+
+# -- change of address: confirmed through the new address ------------------------------------
+
+@bp.post("/p/<token>/data/address")
+@limiter.limit(SENDS_MAIL)
+def ask_address_change(token: str):
+    contact = _link(links.PREFERENCES, token).contact
+    _submitted(ActionForm())
+    try:
+        people.ask_address_change(_person(DATA_PAGE), contact, request.form.get("email", ""))
+    except (DomainError, InvalidEmail) as exc:
+        db.session.rollback()
+        flash(_("The new address: %(problem)s", problem=str(exc)), "error")
+        return redirect(url_for("public.data_page", token=token), 303)
+    db.session.commit()
+    return render_template("public/address_sent.html", token=token,
+                           hours=current_app.config["PC_CONFIRM_MAX_AGE_HOURS"])
+
+
+def _address_change(token: str, change: str):
+    contact = _link(links.PREFERENCES, token).contact
+    step = links.load(links.CHANGE_ADDRESS, change)
+    if step.contact.id != contact.id or not isinstance(step.argument, str):
+        raise links.LinkError("invalid")
+    return contact, step.argument
+
+
+@bp.get("/p/<token>/data/address/<change>")
+@limiter.limit(PAGE_VIEWS)
+def address_change_page(token: str, change: str):
+    """A button: a GET changes nothing (link scanners prefetch)."""
+    _contact, address = _address_change(token, change)
+    return render_template("public/address_confirm.html", address=address, form=ActionForm(), token=token,
+                           change=change)
+
+
+@bp.post("/p/<token>/data/address/<change>")
+@limiter.limit(PAGE_VIEWS)
+def change_address(token: str, change: str):
+    contact, address = _address_change(token, change)
+    _submitted(ActionForm())
+    try:
+        people.change_address(_person(DATA_PAGE), contact, address)
+    except DomainError as exc:
+        db.session.rollback()
+        return render_template("error.html", status=exc.status, title=_("Not possible"), message=str(exc)), \
+            exc.status
+    db.session.commit()
+    return redirect(url_for("public.data_page", token=links.make(links.PREFERENCES, contact)), 303)
