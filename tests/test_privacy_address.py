@@ -8,7 +8,18 @@ from preference_center import contacts, links
 from preference_center.extensions import db
 from preference_center.models import Contact, DataRequest
 
-from .helpers import csrf_token, events, ledger_ok, mailed_link, make_contact, outbox, snapshot, text_of, token
+from .helpers import (
+    csrf_token,
+    events,
+    ledger_ok,
+    mailed_link,
+    make_contact,
+    outbox,
+    snapshot,
+    text_of,
+    token,
+    unlock_details,
+)
 
 
 @pytest.fixture
@@ -18,6 +29,7 @@ def ann(app, topics) -> int:
 
 @pytest.fixture
 def data_page(client, app, ann):
+    unlock_details(client, app, ann)
     path = f"/p/{token(app, links.PREFERENCES, ann)}/data"
     return path, csrf_token(client.get(path).get_data(as_text=True))
 
@@ -84,3 +96,32 @@ def test_a_change_link_of_another_person_or_tampered_is_refused(client, app, ann
     assert client.post(f"{path}/address/{forged}", data={"csrf_token": form_token}).status_code == 404
     with app.app_context():
         assert db.session.get(Contact, ann).email == "ann@example.com"
+
+
+def test_a_forwarded_link_shows_no_details_and_changes_none(app, ann):
+    forwardee = app.test_client()
+    path = f"/p/{token(app, links.PREFERENCES, ann)}/data"
+    page = forwardee.get(path).get_data(as_text=True)
+    words = text_of(page)
+    assert "ann@example.com" not in page and "Ann" not in words.replace("Annual", "")
+    assert "Email me a link to see and correct my details" in words and "Save corrections" not in words
+    before = snapshot(app)
+    form_token = csrf_token(page)
+    assert forwardee.post(f"{path}/rectify", data={"csrf_token": form_token, "name": "Mallory"}).status_code == 403
+    assert forwardee.post(f"{path}/address", data={"csrf_token": form_token,
+                                                    "email": "mallory@example.org"}).status_code == 403
+    assert snapshot(app) == before and outbox(app) == []
+
+
+def test_the_mailed_link_unlocks_the_details_in_that_browser_only(app, client, ann):
+    path = f"/p/{token(app, links.PREFERENCES, ann)}/data"
+    page = client.get(path).get_data(as_text=True)
+    asked = client.post(f"{path}/details", data={"csrf_token": csrf_token(page)})
+    assert asked.status_code == 200 and "Check the new inbox" not in asked.get_data(as_text=True)
+    link = mailed_link(app, "ann@example.com")
+    assert "/data/details/" in link
+    assert client.get(link).status_code == 303
+    assert "ann@example.com" in client.get(path).get_data(as_text=True)
+    assert "ann@example.com" not in app.test_client().get(path).get_data(as_text=True), "another browser sees none"
+    erase_step = token(app, links.STEP_UP, ann, "erase")
+    assert client.get(f"{path}/details/{erase_step}").status_code == 404, "only a details link unlocks"

@@ -1,15 +1,15 @@
 """Recipient pages of issue 14: the complete copy as a ZIP, and the one-time link to hand it to another company."""
 from __future__ import annotations
 
-from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from .. import actors, links
+from .. import actors, links, notify
 from ..commands import DomainError, people
 from ..emails import InvalidEmail
 from ..extensions import db
 from ..limits import PAGE_VIEWS, SENDS_MAIL, limiter
-from . import bp
+from . import bp, details
 from .forms import ActionForm
 from .routes import DATA_PAGE, _client, _link, _person, _step_up, _submitted
 
@@ -62,6 +62,8 @@ def handover_download(handover: str):
 def ask_address_change(token: str):
     contact = _link(links.PREFERENCES, token).contact
     _submitted(ActionForm())
+    if not details.unlocked(contact):
+        abort(403, _("Open the link we email you from your data page first."))
     try:
         people.ask_address_change(_person(DATA_PAGE), contact, request.form.get("email", ""))
     except (DomainError, InvalidEmail) as exc:
@@ -102,4 +104,34 @@ def change_address(token: str, change: str):
         return render_template("error.html", status=exc.status, title=_("Not possible"), message=str(exc)), \
             exc.status
     db.session.commit()
+    details.unlock(contact)  # opened in the new inbox: the person has shown they read it
     return redirect(url_for("public.data_page", token=links.make(links.PREFERENCES, contact)), 303)
+
+
+# -- personal details behind a mailed link ------------------------------------------------------
+
+@bp.post("/p/<token>/data/details")
+@limiter.limit(SENDS_MAIL)
+def ask_details(token: str):
+    """Mail the link that shows and unlocks the person's details on this browser."""
+    contact = _link(links.PREFERENCES, token).contact
+    _submitted(ActionForm())
+    step = links.make(links.STEP_UP, contact, "details")
+    url = links.url("/p/", token) + "/data/details/" + step
+    hours = current_app.config["PC_STEPUP_MAX_AGE_HOURS"]
+    notify.later((contact.email, _("See and correct your details"),
+                  _("Open this link to see and correct the details we hold about you:") + f"\n\n{url}\n\n"
+                  + _("If you did not ask for this, ignore this email.") + "\n"))
+    db.session.commit()  # nothing changed: the commit sends the mail
+    return render_template("public/address_sent.html", token=token, hours=hours, details=True)
+
+
+@bp.get("/p/<token>/data/details/<step_token>")
+@limiter.limit(PAGE_VIEWS)
+def open_details(token: str, step_token: str):
+    contact = _link(links.PREFERENCES, token).contact
+    step = links.load(links.STEP_UP, step_token)
+    if step.contact.id != contact.id or step.argument != "details":
+        raise links.LinkError("invalid")
+    details.unlock(contact)
+    return redirect(url_for("public.data_page", token=token), 303)

@@ -18,7 +18,7 @@ from ..i18n import use_contact_locale
 from ..limits import ONE_CLICK, PAGE_VIEWS, SENDS_MAIL, limiter, per_link
 from ..models import Contact
 from ..states import LinkSource
-from . import bp, choices
+from . import bp, choices, details
 from .forms import (
     ActionForm,
     PreferencesForm,
@@ -245,7 +245,8 @@ def _rectify_form(contact: Contact | None = None) -> RectifyForm:
 
 def _data_page(token: str, contact: Contact, form: RectifyForm, status: int = 200):
     return render_template("public/data.html", token=token, contact=contact, form=form, actions=ActionForm(),
-                           data=rights.holdings(contact), objected=rights.has_objected(contact)), status
+                           data=rights.holdings(contact), objected=rights.has_objected(contact),
+                           details=details.unlocked(contact)), status
 
 
 @bp.get("/p/<token>/data")
@@ -271,6 +272,9 @@ def rectify(token: str):
         form[exc.field].errors = [str(exc)] if exc.field in contacts.PROFILE_FIELDS else []
         db.session.rollback()
         return _data_page(token, contact, form, 400)
+    if not details.unlocked(contact):  # input checked first; then: a forwarded link may not change details
+        db.session.rollback()
+        abort(403, _("Open the link we email you from your data page first."))
     db.session.commit()
     use_contact_locale(contact.locale)  # a new language applies from this very message
     flash(_("Your details are updated.") if changed else _("Nothing to change."))
