@@ -37,6 +37,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = app.config["PC_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     settings.warn_unknown_variables()  # once per process
+    from .privacy_logging import install as mask_logs
+
+    mask_logs()  # log lines carry ids, never addresses or tokens
     instance.mkdir(parents=True, exist_ok=True)
     register_input_rules(app)  # first: routes bind their converters, and its hook runs before every other
     logs.init_app(app)  # before even that one: every answer carries its request id

@@ -54,16 +54,17 @@ def marketing_batch(topic: Topic, subject: str, html: str, text: str, campaign_i
     config = current_app.config
     address = config["PC_POSTAL_ADDRESS"]
     deadline = deadline_from_now()  # one time budget for the whole message
+    why, unsubscribe = _why(topic)
     text_body = _render("text", text or "", _context(False), deadline) + (
-        f"\n\n--\nYou get this because you are subscribed to {topic.name}.\n"
-        f"Unsubscribe: {UNSUB}\nManage your preferences: {PREFS}\n{address}\n"
+        f"\n\n--\n{why}\n"
+        f"{unsubscribe}: {UNSUB}\nManage your preferences: {PREFS}\n{address}\n"
     )
     html_body = None
     if html:
         html_body = _render("html", html, _context(True), deadline, html=True) + (
             '<hr><p style="font-size:12px;color:#555">'
-            f"You get this because you are subscribed to {escape(topic.name)}. "
-            f'<a href="{UNSUB}">Unsubscribe</a> · <a href="{PREFS}">Manage your preferences</a><br>'
+            f"{escape(why)} "
+            f'<a href="{UNSUB}">{escape(unsubscribe)}</a> · <a href="{PREFS}">Manage your preferences</a><br>'
             f"{escape(address)}</p>"
         )
     return MessageBatch(
@@ -74,6 +75,19 @@ def marketing_batch(topic: Topic, subject: str, html: str, text: str, campaign_i
         headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         categories=[f"campaign-{campaign_id}", f"topic-{topic.key}"[:255]],
     )
+
+
+def _why(topic: Topic) -> tuple[str, str]:
+    """The footer's sentence on why the person gets the mail, and the name of the one-click link.
+
+    Legitimate interest says why we write (the topic's recorded assessment) and that the person may object.
+    """
+    if topic.legal_basis != "legitimate_interest":
+        return f"You get this because you are subscribed to {topic.name}.", "Unsubscribe"
+    from . import assessments
+
+    why = assessments.why_we_write(topic, assessments.latest_by_topic().get(topic.id)).rstrip(".")
+    return f"{why}. You may object to these emails at any time, in one click.", "Object in one click"
 
 
 def marketing_envelope(contact: Contact, topic: Topic, delivery_id: int, campaign_id: int) -> Envelope:

@@ -148,6 +148,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PC_SENDGRID_SYNC", "bool", "0",
             "`1` pushes our opt-outs and suppressions into SendGrid's unsubscribe groups and global list"),
     Setting("PC_SENDGRID_SYNC_SECONDS", "float", "30", "how often the worker pushes what is queued for SendGrid"),
+    Setting("PC_PORTABILITY_LINK_DAYS", "int", "7",
+            "the one-time link that hands a person's access copy to another company lasts this long"),
+    *(Setting(f"PC_RETENTION_{relationship.upper()}_DAYS", "int", None,
+              f"retention of {relationship}s (days): prospects and candidates count from their last interaction; "
+              "customers, partners and suppliers once they opted out of all marketing and got no service mail "
+              "either; `0`: never", shown="`PC_RETENTION_DAYS`")
+      for relationship in ("prospect", "candidate", "customer", "partner", "supplier")),
+    Setting("PC_PRIVACY_CONTACT", "str", None,
+            "who to write to about personal data (shown in the access copy's Art. 15(1) section)",
+            "your privacy contact"),
+    Setting("PC_SUPERVISORY_AUTHORITY", "str", None,
+            "the supervisory authority people may complain to (access copy's Art. 15(1) section)",
+            "your authority"),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -11,7 +11,7 @@ import re
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from . import characters, ledger
+from . import characters, erasure, ledger
 from .emails import email_hash, normalize
 from .errors import ValidationError
 from .extensions import db
@@ -35,6 +35,12 @@ def hash_of(normalized_email: str) -> str:
 def find(email: str) -> Contact | None:
     """The live contact for an address (erased contacts have no address)."""
     return db.session.scalar(select(Contact).where(Contact.email == normalize(email)))
+
+
+def erased_row(email: str) -> Contact | None:
+    """The newest erased contact row of an address with no live contact (found by its keyed hash)."""
+    return db.session.scalar(select(Contact).where(Contact.email_hash == hash_of(normalize(email)),
+                                                   Contact.status == "erased").order_by(Contact.id.desc()).limit(1))
 
 
 def clean_profile(fields: dict) -> dict:
@@ -263,6 +269,7 @@ def record_consent(contact: Contact, *, action: str, topic: Topic | None, source
 
 def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: str | None = None) -> ledger.ConsentEvent:
     """Erase a contact's personal data everywhere; keep the suppression hash and the chain."""
+    traces = erasure.traces_of(contact)  # read before the row is blanked
     event = ledger.append(ledger.ERASE, contact=contact, scope=ledger.CONTACT, source=source)
     suppress(contact.email_hash, "all", "erased", source=source, contact=contact)
     ledger.redact(contact.id)
@@ -276,6 +283,7 @@ def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: s
         .values(subject="[erased]", text="", html="", data={})
         .execution_options(synchronize_session=False)
     )
+    erasure.scrub(traces)
     db.session.flush()
     return event
 

@@ -24,6 +24,10 @@ PREFERENCES = "preferences"
 UNSUBSCRIBE = "unsubscribe"
 CONFIRM = "confirm"
 STEP_UP = "data-rights-step-up"
+# A one-time link to the person's copy that they hand to another company (portability, issue 14).
+HANDOVER = "portability-handover"
+# A change of address, confirmed through the new address (argument: the new address).
+CHANGE_ADDRESS = "change-address"
 
 # Long enough that old mail keeps working (CAN-SPAM asks 30 days, CASL 60).
 LONG_LIVED = (PREFERENCES, UNSUBSCRIBE)
@@ -77,8 +81,10 @@ def _max_age(purpose: str) -> int:
     config = current_app.config
     if purpose in LONG_LIVED:
         return config["PC_LINK_MAX_AGE_DAYS"] * 86400
-    if purpose == CONFIRM:
+    if purpose in (CONFIRM, CHANGE_ADDRESS):
         return config["PC_CONFIRM_MAX_AGE_HOURS"] * 3600
+    if purpose == HANDOVER:
+        return config["PC_PORTABILITY_LINK_DAYS"] * 86400
     return config["PC_STEPUP_MAX_AGE_HOURS"] * 3600
 
 

@@ -39,14 +39,18 @@ ROUTINE_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat", 
 
 _MASKS = [
     # Signed links: the token is the path segment after /p/, /u/ or /confirm/ (and a data page's step).
-    (re.compile(r"(/(?:p|u|confirm)/)[^/\s?#\"'<>]+"), r"\1***"),
+    (re.compile(r"(/(?:p|u|confirm|address|portability)/)[^/\s?#\"'<>]+"), r"\1***"),
     # itsdangerous tokens elsewhere: payload.timestamp.signature.
     (re.compile(r"\.?\b[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{22,}"), "***token***"),
     (re.compile(r"\bpc_[A-Za-z0-9_-]{16,}"), "pc_***"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]{8,}"), "whsec_***"),
     (re.compile(r"\bSG\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), "SG.***"),
     (re.compile(r"(?i)\b(bearer\s+)[^\s\"',]+"), r"\1***"),
-    (re.compile(r"[A-Za-z0-9][A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "***@***"),
+    (re.compile(r"(?i)\b(authorization:\s*(?:basic\s+)?)(?!bearer\b)[^\s\"',]+"), r"\1***"),
+    # Addresses, also URL-encoded (user%40host.tld) in paths and query strings.
+    # (No '/', '=' or '?' in the local part here: the path or query before an address stays readable.)
+    (re.compile(r"[A-Za-z0-9.!#$%&'*+^_`{|}~-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
+                re.IGNORECASE), "***@***"),
 ]
 
 

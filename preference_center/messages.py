@@ -14,6 +14,7 @@ from .errors import Code, DomainError, ValidationError
 from .extensions import db
 from .mail import TemplateError, check
 from .models import ApiToken, Delivery, SystemMessage, Topic
+from .rules import SKIP_ERASED
 
 
 class IdempotencyConflict(DomainError):
@@ -92,7 +93,12 @@ def create(data: dict, *, key: str | None, created_by: str) -> tuple[SystemMessa
     except InvalidEmail as exc:
         raise ValidationError(f"to: invalid email address: {exc}", "to", code="invalid_email") from exc
     contact = contacts.find(data["to"])
-    if contact is None:
+    erased = None if contact is not None else contacts.erased_row(data["to"])
+    if erased is not None:
+        # An erased address is skipped without becoming a contact again: the message hangs on the erased row
+        # and keeps nothing of what it said (SKIP_ERASED, the sending rule's reason for erased people).
+        contact, fields, payload = erased, {"subject": "[erased]", "text": "", "html": ""}, {}
+    elif contact is None:
         contact, _ = contacts.upsert(data["to"], {}, source=created_by)
     message = SystemMessage(topic_id=topic.id, contact_id=contact.id, idempotency_key=key, api_token_id=token_id,
                             request_digest=request_digest, data=payload, created_by=created_by, **fields)
@@ -107,6 +113,8 @@ def create(data: dict, *, key: str | None, created_by: str) -> tuple[SystemMessa
             raise IdempotencyConflict("this Idempotency-Key was used with a different request") from None
         return found[0], found[1], False
     delivery = Delivery(system_message_id=message.id, contact_id=contact.id, status="queued", attempts=0)
+    if erased is not None:
+        delivery.status, delivery.reason = "skipped", SKIP_ERASED
     db.session.add(delivery)
     db.session.flush()
     return message, delivery, True

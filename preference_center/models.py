@@ -431,6 +431,10 @@ class ImportJob(db.Model):
     topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"))
     consent_collected: Mapped[bool] = mapped_column(Boolean, default=False)
     confirmed_opt_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A list from another company (issue 14): who it is, and the evidence that the people consented to the
+    # sharing (required for consent topics). Neither holds an address.
+    third_party: Mapped[str | None] = mapped_column(String(200))
+    share_evidence: Mapped[str | None] = mapped_column(String(500))
     preview: Mapped[dict] = mapped_column(JSON, default=dict)
     total: Mapped[int] = mapped_column(Integer, default=0)
     # Rows handled so far; committed with each chunk, so a restarted task resumes here.
@@ -534,3 +538,61 @@ class SendGridSync(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProviderErasure(db.Model):
+    """An erased address still to be erased at the mail provider (issue 14).
+
+    The one place an erased address is kept, and only until the provider has
+    accepted its erasure and suppression; then the row is deleted.
+    """
+
+    __tablename__ = "provider_erasures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Masked (no address): why the last attempt failed.
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class InterestAssessment(db.Model):
+    """A recorded legitimate-interest assessment of one marketing topic (issue 14): versioned, never edited.
+
+    `purpose` is what recipients are told (why we write); `text` is the balancing test itself.
+    """
+
+    __tablename__ = "interest_assessments"
+    __table_args__ = (UniqueConstraint("topic_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    text_hash: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str] = mapped_column(String(200))
+    approved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@event.listens_for(InterestAssessment, "before_update")
+def _assessments_never_change(mapper, connection, target) -> None:
+    # What was weighed and approved stays as it was: record a new version instead.
+    raise ValueError(f"assessment version {target.version} is recorded and cannot change")
+
+
+class FirstContactNotice(db.Model):
+    """Art. 14 (issue 14): a person whose address came from another company is told so before any marketing mail.
+
+    Due from the import that brought the address; `sent_at` once the notice went out.
+    """
+
+    __tablename__ = "first_contact_notices"
+
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    import_job_id: Mapped[int | None] = mapped_column(Integer)
+    third_party: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -1,12 +1,14 @@
 """The retention policy: erase long-inactive contacts without a basis; keep only anonymous delivery counts.
 
 - A contact is erased (personal data removed, suppression hash kept, ledger
-  chain intact) when it has had no interaction for PC_RETENTION_DAYS and no
+  chain intact) when it has had no interaction for its relationship's
+  retention period (PC_RETENTION_<RELATIONSHIP>_DAYS, else PC_RETENTION_DAYS) and no
   active basis. "No active basis" is deliberately simple and conservative:
   status `active` (restricted contacts are kept: restriction exists to
-  preserve data), relationship `prospect` or `candidate` (customers,
-  partners and suppliers have a contract or business relationship), no
-  subscription `subscribed` or `pending`, and no open data request.
+  preserve data), relationship `prospect` or `candidate`, or a customer,
+  partner or supplier (who have a contract or business relationship) who
+  opted out of all marketing and got no service mail in the period either;
+  no subscription `subscribed` or `pending`, and no open data request.
 - Delivery rows older than PC_DELIVERY_RETENTION_DAYS are counted into
   `DailyStat` (day, campaign, topic, status, reason) and deleted, with the
   content of the system messages they carried.
@@ -29,12 +31,13 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import and_, delete, exists, false, func, or_, select
 
 from . import actors, audit, imports, optouts
 from .commands import people
 from .extensions import db
 from .models import (
+    RELATIONSHIPS,
     Campaign,
     Contact,
     DailyStat,
@@ -82,15 +85,41 @@ def _report(now: dt.datetime | None, dry_run: bool) -> Report:
                   delivery_cutoff=now - dt.timedelta(days=config["PC_DELIVERY_RETENTION_DAYS"]))
 
 
-def _inactive_contacts(cutoff: dt.datetime):
-    """SELECT of the ids of contacts the policy erases."""
+def retention_days(relationship: str) -> int:
+    """Days after which a contact of `relationship` without a basis is erased (0: never)."""
+    config = current_app.config
+    days = config.get(f"PC_RETENTION_{relationship.upper()}_DAYS")
+    return config["PC_RETENTION_DAYS"] if days is None else days
+
+
+def cutoffs(now: dt.datetime) -> dict[str, dt.datetime]:
+    """Per relationship, the last-interaction time before which the policy erases (relationships kept forever
+    are left out)."""
+    return {r: now - dt.timedelta(days=retention_days(r)) for r in RELATIONSHIPS if retention_days(r) > 0}
+
+
+def _inactive_contacts(cutoff: dt.datetime | dict[str, dt.datetime]):
+    """SELECT of the ids of contacts the policy erases.
+
+    Prospects and candidates: no interaction since their cutoff. Customers, partners and suppliers have a
+    contract or business relationship: only once they opted out of all marketing (or objected) and nothing,
+    not even service mail, has happened since their cutoff.
+    """
+    per_relationship = cutoff if isinstance(cutoff, dict) else {r: cutoff for r in NO_BASIS_RELATIONSHIPS}
     live_subscription = exists().where(Subscription.contact_id == Contact.id,
                                        Subscription.state.in_(("subscribed", "pending")))
     open_request = exists().where(DataRequest.contact_id == Contact.id, DataRequest.status == "open")
+    branches = []
+    for relationship, when in per_relationship.items():
+        branch = and_(Contact.relationship == relationship, Contact.last_interaction_at < when)
+        if relationship not in NO_BASIS_RELATIONSHIPS:
+            recent_service_mail = exists().where(Delivery.contact_id == Contact.id,
+                                                 Delivery.system_message_id.is_not(None), Delivery.created_at >= when)
+            branch = and_(branch, Contact.marketing_opt_out_event_id.is_not(None), ~recent_service_mail)
+        branches.append(branch)
     return select(Contact.id).where(
         Contact.status == "active",
-        Contact.last_interaction_at < cutoff,
-        Contact.relationship.in_(NO_BASIS_RELATIONSHIPS),
+        or_(*branches) if branches else false(),
         ~live_subscription,
         ~open_request,
     )
@@ -103,7 +132,7 @@ def _count(query) -> int:
 def plan(now: dt.datetime | None = None) -> Report:
     """Dry run: count what `apply` would erase, aggregate and delete; change nothing."""
     report = _report(now, dry_run=True)
-    report.contacts_erased = _count(_inactive_contacts(report.contact_cutoff))
+    report.contacts_erased = _count(_inactive_contacts(cutoffs(report.now)))
     report.deliveries_aggregated = _count(select(Delivery.id).where(Delivery.created_at < report.delivery_cutoff))
     report.system_messages_deleted = _count(select(Delivery.id).where(
         Delivery.created_at < report.delivery_cutoff, Delivery.system_message_id.is_not(None)))
@@ -119,7 +148,7 @@ def apply(now: dt.datetime | None = None, chunk: int = 500) -> Report:
     """Run the policy, one transaction per chunk; the ledger chain keeps verifying."""
     report = _report(now, dry_run=False)
     optouts.settle_all()  # inactivity counts the latest one-click opt-outs too
-    report.contacts_erased = _erase_inactive(report.contact_cutoff, chunk)
+    report.contacts_erased = _erase_inactive(cutoffs(report.now), chunk)
     report.daily_stats_written = 0
     _fold_deliveries(report, chunk)
     result = db.session.execute(delete(WebhookEvent).where(
@@ -155,7 +184,7 @@ def _stale_uploads(now: dt.datetime) -> tuple[list[ImportJob], list[Path]]:
     return jobs, orphans
 
 
-def _erase_inactive(cutoff: dt.datetime, chunk: int) -> int:
+def _erase_inactive(cutoff: dict[str, dt.datetime], chunk: int) -> int:
     erased, after = 0, 0
     while True:
         # Selected in the transaction that erases them: someone who came back

@@ -21,7 +21,7 @@ from .models import ConsentEvent, Contact, DataRequest, Topic, utcnow
 from .states import RequestKind, RequestStatus
 
 KINDS = tuple(str(k) for k in RequestKind)
-EXPORT_FORMATS = ("json", "csv")
+EXPORT_FORMATS = ("json", "csv", "zip")
 
 # Spreadsheet programs run cells that start like a formula; a leading quote disarms them.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -36,7 +36,7 @@ from flask import current_app
 from sqlalchemy import and_, func, insert, literal, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from . import compose, optouts, rules
+from . import compose, first_contact, optouts, rules
 from .errors import DomainError
 from .extensions import db
 from .mail import MessageBatch, TemplateError, TransportError, get_transport
@@ -222,6 +222,14 @@ def send_batch(batch_id: int) -> Outcome:
         fail_campaign(campaign.id, render_error)
         finish_batch(batch)
         return outcome
+    # Art. 14: whoever got here through another company's list is told where we got the address first.
+    contact_of = {d: c for d, c, _ in queued}
+    _, untold = first_contact.send_due([contact_of[d] for d, _ in go])
+    if untold:
+        kept = [(pair, envelope) for pair, envelope in zip(go, envelopes, strict=True) if contact_of[pair[0]] not in untold]
+        _set([d for d, _ in go if contact_of[d] in untold], status=SKIPPED, reason=first_contact.SKIP_NOT_INFORMED)
+        outcome.skipped += len(go) - len(kept)
+        go, envelopes = [pair for pair, _ in kept], [envelope for _, envelope in kept]
     # The authorising event is usually the one seen at planning; rewrite the
     # few that changed since (a fresh grant, a new relationship).
     changed = [{"id": d, "event_id": e} for d, e in go if planned_event[d] != e]

@@ -14,7 +14,7 @@ import logging
 from celery import shared_task
 from flask import current_app
 
-from . import campaigns, feedback, imports, logs, metrics, optouts, retention, sending
+from . import campaigns, feedback, first_contact, imports, logs, metrics, optouts, provider_erasure, retention, sending
 
 __all__ = [
     "dispatch_campaign", "enqueue", "import_csv", "process_webhook_events", "run_retention", "send_batch",
@@ -62,6 +62,8 @@ def tick() -> None:
     sending.touch(stale)
     for delivery_id in stale:
         enqueue("send_message", delivery_id)
+    provider_erasure.run_pending()  # erased addresses the mail provider has not accepted yet
+    first_contact.send_due()  # Art. 14 notices still due
     for job_id in imports.requeue_lost():
         log.warning("re-queueing import %s (broker message lost)", job_id)
         enqueue("import_csv", job_id)

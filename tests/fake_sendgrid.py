@@ -1,5 +1,6 @@
-"""A local fake of SendGrid's v3 API: POST /v3/mail/send validating payloads like the real API, and the
-suppression endpoints the sync calls (unsubscribe groups, the global list, bounces, spam reports).
+"""A local fake of SendGrid's v3 API: POST /v3/mail/send validating payloads like the real API, the
+suppression endpoints the sync calls (unsubscribe groups, the global list, bounces, spam reports), and the calls an
+erasure makes (the global list, POST /v3/marketing/contacts/search/emails, DELETE /v3/marketing/contacts).
 
 In tests: `with FakeSendGrid() as fake:` and point PC_SENDGRID_API_HOST at `fake.url`. Standalone (to try the
 sendgrid transport by hand, or from another process): `python -m tests.fake_sendgrid --port 8025` serves until
@@ -13,12 +14,14 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
 MAX_CATEGORIES = 10
 MAX_CATEGORY_LENGTH = 255
 MAX_BODY_BYTES = 20 * 1024 * 1024
+CONTACT_SEARCH = "/v3/marketing/contacts/search/emails"
 RESERVED_HEADERS = frozenset(
     h.lower()
     for h in (
@@ -64,6 +67,9 @@ class _State:
     bounces: list[str] = field(default_factory=list)
     spam_reports: list[str] = field(default_factory=list)
     calls: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, body) of suppression calls
+    # Marketing contacts (address -> id) and the ids deleted (an erasure's calls).
+    marketing_contacts: dict[str, str] = field(default_factory=dict)
+    deleted_contact_ids: list[str] = field(default_factory=list)
 
 
 class FakeSendGrid:
@@ -143,6 +149,22 @@ class FakeSendGrid:
         with self._state.lock:
             return list(self._state.calls)
 
+    def add_marketing_contact(self, email: str) -> str:
+        """A Marketing contact SendGrid holds for `email` (as a list upload would make); its id."""
+        with self._state.lock:
+            return self._state.marketing_contacts.setdefault(email.lower(), secrets.token_hex(8))
+
+    @property
+    def global_suppressions(self) -> list[str]:
+        """The global unsubscribe list, sorted."""
+        with self._state.lock:
+            return sorted(self._state.global_unsubscribes)
+
+    @property
+    def marketing_contacts(self) -> dict[str, str]:
+        with self._state.lock:
+            return dict(self._state.marketing_contacts)
+
     @property
     def payloads(self) -> list[Any]:
         """The parsed JSON body of every request that had one."""
@@ -184,6 +206,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.split("?")[0].startswith("/v3/asm/"):
             self._suppressions("POST", payload)
+        elif self.path.split("?")[0] == CONTACT_SEARCH:
+            if not self._authorized():
+                self._error(401, "The provided authorization grant is invalid, expired, or revoked")
+            else:
+                self._contact_search(payload)
         elif self.path.split("?")[0] != "/v3/mail/send":
             self._error(404, "not found")
         elif length > MAX_BODY_BYTES:
@@ -266,6 +293,42 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "not found")
         else:
             self._answer(200, {}, rows[offset:offset + limit])
+
+    def _contact_search(self, payload: Any) -> None:
+        state = self.owner._state
+        emails = payload.get("emails") if isinstance(payload, dict) else None
+        if not isinstance(emails, list) or not emails:
+            self._error(400, "emails must be a non-empty list", "emails")
+            return
+        with state.lock:
+            found = {e: {"contact": {"id": state.marketing_contacts[e.lower()], "email": e}}
+                     for e in emails if e.lower() in state.marketing_contacts}
+        if not found:
+            self._error(404, "No contacts found")
+            return
+        self._answer(200, {}, {"result": found})
+
+    def do_DELETE(self) -> None:
+        state = self.owner._state
+        with state.lock:
+            state.requests += 1
+        path, _, query = self.path.partition("?")
+        if path != "/v3/marketing/contacts":
+            self._error(404, "not found")
+            return
+        if not self._authorized():
+            self._error(401, "The provided authorization grant is invalid, expired, or revoked")
+            return
+        ids = [i for part in query.split("&") if part.startswith("ids=") for i in unquote(part[4:]).split(",") if i]
+        if not ids:
+            self._error(400, "ids are required", "ids")
+            return
+        with state.lock:
+            state.deleted_contact_ids.extend(ids)
+            for email, contact_id in list(state.marketing_contacts.items()):
+                if contact_id in ids:
+                    del state.marketing_contacts[email]
+        self._answer(202, {}, {"job_id": secrets.token_hex(8)})
 
     def _authorized(self) -> bool:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")

@@ -326,3 +326,10 @@ class Api:
             headers = {**self.headers, **kwargs.pop("headers", {})}
             return getattr(self.client, method)(f"/api/v1{path}", headers=headers, **kwargs)
         return call
+
+
+def unlock_details(client, app, contact_id: int) -> None:
+    """Open the mailed link that shows and unlocks a person's details on their data page, in `client`'s session."""
+    page = f"/p/{token(app, links.PREFERENCES, contact_id)}/data"
+    opened = client.get(f"{page}/details/{token(app, links.STEP_UP, contact_id, 'details')}")
+    assert opened.status_code == 303, opened.status_code

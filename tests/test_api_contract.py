@@ -515,6 +515,7 @@ def test_answers_of_real_calls_validate_against_the_served_document(app, client,
     api.post("/contacts/ann@example.com/consents", json={"action": "grant", "source": "x", "confirmed": True})  # 409
     api.post("/contacts/bob@example.com/consents", json={"topic": "news", "action": "grant", "source": "form"})
     api.delete("/contacts/bob@example.com"), api.delete("/contacts/bob@example.com")
+    api.get("/contacts/bob@example.com/proof"), api.get("/contacts/nobody@example.com/proof")
     api.get("/ledger/verify")
     campaign = api.post("/campaigns", json={"name": "C", "topic": "news", "subject": "Hi {{ contact.name }}",
                                             "text": "T", "audience": {"relationships": ["customer"]}}).json["id"]

@@ -29,6 +29,7 @@ from .helpers import (
     snapshot,
     states,
     token,
+    unlock_details,
 )
 
 
@@ -41,7 +42,8 @@ def ann(app, topics) -> int:
 
 @pytest.fixture
 def data_page(client, app, ann):
-    """The data page path and a CSRF token from it."""
+    """The data page path and a CSRF token from it, the person's details unlocked (the mailed link opened)."""
+    unlock_details(client, app, ann)
     path = f"/p/{token(app, links.PREFERENCES, ann)}/data"
     return path, csrf_token(client.get(path).get_data(as_text=True))
 
@@ -63,6 +65,7 @@ def _step_up_link(client, app, path, form_token, action) -> str:
 # -- the page -------------------------------------------------------------------------
 
 def test_data_page_shows_profile_subscriptions_and_readable_consent_history(client, app, ann):
+    unlock_details(client, app, ann)
     html = client.get(f"/p/{token(app, links.PREFERENCES, ann)}/data").get_data(as_text=True)
     assert "ann@example.com" in html and "Ann" in html
     assert "News: you receive this" in html

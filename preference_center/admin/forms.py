@@ -112,6 +112,10 @@ class ImportSettingsForm(Form):
                               choices=options([("", "— choose —")] + [(b, BASIS_NAMES[b]) for b in BASES]),
                               validators=[Optional()])
     source_text = StringField("Where do these contacts come from?", validators=[Length(max=150)])
+    third_party = StringField("The company that gave us the list (empty if we collected it ourselves)",
+                              validators=[Length(max=200)])
+    share_evidence = StringField("Its evidence that these people consented to sharing their address with us",
+                                 validators=[Length(max=500)])
     default_relationship = SelectField("Relationship for rows that have none",
                                        choices=options([("", "keep / prospect")] + [(r, r) for r in RELATIONSHIPS]),
                                        validators=[Optional()])

@@ -6,7 +6,7 @@ from pathlib import Path
 from flask import current_app, g, jsonify, request, send_from_directory
 from sqlalchemy import select
 
-from .. import actors, bodies, campaigns, contacts, inputs, ledger, links, tokens
+from .. import actors, bodies, campaigns, contacts, erasure, inputs, ledger, links, tokens
 from ..commands import DomainError, consent, people
 from ..commands import campaigns as campaign_commands
 from ..commands import messages as message_commands
@@ -234,6 +234,7 @@ def event_json(event: ledger.ConsentEvent, topic: Topic | None) -> dict:
 def post_consent(email: str, body: schemas.ConsentInput):
     """An unknown address becomes a contact. `confirmed: true` asserts the client's own double opt-in."""
     topic = topic_or_error(body.topic) if body.topic is not None else None
+    erasure.refuse_addresses(body.source, "source")  # it is kept in the ledger after an erasure
     contact = people.find(email)
     created = contact is None
     if created:

@@ -9,7 +9,7 @@ contact: they settle its waiting one-click opt-outs before anything decides.
 """
 from ..actors import Actor, ActorKind
 from ..errors import Code, DomainError
-from . import access, campaigns, consent, imports, messages, people, requests, topics, webhooks, wordings
+from . import access, campaigns, consent, imports, messages, people, proof, requests, topics, webhooks, wordings
 
 __all__ = ["Actor", "ActorKind", "Code", "DomainError", "access", "campaigns", "consent", "imports", "messages", "people",
-           "requests", "topics", "webhooks", "wordings"]
+           "proof", "requests", "topics", "webhooks", "wordings"]

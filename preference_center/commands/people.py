@@ -7,15 +7,18 @@ and one audit entry in the caller's transaction.
 """
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from sqlalchemy import select
 
-from .. import audit, contacts, ledger, optouts, rights
-from ..actors import Actor
+from .. import access_copy, audit, contacts, erasure, ledger, links, notify, optouts, rights
+from ..actors import Actor, ActorKind
 from ..emails import normalize
 from ..errors import Code, DomainError
 from ..extensions import db
-from ..models import ConsentEvent, Contact, Suppression
-from ..states import ContactStatus, RequestKind, SuppressionReason, SuppressionScope
+from ..models import ConsentEvent, Contact, DataRequest, Suppression, utcnow
+from ..states import ContactStatus, RequestKind, RequestStatus, SuppressionReason, SuppressionScope
 
 # -- loading --------------------------------------------------------------------------
 
@@ -138,16 +141,18 @@ def erase(actor: Actor, contact: Contact) -> ConsentEvent:
     _live(contact)
     open_request = rights.latest_open(contact, RequestKind.ERASURE)
     event = contacts.erase(contact, source=actor.source, ip=actor.ip, user_agent=actor.user_agent)
-    if open_request is not None or actor.is_the_person:
-        # The person's own erasure is their request, done on the spot; others close one that is open.
+    if open_request is not None or actor.is_the_person or actor.kind == ActorKind.API:
+        # The person's own erasure is their request, done on the spot; an API client passes one on (the
+        # request reached another system first), so it is logged done too; others close one that is open.
         rights.complete(open_request or rights.open_request(contact, RequestKind.ERASURE),
                         detail={"erased_by": actor.label})
     audit.record(actor, "contact.erase", target_type="contact", target_id=contact.id, detail={"event_id": event.id})
     return event
 
 
-def export(actor: Actor, contact: Contact, fmt: str) -> str:
-    """The contact's data as JSON or CSV text; records the export and completes the open access request."""
+def export(actor: Actor, contact: Contact, fmt: str) -> str | bytes:
+    """The contact's data as JSON or CSV text or a ZIP of both (bytes); records the export and completes the open
+    access request. JSON and ZIP are the complete copy (access_copy.complete)."""
     _live(contact)
     if fmt not in rights.EXPORT_FORMATS:
         raise DomainError(f"format must be one of {', '.join(rights.EXPORT_FORMATS)}", "format")
@@ -158,8 +163,50 @@ def export(actor: Actor, contact: Contact, fmt: str) -> str:
                     detail={"format": fmt, "delivered_to": "the person, through their link"})
     audit.record(actor, "contact.export", target_type="contact", target_id=contact.id,
                  detail={"event_id": event.id, "format": fmt})
-    data = rights.holdings(contact)
-    return rights.to_json(data) if fmt == "json" else rights.to_csv(data)
+    if fmt == "csv":
+        return rights.to_csv(rights.holdings(contact))
+    data = access_copy.complete(contact)
+    return rights.to_json(data) if fmt == "json" else access_copy.to_zip(data)
+
+
+def handover_link(actor: Actor, contact: Contact) -> str:
+    """A one-time token to the person's complete copy, for them to hand to another company (Art. 20(2)).
+
+    Valid PC_PORTABILITY_LINK_DAYS; the portability request stays open until the copy is fetched through it.
+    A new link replaces the previous one.
+    """
+    _live(contact)
+    request = rights.latest_open(contact, RequestKind.PORTABILITY) or rights.open_request(
+        contact, RequestKind.PORTABILITY)
+    nonce = secrets.token_urlsafe(16)
+    request.detail = {**(request.detail or {}), "handover": {
+        "nonce_hash": hashlib.sha256(nonce.encode()).hexdigest(), "made_at": utcnow().isoformat(), "used_at": None}}
+    audit.record(actor, "contact.handover_link", target_type="contact", target_id=contact.id,
+                 detail={"request_id": request.id})
+    return links.make(links.HANDOVER, contact, [request.id, nonce])
+
+
+def hand_over(actor: Actor, contact: Contact, argument) -> bytes:
+    """The complete copy (ZIP) through a one-time link; the link is spent and the request completed."""
+    _live(contact)
+    request_id, nonce = argument if isinstance(argument, list) and len(argument) == 2 else (None, None)
+    request = db.session.get(DataRequest, request_id) if isinstance(request_id, int) and 0 < request_id < 2**63 \
+        else None
+    handover = (request.detail or {}).get("handover") if request is not None else None
+    if (request is None or request.contact_id != contact.id or not handover or not isinstance(nonce, str)
+            or handover.get("nonce_hash") != hashlib.sha256(nonce.encode()).hexdigest()):
+        raise DomainError("this link is not valid", code=Code.NOT_FOUND)
+    if handover.get("used_at") is not None:
+        raise DomainError("this link was used already: ask the person for a new one", code=Code.CONFLICT)
+    event = ledger.append(ledger.EXPORT, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
+                          user_agent=actor.user_agent, detail={"format": "zip", "handover": True})
+    request.detail = {**request.detail, "handover": {**handover, "used_at": utcnow().isoformat()}}
+    if request.status == RequestStatus.OPEN:
+        rights.complete(request, detail={"format": "zip", "delivered_to": "another company, through the person's "
+                                                                          "one-time link"})
+    audit.record(actor, "contact.export", target_type="contact", target_id=contact.id,
+                 detail={"event_id": event.id, "format": "zip", "handover": True})
+    return access_copy.to_zip(access_copy.complete(contact))
 
 
 # -- suppressions ---------------------------------------------------------------------
@@ -172,6 +219,7 @@ def suppress(actor: Actor, scope: str, reason: str, *, contact: Contact | None =
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("say why the address is suppressed", "reason")
+    erasure.refuse_addresses(reason, "reason")
     address_hash = email_hash or (contact.email_hash if contact is not None else None)
     if address_hash is None:
         raise DomainError("nothing to suppress", "email")
@@ -189,6 +237,7 @@ def suppress(actor: Actor, scope: str, reason: str, *, contact: Contact | None =
 
 def lift_suppression(actor: Actor, contact: Contact, scope: str, why: str) -> Suppression:
     """Lift a bounce, complaint or manual block (never a person's own opt-out or an erasure), with a reason."""
+    erasure.refuse_addresses(why, "why")
     row = contacts.lift_suppression(contact, scope, why=why, source=actor.source, ip=actor.ip)
     audit.record(actor, "contact.lift_suppression", target_type="contact", target_id=contact.id,
                  detail={"scope": row.scope, "reason": row.reason, "why": (why or "").strip()[:200]})
@@ -197,3 +246,45 @@ def lift_suppression(actor: Actor, contact: Contact, scope: str, why: str) -> Su
 
 KEPT_FOR_THE_PERSON = contacts.KEPT_FOR_THE_PERSON
 SPAM_COMPLAINT = SuppressionReason.SPAM_COMPLAINT
+
+
+# -- change of address (issue 14) ------------------------------------------------------
+
+def ask_address_change(actor: Actor, contact: Contact, new_email: str) -> str:
+    """Mail a confirmation link to the new address (after the commit); nothing changes until it is opened.
+
+    The answer is the same whether or not the new address is known (no enumeration); the normalised address.
+    """
+    _live(contact)
+    address = normalize(new_email)  # InvalidEmail for what is no address
+    if address == contact.email:
+        raise DomainError("that is the address we already have", "email")
+    change = links.make(links.CHANGE_ADDRESS, contact, address)
+    url = links.url("/p/", links.make(links.PREFERENCES, contact)) + "/data/address/" + change
+    notify.later((address, "Confirm your new email address",
+                  f"Please confirm that we should write to this address from now on:\n\n{url}\n\n"
+                  "If you did not ask for this, ignore this email: nothing changes.\n"))
+    audit.record(actor, "contact.address_change_asked", target_type="contact", target_id=contact.id)
+    return address
+
+
+def change_address(actor: Actor, contact: Contact, new_email: str) -> ConsentEvent:
+    """Move the contact to the confirmed new address: a rectify event, every old link revoked."""
+    _live(contact)
+    address = normalize(new_email)
+    if address == contact.email:
+        raise DomainError("the address is changed already", "email", code=Code.CONFLICT)
+    if contacts.find(address) is not None:
+        raise DomainError("another contact has that address: erase one of them first", "email", code=Code.CONFLICT)
+    new_hash = contacts.hash_of(address)
+    event = ledger.append(ledger.RECTIFY, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
+                          user_agent=actor.user_agent, detail={"fields": ["email"]},
+                          personal={"old_email_hash": contact.email_hash, "new_email_hash": new_hash})
+    contact.email, contact.email_hash = address, new_hash
+    contact.token_version += 1  # links in mail to the old address stop working
+    db.session.flush()
+    if actor.is_the_person:
+        rights.done(contact, RequestKind.RECTIFICATION, {"fields": ["email"]})
+    audit.record(actor, "contact.rectify", target_type="contact", target_id=contact.id,
+                 detail={"fields": ["email"], "event_id": event.id})
+    return event

@@ -8,10 +8,12 @@ one calendar month from receipt.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from .. import audit, notify, rights
+from .. import audit, erasure, notify, rights
 from ..actors import Actor
 from ..errors import Code, DomainError
 from ..extensions import db
@@ -137,4 +139,38 @@ def extend(actor: Actor, request: DataRequest, months: int, reason: str) -> Data
     audit.record(actor, "data_request.extend", target_type="data_request", target_id=request.id,
                  detail={"kind": request.kind, "months": months, "due_at": request.due_at.isoformat(),
                          "reason": reason})
+    return request
+
+
+# -- requests received by phone, letter or in person (issue 14) ---------------------------------
+
+CHANNELS = {"phone": "by phone", "letter": "by letter", "email": "by email to staff", "in_person": "in person"}
+NOTE_MAX = 500
+
+
+def log_received(actor: Actor, contact: Contact, kind: str, channel: str, received: dt.datetime,
+                 note: str | None = None) -> DataRequest:
+    """Log a request staff received outside the links (phone, letter…): due one month after it was received."""
+    if contact.status == ContactStatus.ERASED:
+        raise DomainError("this contact has been erased", code=Code.ERASED)
+    if kind not in rights.KINDS:
+        raise DomainError(f"kind must be one of {', '.join(rights.KINDS)}", "kind")
+    if channel not in CHANNELS:
+        raise DomainError(f"channel must be one of {', '.join(CHANNELS)}", "channel")
+    if received.tzinfo is None:
+        raise DomainError("the time of receipt needs a time zone", "received")
+    if received > utcnow() + dt.timedelta(minutes=5):
+        raise DomainError("a request cannot be received in the future", "received")
+    note = (note or "").strip()
+    if len(note) > NOTE_MAX:
+        raise DomainError(f"the note is longer than {NOTE_MAX} characters", "note")
+    erasure.refuse_addresses(note, "note")
+    if rights.latest_open(contact, kind) is not None:
+        raise DomainError(f"an {kind} request of this person is open already: answer that one", "kind",
+                          code=Code.CONFLICT)
+    request = rights.open_request(contact, kind, received=received,
+                                  detail={"channel": channel, "note": note, "logged_by": actor.label})
+    audit.record(actor, "data_request.log", target_type="data_request", target_id=request.id,
+                 detail={"kind": str(kind), "channel": channel, "received_at": received.isoformat(),
+                         "due_at": request.due_at.isoformat()})
     return request

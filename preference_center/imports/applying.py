@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
 
-from .. import actors, audit, characters, contacts, ledger
+from .. import actors, audit, characters, contacts, first_contact, ledger
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
@@ -218,16 +218,20 @@ def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: di
     if not todo:
         return
 
+    # Where a list from another company came from, and its evidence of consent to share, go with each grant.
+    third_party = {"third_party": job.third_party, "share_evidence": job.share_evidence} if job.third_party else {}
+
     def grant(index: int, contact: Contact) -> list[dict]:
         row = todo[index]
         if not row.grant:
             return []
         return [contacts.consent_spec(
             contact, action=ledger.GRANT, topic=topic, source=consent_source_of(job), legal_basis="consent",
-            confirmed=job.confirmed_opt_in, detail={"import_job": job.id, "line": row.line},
+            confirmed=job.confirmed_opt_in, detail={"import_job": job.id, "line": row.line, **third_party},
         )]
 
-    contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant)
+    results = contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant)
+    first_contact.due(job, [contact for contact, created in results if created])  # Art. 14: tell them
     # An import never lifts a suppression: suppressed addresses were skipped, and only the person's
     # own confirmation lifts their opt-out or an erasure.
     counts["grants"] += sum(1 for row in todo if row.grant)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from .. import erasure
 from ..extensions import db
 from ..models import RELATIONSHIPS, ImportJob, Topic
 from .files import ImportProblem, _open, column_names
@@ -20,6 +21,8 @@ BASIS_NAMES = {
     "contract": "Contract (people we have a contract with; system mail only)",
 }
 SOURCE_MAX = 150
+THIRD_PARTY_MAX = 200
+EVIDENCE_MAX = 500
 
 
 @dataclass
@@ -32,6 +35,8 @@ class Settings:
     confirmed_opt_in: bool = False
     default_relationship: str | None = None
     has_header: bool | None = None
+    third_party: str | None = None
+    share_evidence: str | None = None
 
 
 def configure(job: ImportJob, settings: Settings) -> ImportJob:
@@ -61,6 +66,16 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
                            "source_text")
     if len(source) > SOURCE_MAX:
         raise ImportProblem(f"the source is longer than {SOURCE_MAX} characters", "source_text")
+    erasure.refuse_addresses(source, "source_text")
+    third_party = (settings.third_party or "").strip() or None
+    evidence = (settings.share_evidence or "").strip() or None
+    for name, value, limit in (("third_party", third_party, THIRD_PARTY_MAX), ("share_evidence", evidence,
+                                                                               EVIDENCE_MAX)):
+        if value and len(value) > limit:
+            raise ImportProblem(f"{name.replace('_', ' ')} is longer than {limit} characters", name)
+        erasure.refuse_addresses(value, name)
+    if evidence and not third_party:
+        raise ImportProblem("name the company the list comes from, or leave the evidence empty", "third_party")
     if settings.default_relationship and settings.default_relationship not in RELATIONSHIPS:
         raise ImportProblem(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "default_relationship")
     topic = None
@@ -81,6 +96,10 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
                                "consent_collected")
     elif settings.consent_collected or settings.confirmed_opt_in:
         raise ImportProblem("consent statements only apply to the basis 'consent'", "consent_collected")
+    if third_party and settings.legal_basis == "consent" and not evidence:
+        raise ImportProblem(f"a list from {third_party} may only subscribe people to a consent topic with evidence that "
+                            "they consented to it being shared with us (e.g. the wording of its sign-up form, "
+                            "naming us)", "share_evidence")
     if settings.confirmed_opt_in and not settings.consent_collected:
         raise ImportProblem("a confirmed opt-in is a collected consent: tick both boxes", "confirmed_opt_in")
     if settings.has_header is not None and settings.has_header != job.has_header:
@@ -92,6 +111,7 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
     job.consent_collected = bool(settings.consent_collected)
     job.confirmed_opt_in = bool(settings.confirmed_opt_in)
     job.default_relationship = settings.default_relationship or None
+    job.third_party, job.share_evidence = third_party, evidence
     return job
 
 

@@ -11,14 +11,14 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
-from .. import actors, contacts, links, notify, rights
+from .. import actors, assessments, contacts, links, notify, rights
 from ..commands import DomainError, consent, people, requests, wordings
 from ..extensions import csrf, db
 from ..i18n import use_contact_locale
 from ..limits import ONE_CLICK, PAGE_VIEWS, SENDS_MAIL, limiter, per_link
 from ..models import Contact
 from ..states import LinkSource
-from . import bp, choices
+from . import bp, choices, details
 from .forms import (
     ActionForm,
     PreferencesForm,
@@ -80,7 +80,8 @@ def link_error(error: links.LinkError):
 def _preferences_page(token: str, contact: Contact, form: PreferencesForm, status: int = 200, page=None):
     page = page if page is not None else choices.preferences(contact)
     return render_template("public/preferences.html", token=token, page=page, form=form,
-                           all_form=ActionForm(), unsubscribe_all_url=links.unsubscribe_url(contact)), status
+                           all_form=ActionForm(), unsubscribe_all_url=links.unsubscribe_url(contact),
+                           interests=assessments.for_page(contact, [t for t, _ in page["marketing"]])), status
 
 
 def _preferences_form(topics) -> PreferencesForm:
@@ -244,7 +245,8 @@ def _rectify_form(contact: Contact | None = None) -> RectifyForm:
 
 def _data_page(token: str, contact: Contact, form: RectifyForm, status: int = 200):
     return render_template("public/data.html", token=token, contact=contact, form=form, actions=ActionForm(),
-                           data=rights.holdings(contact), objected=rights.has_objected(contact)), status
+                           data=rights.holdings(contact), objected=rights.has_objected(contact),
+                           details=details.unlocked(contact)), status
 
 
 @bp.get("/p/<token>/data")
@@ -270,6 +272,9 @@ def rectify(token: str):
         form[exc.field].errors = [str(exc)] if exc.field in contacts.PROFILE_FIELDS else []
         db.session.rollback()
         return _data_page(token, contact, form, 400)
+    if not details.unlocked(contact):  # input checked first; then: a forwarded link may not change details
+        db.session.rollback()
+        abort(403, _("Open the link we email you from your data page first."))
     db.session.commit()
     use_contact_locale(contact.locale)  # a new language applies from this very message
     flash(_("Your details are updated.") if changed else _("Nothing to change."))
@@ -332,9 +337,9 @@ def step_up(token: str, step_token: str):
         people.erase(_person(DATA_PAGE), contact)
         db.session.commit()
         return render_template("public/erased.html")
-    fmt = "csv" if request.args.get("format") == "csv" else "json"
+    fmt = request.args.get("format") if request.args.get("format") in ("csv", "zip") else "json"
     body = people.export(_person(DATA_PAGE), contact, fmt)
     db.session.commit()
-    mimetype = "text/csv" if fmt == "csv" else "application/json"
+    mimetype = {"csv": "text/csv", "zip": "application/zip"}.get(fmt, "application/json")
     return Response(body, mimetype=mimetype,
                     headers={"Content-Disposition": f'attachment; filename="my-data.{fmt}"'})

@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     common,
     contact_pages,
     import_pages,
+    privacy_pages,
     request_pages,
     signin,
     topic_pages,

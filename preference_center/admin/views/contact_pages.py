@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from ... import contacts, topics
-from ...commands import DomainError, consent, people
+from ... import contacts, rights, topics
+from ...commands import DomainError, consent, people, requests
 from ...extensions import db
 from ...models import Contact
 from .. import auth, bp, history, queries
@@ -35,6 +35,7 @@ def _contact_page(contact: Contact, form: SuppressForm, status: int = 200,
         suppressions=sorted(b.scope for b in blocks), timeline=history.timeline(contact),
         ask_topics=[t for t in topics.all_topics(include_retired=False)
                     if t.kind == "marketing" and t.legal_basis == "consent"],
+        request_kinds=rights.KINDS, request_channels=requests.CHANNELS,
     ), status
 
 

@@ -89,7 +89,7 @@ def import_preview(job_id: int):
         mapping=form.mapping(), legal_basis=form.legal_basis.data, source_text=form.source_text.data,
         topic_key=form.topic.data or None, consent_collected=form.consent_collected.data,
         confirmed_opt_in=form.confirmed_opt_in.data, default_relationship=form.default_relationship.data or None,
-        has_header=form.has_header.data,
+        has_header=form.has_header.data, third_party=form.third_party.data, share_evidence=form.share_evidence.data,
     )
     try:
         import_commands.preview(auth.current_actor(), job, settings)
