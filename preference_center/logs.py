@@ -33,8 +33,10 @@ _ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 # The request id outside a request: set while a task runs.
 _task_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("pc_request_id", default=None)
 
+# Every task the scheduler runs every few seconds or minutes (a test compares this with the beat schedule).
 ROUTINE_TASKS = ("preference_center.tasks.settle_opt_outs", "preference_center.tasks.tick",
-                 "preference_center.tasks.sweep_webhook_events")
+                 "preference_center.tasks.sweep_webhook_events", "preference_center.tasks.deliver_webhooks",
+                 "preference_center.tasks.push_to_sendgrid")
 ROUTINE_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat", "celery.worker.request")
 
 _MASKS = [
@@ -137,7 +139,7 @@ class MaskingFilter(logging.Filter):
 
 
 class RoutineFilter(logging.Filter):
-    """What runs every second (settling opt-outs, the tick, the webhook sweep) is DEBUG, not INFO."""
+    """What the scheduler runs every few seconds (settling opt-outs, the tick, webhooks, the sync) is DEBUG, not INFO."""
 
     def __init__(self, level: int) -> None:
         super().__init__()

@@ -146,6 +146,18 @@ def test_routine_background_work_is_debug_not_info(app, logger, message):
     assert "DEBUG" in _emitted(app.config, _record(message, name=logger), logging.DEBUG)
 
 
+def test_every_task_the_scheduler_repeats_within_the_hour_is_routine(app):
+    from preference_center import logs
+
+    schedule = app.extensions["celery"].conf.beat_schedule
+    frequent = {entry["task"] for entry in schedule.values()
+                if isinstance(entry["schedule"], (int, float)) and entry["schedule"] < 3600}
+    assert frequent and frequent <= set(logs.ROUTINE_TASKS)
+    for task in frequent:
+        message = f"Task {task}[4d] succeeded in 0.01s: {{}}"
+        assert _emitted(app.config, _record(message, name="celery.app.trace"), logging.INFO) == ""
+
+
 def test_real_work_of_the_worker_stays_at_info(app):
     message = "Task preference_center.tasks.send_batch[3c] succeeded in 0.2s: {}"
     assert "INFO" in _emitted(app.config, _record(message, name="celery.app.trace"), logging.INFO)
