@@ -35,7 +35,7 @@ from sqlalchemy import and_, func, insert, literal, or_, select, update
 from . import compose, optouts, rules
 from .errors import DomainError
 from .extensions import db
-from .mail import MessageBatch, TemplateError, TransportError, get_transport
+from .mail import Envelope, MessageBatch, TemplateError, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
 from .sqlutil import chunked, one_of
 from .states import CampaignStatus
@@ -154,10 +154,10 @@ def send_batch(batch_id: int) -> Outcome:
     campaign = db.session.get(Campaign, batch.campaign_id)
     topic = db.session.get(Topic, campaign.topic_id)
     # Rendered before any row changes (no write lock is held while a template runs its time budget).
-    message, render_error = None, None
+    mail, render_error = None, None
     if campaign.status not in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
         try:
-            message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
+            mail = compose.CampaignMail(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
         except TemplateError as exc:
             render_error = _render_error(exc)
     # Rows left `sending` by a worker that died may have gone out: never resend.
@@ -183,7 +183,6 @@ def send_batch(batch_id: int) -> Outcome:
     if optouts.settle([c for _, c, _ in queued]):
         db.session.commit()  # one-click opt-outs that came in since planning count now
     decisions = rules.decide(topic, [c for _, c, _ in queued])
-    sizes = compose.PartSizes.of(message) if message is not None else None
     go, envelopes = [], []
     skips: dict[str, list[int]] = {}
     unrenderable: list[tuple[int, str]] = []
@@ -192,24 +191,23 @@ def send_batch(batch_id: int) -> Outcome:
         if decision is None or not decision.send:
             skips.setdefault(decision.reason if decision else rules.SKIP_ERASED, []).append(delivery_id)
             continue
-        if message is None:
+        if mail is None:
             unrenderable.append((delivery_id, render_error))
             continue
-        envelope = compose.marketing_envelope(contact, topic, delivery_id, campaign.id)
-        try:
-            sizes.check(envelope.substitutions)  # this recipient's values may make a part too large
+        try:  # this recipient's values may make a part fail or grow too large
+            addressed = mail.envelope(contact, delivery_id)
         except TemplateError as exc:
             unrenderable.append((delivery_id, _render_error(exc)))
             continue
         go.append((delivery_id, decision.event_id))
-        envelopes.append(envelope)
+        envelopes.append(addressed)
     for reason, ids in skips.items():
         _set(ids, status=SKIPPED, reason=reason)
         outcome.skipped += len(ids)
     for delivery_id, error in unrenderable:
         _set([delivery_id], status=FAILED, reason=RENDER_FAILED, error=error)
     outcome.failed += len(unrenderable)
-    if message is None:
+    if mail is None:
         db.session.commit()
         log.warning("campaign %s failed: its template cannot be rendered (%s)", campaign.id, render_error)
         fail_campaign(campaign.id, render_error)
@@ -224,7 +222,8 @@ def send_batch(batch_id: int) -> Outcome:
         db.session.execute(update(Delivery), changed)
     db.session.commit()
     if envelopes:
-        _deliver(message, envelopes, [d for d, _ in go], outcome, batch.attempts)
+        _deliver([(message, envelope, d) for (message, envelope), (d, _) in zip(envelopes, go, strict=True)],
+                 outcome, batch.attempts)
     if outcome.retry_in is not None:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(status=QUEUED, lease_until=None))
         db.session.commit()
@@ -233,17 +232,31 @@ def send_batch(batch_id: int) -> Outcome:
     return outcome
 
 
-def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome: Outcome, attempt: int) -> None:
+def _requests(items: list[tuple[MessageBatch, Envelope, int]], step: int):
+    """(message, envelopes, delivery ids, index of the first) per provider request: recipients sharing
+    a message (one per language, or their own when rendered whole) go together, at most `step` at a time."""
+    groups: dict[int, list[int]] = {}
+    for index, (message, _, _) in enumerate(items):
+        groups.setdefault(id(message), []).append(index)
+    start = 0
+    for indexes in groups.values():
+        for first in range(0, len(indexes), step):
+            chosen = indexes[first:first + step]
+            yield (items[chosen[0]][0], [items[i][1] for i in chosen], [items[i][2] for i in chosen], start)
+            start += len(chosen)
+
+
+def _deliver(items: list[tuple[MessageBatch, Envelope, int]], outcome: Outcome, attempt: int) -> None:
     """Hand envelopes to the transport in provider-sized requests and record each result."""
     transport = get_transport(current_app.config)
-    step = max(1, transport.max_batch)
-    for start in range(0, len(envelopes), step):
-        part, ids = envelopes[start:start + step], delivery_ids[start:start + step]
+    requests = list(_requests(items, max(1, transport.max_batch)))
+    order = [d for _, _, ids, _ in requests for d in ids]  # the delivery ids in sending order
+    for message, part, ids, start in requests:
         wait_for_rate(len(part))
         try:
             results = transport.send(MessageBatch(**{**message.__dict__, "envelopes": part}))
         except TransportError as error:
-            rest = delivery_ids[start:]
+            rest = order[start:]
             if error.ambiguous:
                 _set(rest[:len(part)], status=UNKNOWN, error=error.message[:2000])
                 _set(rest[len(part):], status=QUEUED)
@@ -409,7 +422,7 @@ def send_system(delivery_id: int) -> str:
     if not claimed:
         return delivery.status
     outcome = Outcome()
-    _deliver(batch, batch.envelopes, [delivery_id], outcome, delivery.attempts)
+    _deliver([(batch, batch.envelopes[0], delivery_id)], outcome, delivery.attempts)
     if outcome.retry_in is not None:
         raise RetryLater(outcome.retry_in)
     return db.session.get(Delivery, delivery_id, populate_existing=True).status
