@@ -100,6 +100,10 @@ class CampaignMail:
         self.parts = _parts(subject, html, text, CAMPAIGN_NAMES)
         self.split = all(part.split for part in self.parts)
         self.keys = [UNSUB, PREFS, *{hole.key: None for part in self.parts for hole in part.holes}]
+        # A plain field is short (an address, 320 characters, is the longest: 1,600 bytes escaped at worst),
+        # so a few of them cannot pass SendGrid's cap; expressions (loops...) are measured per recipient.
+        holes = [hole for part in self.parts for hole in part.holes]
+        self.bounded = len(holes) <= 5 and all(hole.field is not None for hole in holes)
         self.bases: dict[str, str] = {}
         if self.split:
             deadline = deadline_from_now()  # one time budget for the shared body
@@ -139,7 +143,7 @@ class CampaignMail:
         if self.split:
             for part in self.parts:
                 substitutions.update(part.fill_holes(values, context, deadline))
-            if sum(len(k) + len(v.encode()) for k, v in substitutions.items()) <= SUBSTITUTION_BYTES:
+            if self.bounded or sum(len(k) + len(v.encode()) for k, v in substitutions.items()) <= SUBSTITUTION_BYTES:
                 message, sizes = self.shared(locale)
                 sizes.check(substitutions)
                 return message, substitutions
