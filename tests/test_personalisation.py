@@ -219,3 +219,36 @@ def test_the_door_check_fills_in_a_recipient_with_no_optional_field(ctx, news):
     with pytest.raises(TemplateError) as refused:
         compose.check_campaign(news, "Hi", "", "{{ contact.company.upper() }}")
     assert refused.value.field == "text"
+
+
+# -- the recipient's language -------------------------------------------------------------
+
+def test_campaign_footers_are_in_each_recipients_language(ctx, news, fake):
+    person(news, "ana@example.com", name="Ana", locale="es-MX")
+    person(news, "bo@example.com", name="Bo", locale="en")
+    person(news, "cy@example.com", name="Cy", locale="fr")  # not offered: the default language
+    send(news, "Hi {{ contact.name }}", "Hi {{ contact.name }}", "<p>Hi {{ contact.name }}</p>")
+    got = received(fake)
+    spanish = got["ana@example.com"]
+    assert "Recibes este correo porque estás suscrito a News." in spanish.content["text/plain"]
+    assert "Darme de baja: https://" in spanish.content["text/plain"]
+    assert ">Gestionar tus preferencias</a>" in spanish.content["text/html"]
+    for english in (got["bo@example.com"], got["cy@example.com"]):
+        assert "You get this because you are subscribed to News." in english.content["text/plain"]
+        assert ">Manage your preferences</a>" in english.content["text/html"]
+    assert fake.requests == 2  # one request per language, not per recipient
+
+
+def test_a_system_message_explains_itself_in_the_recipients_language(ctx, news, fake, api):
+    factories.topic("orders", kind="system", basis="contract")
+    factories.contact("ana@example.com", name="Ana", locale="es")
+    db.session.commit()
+    response = api.post("/messages", json={"topic": "orders", "to": "ana@example.com", "subject": "Pedido",
+                                           "text": "Hola {{ contact.first_name }}, {{ data.order }}",
+                                           "data": {"order": "A-1"}})
+    assert response.status_code in (201, 202), response.json
+    delivery = db.session.scalar(select(Delivery).where(Delivery.system_message_id.is_not(None)))
+    assert sending.send_system(delivery.id) == "sent"
+    text = fake.accepted[0].content["text/plain"]
+    assert text.startswith("Hola Ana, A-1\n\n--\n")
+    assert "porque forma parte de un servicio que utilizas" in text
