@@ -326,3 +326,12 @@ class Api:
             headers = {**self.headers, **kwargs.pop("headers", {})}
             return getattr(self.client, method)(f"/api/v1{path}", headers=headers, **kwargs)
         return call
+
+
+def confirm_and_post(staff: Staff, path: str, data: dict | None = None):
+    """Post a staff form that asks for confirmation first, then confirm what the confirmation step showed."""
+    step = staff.post(path, data or {})
+    assert step.status_code == 200 and 'name="confirm" value="1"' in step.text, step.text[:2000]
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', step.text))
+    hidden.pop("csrf_token", None)
+    return staff.post(path, {**(data or {}), **{k: unescape(v) for k, v in hidden.items()}})

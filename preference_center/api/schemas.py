@@ -281,6 +281,13 @@ class ScheduleInput(Input):
         return value
 
 
+class AudienceCount(Output):
+    """The live eligible count of a draft or scheduled campaign (the planner's own audience query)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"count": 5135}]})
+    count: int = Field(ge=0)
+
+
 class Report(Output):
     id: int
     status: str

@@ -60,6 +60,13 @@ def topic_edit(key: str):
 @bp.post("/topics/<key>/retire")
 def topic_retire(key: str):
     topic = topics.get(key) or abort(404)
+    if request.form.get("confirm") != "1":
+        return render_template(
+            "admin/confirm.html", heading=f"Retire “{topic.name}”?", summary=None, warning=None,
+            lines=["A retired topic is no longer offered on the preference page and nothing more is sent for it; "
+                   "scheduled campaigns of this topic send nothing. You can restore it later."],
+            action=url_for("admin.topic_retire", key=topic.key), hidden={}, confirm_label="Yes, retire it",
+            button_class="danger", back=url_for("admin.topic_list"), back_label="Topics", cancel_label="No, keep it")
     topic_commands.retire(auth.current_actor(), topic)
     db.session.commit()
     flash(f"Topic {topic.name} retired: it is no longer offered or sent.")
