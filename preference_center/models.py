@@ -78,6 +78,8 @@ class Contact(db.Model):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_interaction_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Email, name and company folded (folding.contact_text): accent- and case-insensitive search.
+    search_text: Mapped[str | None] = mapped_column(Text)
 
 
 class Topic(db.Model):
@@ -459,3 +461,11 @@ class ImportJob(db.Model):
 def _wordings_never_change(mapper, connection, target) -> None:
     # A published wording is what people agreed to: publish a new version instead.
     raise ValueError(f"consent wording {target.version} ({target.locale}) is published and cannot change")
+
+
+@event.listens_for(Contact, "before_insert")
+@event.listens_for(Contact, "before_update")
+def _contact_search_text(mapper, connection, target) -> None:
+    from .folding import contact_text
+
+    target.search_text = contact_text(target.email, target.name, target.company)

@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     campaign_pages,
     common,
     contact_pages,
+    directory_pages,
     import_pages,
     request_pages,
     signin,
