@@ -152,6 +152,12 @@ def send_batch(batch_id: int) -> Outcome:
         return outcome
     batch = db.session.get(CampaignBatch, batch_id)
     campaign = db.session.get(Campaign, batch.campaign_id)
+    if campaign.status == CampaignStatus.PAUSED:
+        # Paused between batches: hand the batch back untouched (this claim does not count as an attempt).
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id)
+                           .values(status=QUEUED, lease_until=None, attempts=CampaignBatch.attempts - 1))
+        db.session.commit()
+        return outcome
     topic = db.session.get(Topic, campaign.topic_id)
     # Rendered before any row changes (no write lock is held while a template runs its time budget).
     mail, render_error = None, None
@@ -345,10 +351,11 @@ def lost_batches() -> list[int]:
     """Batches whose broker message was lost (queued too long) or whose worker died (lease over)."""
     now = utcnow()
     stale = now - dt.timedelta(seconds=current_app.config["PC_REQUEUE_AFTER_SECONDS"])
+    paused = select(Campaign.id).where(Campaign.status == CampaignStatus.PAUSED)
     return list(db.session.scalars(select(CampaignBatch.id).where(or_(
         and_(CampaignBatch.status == QUEUED, CampaignBatch.queued_at < stale),
         and_(CampaignBatch.status == "claimed", CampaignBatch.lease_until < now),
-    ))))
+    ), CampaignBatch.campaign_id.not_in(paused))))
 
 
 def mark_requeued(batch_ids: list[int]) -> None:

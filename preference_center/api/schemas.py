@@ -257,7 +257,7 @@ class Campaign(Output):
     html: str
     text: str
     audience: Audience
-    status: Literal["draft", "scheduled", "sending", "sent", "cancelled", "failed"]
+    status: Literal["draft", "scheduled", "sending", "sent", "cancelled", "failed", "paused"]
     scheduled_at: str | None = Field(json_schema_extra={"format": "date-time"})
     created_at: str = Field(json_schema_extra={"format": "date-time"})
 

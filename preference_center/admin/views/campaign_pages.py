@@ -39,11 +39,6 @@ def _with_preview_csp(response_tuple):
     return response
 
 
-@bp.get("/campaigns")
-def campaign_list():
-    return render_template("admin/campaigns.html", rows=queries.campaign_list())
-
-
 def _campaign_form(formdata=None, **kwargs) -> CampaignForm:
     form = CampaignForm(formdata=formdata, **kwargs)
     form.topic.choices = [(t.key, f"{t.name} ({t.legal_basis.replace('_', ' ')})")
