@@ -28,7 +28,7 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from . import links
+from . import branding, links
 from .mail import Envelope, MessageBatch, TemplateError
 from .mail.personal import CAMPAIGN_NAMES, SAMPLE, SYSTEM_NAMES, Part, compile_part, contact_values
 from .mail.render import MAX_OUTPUT, deadline_from_now
@@ -67,9 +67,9 @@ def _parts(subject: str, html: str, text: str, allowed: frozenset[str]) -> list[
 
 def marketing_footer(topic: Topic, locale: str) -> tuple[str, str]:
     """(text, HTML) footer of a campaign in a language: why, unsubscribe and preferences links, address."""
-    address = current_app.config["PC_POSTAL_ADDRESS"]
+    address = branding.current().postal_address
     with force_locale(locale):
-        why = _("You get this because you are subscribed to %(topic)s.", topic=topic.name)
+        why = _("You get this because you are subscribed to %(topic)s.", topic=branding.topic_name(topic, locale))
         unsubscribe, manage = _("Unsubscribe"), _("Manage your preferences")
     text = f"\n\n--\n{why}\n{unsubscribe}: {UNSUB}\n{manage}: {PREFS}\n{address}\n"
     html = ('<hr><p style="font-size:12px;color:#555">'
@@ -80,10 +80,10 @@ def marketing_footer(topic: Topic, locale: str) -> tuple[str, str]:
 
 def system_footer(topic: Topic, locale: str) -> tuple[str, str]:
     """(text, HTML) footer of a system message in a language: why it is sent whatever the preferences."""
-    address = current_app.config["PC_POSTAL_ADDRESS"]
+    address = branding.current().postal_address
     with force_locale(locale):
         why = _("You get this %(topic)s message because it is part of a service you use; "
-                "it is sent whatever your marketing preferences are.", topic=topic.name)
+                "it is sent whatever your marketing preferences are.", topic=branding.topic_name(topic, locale))
     return (f"\n\n--\n{why}\n{address}\n",
             f'<hr><p style="font-size:12px;color:#555">{escape(why)}<br>{escape(address)}</p>')
 
@@ -119,7 +119,7 @@ class CampaignMail:
     def _message(self, bodies: dict[str, str], locale: str) -> MessageBatch:
         footer_text, footer_html = marketing_footer(self.topic, locale)
         return MessageBatch(
-            from_email=current_app.config["PC_FROM_EMAIL"],
+            from_email=branding.current().from_email,
             subject=bodies["subject"],
             text=bodies["text"] + footer_text,
             html=bodies["html"] + footer_html if "html" in bodies else None,
@@ -191,7 +191,7 @@ def _system_content(topic: Topic, subject: str, html: str, text: str, data: dict
     bodies = {part.name: part.render_whole(context, deadline) for part in _parts(subject, html, text, SYSTEM_NAMES)}
     footer_text, footer_html = system_footer(topic, language(locale))
     return MessageBatch(
-        from_email=current_app.config["PC_FROM_EMAIL"],
+        from_email=branding.current().from_email,
         subject=bodies["subject"],
         text=bodies["text"] + footer_text,
         html=bodies["html"] + footer_html if "html" in bodies else None,

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -461,6 +462,37 @@ class ImportJob(db.Model):
 def _wordings_never_change(mapper, connection, target) -> None:
     # A published wording is what people agreed to: publish a new version instead.
     raise ValueError(f"consent wording {target.version} ({target.locale}) is published and cannot change")
+
+
+class Branding(db.Model):
+    """The organisation as recipients see it: one row (id 1); empty fields fall back to the PC_* settings."""
+
+    __tablename__ = "branding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_name: Mapped[str | None] = mapped_column(String(200))
+    accent: Mapped[str | None] = mapped_column(String(7))  # "#1d4ed8"
+    privacy_url: Mapped[str | None] = mapped_column(String(500))
+    postal_address: Mapped[str | None] = mapped_column(String(500))
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    sender_email: Mapped[str | None] = mapped_column(String(320))
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    logo_type: Mapped[str | None] = mapped_column(String(32))
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class TopicTranslation(db.Model):
+    """A topic's name and description in one more language (the topic's own are the default language's)."""
+
+    __tablename__ = "topic_translations"
+    __table_args__ = (UniqueConstraint("topic_id", "locale"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    locale: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
 
 
 @event.listens_for(Contact, "before_insert")

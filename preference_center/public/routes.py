@@ -79,7 +79,7 @@ def link_error(error: links.LinkError):
 
 def _preferences_page(token: str, contact: Contact, form: PreferencesForm, status: int = 200, page=None):
     page = page if page is not None else choices.preferences(contact)
-    return render_template("public/preferences.html", token=token, page=page, form=form,
+    return render_template("public/preferences.html", token=token, page=page, form=form, contact_email=contact.email,
                            all_form=ActionForm(), unsubscribe_all_url=links.unsubscribe_url(contact)), status
 
 

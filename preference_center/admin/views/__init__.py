@@ -1,6 +1,7 @@
 """The staff pages, one module per area, all on the `admin` blueprint: importing them registers the views."""
 from . import (  # noqa: F401
     audit_pages,
+    branding_pages,
     campaign_list_pages,
     campaign_pages,
     common,

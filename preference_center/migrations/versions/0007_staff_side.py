@@ -1,4 +1,5 @@
-"""Contacts carry their folded search text (accent- and case-insensitive search on every database)
+"""Contacts carry their folded search text (accent- and case-insensitive search on every database);
+the organisation's branding; topic names and descriptions per language
 
 Revision ID: 0007_staff_side
 Revises: 0004
@@ -19,6 +20,34 @@ BATCH = 5000
 def upgrade():
     from preference_center.folding import contact_text
 
+    op.create_table(
+        'branding',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('org_name', sa.String(length=200), nullable=True),
+        sa.Column('accent', sa.String(length=7), nullable=True),
+        sa.Column('privacy_url', sa.String(length=500), nullable=True),
+        sa.Column('postal_address', sa.String(length=500), nullable=True),
+        sa.Column('sender_name', sa.String(length=200), nullable=True),
+        sa.Column('sender_email', sa.String(length=320), nullable=True),
+        sa.Column('logo', sa.LargeBinary(), nullable=True),
+        sa.Column('logo_type', sa.String(length=32), nullable=True),
+        sa.Column('updated_by', sa.String(length=200), nullable=True),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_branding')),
+    )
+    op.create_table(
+        'topic_translations',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('topic_id', sa.Integer(), nullable=False),
+        sa.Column('locale', sa.String(length=16), nullable=False),
+        sa.Column('name', sa.String(length=200), nullable=False),
+        sa.Column('description', sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_topic_translations_topic_id_topics'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_topic_translations')),
+        sa.UniqueConstraint('topic_id', 'locale', name=op.f('uq_topic_translations_topic_id')),
+    )
+
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('search_text', sa.Text(), nullable=True))
     contacts = sa.table('contacts', sa.column('id', sa.BigInteger), sa.column('email', sa.String),
@@ -37,5 +66,7 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_table('topic_translations')
+    op.drop_table('branding')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_column('search_text')
