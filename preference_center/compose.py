@@ -109,14 +109,14 @@ class CampaignMail:
             deadline = deadline_from_now()  # one time budget for the shared body
             context = {"unsubscribe_url": UNSUB, "preferences_url": PREFS}
             self.bases = {part.name: part.render_base(context, deadline) for part in self.parts}
-        self._shared: dict[str, tuple[MessageBatch, PartSizes]] = {}
+        self._shared: dict[tuple[str, bool], tuple[MessageBatch, PartSizes]] = {}
         # A template that fails for a made-up recipient with every field, or with none, is broken
         # for everyone: refused at the door, and the campaign fails instead of each recipient.
         unsubscribe, preferences = sample_links()
         for values in (SAMPLE, BARE):
             self.fill(values, unsubscribe, preferences, None)
 
-    def _message(self, bodies: dict[str, str], locale: str) -> MessageBatch:
+    def _message(self, bodies: dict[str, str], locale: str, tracking: bool = False) -> MessageBatch:
         footer_text, footer_html = marketing_footer(self.topic, locale)
         return MessageBatch(
             from_email=branding.current().from_email,
@@ -125,16 +125,19 @@ class CampaignMail:
             html=bodies["html"] + footer_html if "html" in bodies else None,
             headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
             categories=[f"campaign-{self.campaign_id}", f"topic-{self.topic.key}"[:255]],
+            tracking=tracking,
         )
 
-    def shared(self, locale: str) -> tuple[MessageBatch, PartSizes]:
-        """The message every recipient in this language shares (split campaigns only), and its sizes."""
-        if locale not in self._shared:
-            message = self._message(self.bases, locale)
-            self._shared[locale] = (message, PartSizes.of(message, self.keys))
-        return self._shared[locale]
+    def shared(self, locale: str, tracking: bool = False) -> tuple[MessageBatch, PartSizes]:
+        """The message every recipient in this language (and with this tracking choice) shares, and its sizes."""
+        key = (locale, tracking)
+        if key not in self._shared:
+            message = self._message(self.bases, locale, tracking)
+            self._shared[key] = (message, PartSizes.of(message, self.keys))
+        return self._shared[key]
 
-    def fill(self, values: dict, unsubscribe: str, preferences: str, locale: str | None) -> tuple[MessageBatch, dict]:
+    def fill(self, values: dict, unsubscribe: str, preferences: str, locale: str | None,
+             tracking: bool = False) -> tuple[MessageBatch, dict]:
         """One recipient's message (shared by others when possible) and the substitutions that finish it."""
         locale = language(locale)
         substitutions = {UNSUB: unsubscribe, PREFS: preferences}
@@ -144,20 +147,22 @@ class CampaignMail:
             for part in self.parts:
                 substitutions.update(part.fill_holes(values, context, deadline))
             if self.bounded or sum(len(k) + len(v.encode()) for k, v in substitutions.items()) <= SUBSTITUTION_BYTES:
-                message, sizes = self.shared(locale)
+                message, sizes = self.shared(locale, tracking)
                 sizes.check(substitutions)
                 return message, substitutions
             substitutions = {UNSUB: unsubscribe, PREFS: preferences}
-        message = self._message({part.name: part.render_whole(context, deadline) for part in self.parts}, locale)
+        message = self._message({part.name: part.render_whole(context, deadline) for part in self.parts}, locale,
+                                tracking)
         PartSizes.of(message, [UNSUB, PREFS]).check(substitutions)
         return message, substitutions
 
-    def envelope(self, contact, delivery_id: int) -> tuple[MessageBatch, Envelope]:
-        """One recipient (a contact model or row): their message, own links, one-click header and opaque ids."""
+    def envelope(self, contact, delivery_id: int, tracking: bool = False) -> tuple[MessageBatch, Envelope]:
+        """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
+        `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
         envelope = marketing_envelope(contact, self.topic, delivery_id, self.campaign_id)
         message, envelope.substitutions = self.fill(
             contact_values(contact), envelope.substitutions[UNSUB], envelope.substitutions[PREFS],
-            getattr(contact, "locale", None))
+            getattr(contact, "locale", None), tracking)
         return message, envelope
 
 

@@ -495,6 +495,30 @@ class TopicTranslation(db.Model):
     description: Mapped[str] = mapped_column(Text, default="")
 
 
+class EngagementEvent(db.Model):
+    """What the provider reported about one campaign delivery (delivered, open, click, bounce, ...), for the
+    campaign's engagement figures; opens and clicks exist only for recipients who agreed to tracking."""
+
+    __tablename__ = "engagement_events"
+    __table_args__ = (Index("ix_engagement_events_campaign", "campaign_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    delivery_id: Mapped[int] = mapped_column(BigId)
+    kind: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TopicTracking(db.Model):
+    """A topic whose campaigns may track opens and clicks, for recipients who agreed (off when absent)."""
+
+    __tablename__ = "topic_tracking"
+
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 @event.listens_for(Contact, "before_insert")
 @event.listens_for(Contact, "before_update")
 def _contact_search_text(mapper, connection, target) -> None:

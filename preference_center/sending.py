@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import and_, func, insert, literal, or_, select, update
 
-from . import compose, optouts, rules
+from . import compose, engagement, optouts, rules
 from .errors import DomainError
 from .extensions import db
 from .mail import Envelope, MessageBatch, TemplateError, TransportError, get_transport
@@ -189,6 +189,8 @@ def send_batch(batch_id: int) -> Outcome:
     if optouts.settle([c for _, c, _ in queued]):
         db.session.commit()  # one-click opt-outs that came in since planning count now
     decisions = rules.decide(topic, [c for _, c, _ in queued])
+    # Open and click tracking only for those who agreed, and only if the topic allows it (one query).
+    tracked = engagement.tracked(topic, [c for c, (_, d) in decisions.items() if d.send]) if mail else set()
     go, envelopes = [], []
     skips: dict[str, list[int]] = {}
     unrenderable: list[tuple[int, str]] = []
@@ -201,7 +203,7 @@ def send_batch(batch_id: int) -> Outcome:
             unrenderable.append((delivery_id, render_error))
             continue
         try:  # this recipient's values may make a part fail or grow too large
-            addressed = mail.envelope(contact, delivery_id)
+            addressed = mail.envelope(contact, delivery_id, tracking=contact_id in tracked)
         except TemplateError as exc:
             unrenderable.append((delivery_id, _render_error(exc)))
             continue

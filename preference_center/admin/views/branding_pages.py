@@ -1,4 +1,4 @@
-"""Branding settings (admins) and topic names and descriptions per language."""
+"""Branding settings (admins), topic names and descriptions per language, and a topic's tracking setting."""
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
@@ -9,6 +9,7 @@ from wtforms.validators import Length, Optional
 from ... import branding, topics
 from ...commands import DomainError
 from ...commands import branding as branding_commands
+from ...commands import tracking as tracking_commands
 from ...extensions import db
 from ...inputs import Form
 from ...models import Branding
@@ -84,3 +85,19 @@ def topic_translations(key: str):
         else:
             status = 422
     return render_template("admin/topic_translations.html", topic=topic, forms=forms), status
+
+
+@bp.post("/topics/<key>/tracking")
+def topic_tracking(key: str):
+    """Let the topic's campaigns track opens and clicks of the recipients who agreed (or stop it)."""
+    topic = topics.get(key) or abort(404)
+    enabled = request.form.get("enabled") == "1"
+    try:
+        tracking_commands.set_topic(auth.current_actor(), topic, enabled)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.topic_edit", key=topic.key), 303)
+    db.session.commit()
+    flash("Open and click tracking is on for recipients who agreed." if enabled else "Open and click tracking is off.")
+    return redirect(url_for("admin.topic_edit", key=topic.key), 303)

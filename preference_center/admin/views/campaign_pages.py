@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, flash, g, jsonify, redirect, render_template, request, url_for
 
-from ... import audiences, campaigns, contacts, topics
+from ... import audiences, campaigns, contacts, engagement, topics
 from ...commands import DomainError as ValidationError
 from ...commands import campaigns as campaign_commands
 from ...emails import InvalidEmail
@@ -282,4 +282,5 @@ def campaign_report(campaign_id: int):
     bars, minutes = queries.deliveries_over_time(campaign)
     return render_template("admin/report.html", campaign=campaign, topic=db.session.get(Topic, campaign.topic_id),
                            report=campaigns.report(campaign), chart=queries.chart(bars), minutes=minutes,
-                           statuses=queries.CHART_STATUSES)
+                           statuses=queries.CHART_STATUSES, engagement=engagement.report(campaign.id),
+                           topic_tracks=engagement.topic_tracks(db.session.get(Topic, campaign.topic_id)))

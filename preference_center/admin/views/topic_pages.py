@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from ... import topics
+from ... import engagement, topics
 from ...commands import DomainError
 from ...commands import topics as topic_commands
 from ...extensions import db
@@ -54,7 +54,8 @@ def topic_edit(key: str):
             return redirect(url_for("admin.topic_list"))
     if request.method == "POST":
         status = 422
-    return render_template("admin/topic_form.html", form=form, topic=topic), status
+    return render_template("admin/topic_form.html", form=form, topic=topic,
+                           tracks=engagement.topic_tracks(topic)), status
 
 
 @bp.post("/topics/<key>/retire")

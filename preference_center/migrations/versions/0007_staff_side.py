@@ -1,5 +1,6 @@
 """Contacts carry their folded search text (accent- and case-insensitive search on every database);
-the organisation's branding; topic names and descriptions per language
+the organisation's branding; topic names and descriptions per language; engagement events per campaign;
+the topics whose campaigns may track opens and clicks
 
 Revision ID: 0007_staff_side
 Revises: 0004
@@ -48,6 +49,25 @@ def upgrade():
         sa.UniqueConstraint('topic_id', 'locale', name=op.f('uq_topic_translations_topic_id')),
     )
 
+    op.create_table(
+        'engagement_events',
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('campaign_id', sa.Integer(), nullable=False),
+        sa.Column('delivery_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+        sa.Column('kind', sa.String(length=32), nullable=False),
+        sa.Column('url', sa.String(length=2000), nullable=True),
+        sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_engagement_events')),
+    )
+    op.create_index('ix_engagement_events_campaign', 'engagement_events', ['campaign_id', 'kind'], unique=False)
+    op.create_table(
+        'topic_tracking',
+        sa.Column('topic_id', sa.Integer(), nullable=False),
+        sa.Column('enabled', sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_topic_tracking_topic_id_topics'),
+                                ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('topic_id', name=op.f('pk_topic_tracking')),
+    )
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('search_text', sa.Text(), nullable=True))
     contacts = sa.table('contacts', sa.column('id', sa.BigInteger), sa.column('email', sa.String),
@@ -66,6 +86,9 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_table('topic_tracking')
+    op.drop_index('ix_engagement_events_campaign', table_name='engagement_events')
+    op.drop_table('engagement_events')
     op.drop_table('topic_translations')
     op.drop_table('branding')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
