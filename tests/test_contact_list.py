@@ -151,6 +151,15 @@ def test_bulk_suppress_asks_first_then_writes_one_event_and_audit_entry_each(new
         as_marketer.get(again.headers["Location"]).text)
 
 
+def test_a_bulk_suppression_needs_a_reason_before_anything_is_asked(news, as_marketer):
+    person = factories.contact("p@example.com")
+    db.session.commit()
+    response = as_marketer.post("/admin/contacts/bulk", {"action": "suppress_all", "reason": " ", "id": [str(person.id)]},
+                                follow_redirects=True)
+    assert "say why these addresses are suppressed" in text_of(response.text)
+    assert db.session.scalar(select(func.count(Suppression.id))) == 0
+
+
 def test_bulk_ask_sends_the_double_opt_in_to_each_and_leaves_them_pending(news, as_marketer, app):
     people = [factories.contact(f"p{i}@example.com") for i in range(2)]
     db.session.commit()

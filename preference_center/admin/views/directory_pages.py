@@ -84,6 +84,9 @@ def contact_bulk():
         return redirect(back, 303)
     ids = _chosen_ids(filter_form.filters())
     action = form.action.data
+    if action.startswith("suppress") and not (form.reason.data or "").strip():
+        flash("Bulk action: say why these addresses are suppressed (the reason is kept with each).", "error")
+        return redirect(back, 303)
     if request.form.get("confirm") != "1":
         topic = topics.get(form.topic.data or "")
         what = {"suppress_marketing": "Stop marketing mail to", "suppress_all": "Stop all mail to",
