@@ -152,6 +152,8 @@ def mask(email: str | None) -> str:
 
 def _translations(locale: str) -> dict[int, TopicTranslation]:
     language = (locale or "").replace("_", "-").split("-")[0].lower()
+    if language == current_app.config.get("BABEL_DEFAULT_LOCALE", "en"):
+        return {}  # the topic's own name is the default language's (no query on the send path)
     cache = g.setdefault("_topic_translations", {})
     if language not in cache:
         cache[language] = {t.topic_id: t for t in db.session.scalars(

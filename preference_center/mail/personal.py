@@ -43,6 +43,14 @@ _ASSIGNING = (nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nod
               nodes.Block, nodes.Extends, nodes.Include, nodes.FilterBlock, nodes.With, nodes.Scope)
 
 
+def field_value(contact, name: str) -> str:
+    """One field of `contact_values(contact)`, "" when missing (what a plain `{{ contact.x }}` prints)."""
+    if name in ("name", "first_name"):
+        full = (getattr(contact, "name", None) or "").strip()
+        return full if name == "name" else (full.split()[0] if full else "")
+    return getattr(contact, name, None) or ""
+
+
 def contact_values(contact) -> dict[str, str]:
     """The fields of a contact (model or row) a template sees; empty ones are left out (undefined)."""
     name = (getattr(contact, "name", None) or "").strip()
