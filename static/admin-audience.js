@@ -7,13 +7,18 @@
   if (!form) { return; }
   var shown = box.querySelector("strong");
   var timer = null;
+  var AUDIENCE = ["topic", "relationships", "locales", "companies", "sources", "created_after", "created_before",
+                  "interacted_after", "interacted_before"];
   function refresh() {
     var params = new URLSearchParams();
     params.set("topic", form.elements.topic.value);
     form.querySelectorAll("input[name=relationships]:checked").forEach(function (box) {
       params.append("relationships", box.value);
     });
-    params.set("locales", form.elements.locales.value);
+    ["locales", "companies", "sources", "created_after", "created_before", "interacted_after",
+     "interacted_before"].forEach(function (name) {
+      if (form.elements[name] && form.elements[name].value) { params.set(name, form.elements[name].value); }
+    });
     fetch(box.dataset.url + "?" + params.toString(), {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (response) { return response.json(); })
       .then(function (answer) {
@@ -23,7 +28,9 @@
   }
   function later() { clearTimeout(timer); timer = setTimeout(refresh, 250); }
   form.addEventListener("change", function (event) {
-    if (["topic", "relationships", "locales"].indexOf(event.target.name) >= 0) { later(); }
+    if (AUDIENCE.indexOf(event.target.name) >= 0) { later(); }
   });
-  form.elements.locales.addEventListener("input", later);
+  ["locales", "companies", "sources"].forEach(function (name) {
+    if (form.elements[name]) { form.elements[name].addEventListener("input", later); }
+  });
 })();

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
+    DateField,
     DateTimeLocalField,
     PasswordField,
     SelectField,
@@ -147,6 +148,13 @@ class CampaignForm(Form):
                                     choices=[(r, r) for r in RELATIONSHIPS])
     locales = StringField("Only these locales (comma-separated, e.g. en, es; empty: all)",
                           validators=[Optional(), Length(max=200)])
+    companies = StringField("Only these companies (comma-separated; any case)", validators=[Optional(), Length(max=2000)])
+    sources = StringField("Only contacts from these sources (comma-separated, e.g. import:12)",
+                          validators=[Optional(), Length(max=2000)])
+    created_after = DateField("Created on or after", validators=[Optional()])
+    created_before = DateField("Created before", validators=[Optional()])
+    interacted_after = DateField("Last interaction on or after", validators=[Optional()])
+    interacted_before = DateField("Last interaction before", validators=[Optional()])
     preview_email = StringField("Preview for contact (email)", validators=[Optional(), Length(max=320)])
 
     def data_for_domain(self) -> dict:
@@ -156,6 +164,13 @@ class CampaignForm(Form):
         locales = [x.strip() for x in (self.locales.data or "").split(",") if x.strip()]
         if locales:
             audience["locales"] = locales
+        for key in ("companies", "sources"):
+            values = [x.strip() for x in (self[key].data or "").split(",") if x.strip()]
+            if values:
+                audience[key] = values
+        for key in ("created_after", "created_before", "interacted_after", "interacted_before"):
+            if self[key].data:
+                audience[key] = self[key].data.isoformat()
         return {"name": self.name.data, "topic": self.topic.data, "subject": self.subject.data,
                 "html": self.html.data or "", "text": self.text.data or "", "audience": audience}
 

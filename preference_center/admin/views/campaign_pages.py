@@ -90,7 +90,10 @@ def _campaign_values(campaign: Campaign) -> dict:
     audience = campaign.audience or {}
     return {"name": campaign.name, "topic": db.session.get(Topic, campaign.topic_id).key, "subject": campaign.subject,
             "html": campaign.html, "text": campaign.text, "relationships": audience.get("relationships") or [],
-            "locales": ", ".join(audience.get("locales") or [])}
+            "locales": ", ".join(audience.get("locales") or []),
+            "companies": ", ".join(audience.get("companies") or []), "sources": ", ".join(audience.get("sources") or []),
+            **{key: dt.date.fromisoformat(audience[key]) for key in
+               ("created_after", "created_before", "interacted_after", "interacted_before") if audience.get(key)}}
 
 
 def _campaign_editor(campaign: Campaign | None):
