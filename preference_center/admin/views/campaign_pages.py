@@ -11,6 +11,7 @@ from ...commands import DomainError as ValidationError
 from ...commands import campaigns as campaign_commands
 from ...emails import InvalidEmail
 from ...extensions import db
+from ...mail.plaintext import html_to_text
 from ...models import Campaign, Contact, Topic, utcnow
 from ...tasks import enqueue
 from .. import auth, bp, preview, queries
@@ -105,7 +106,11 @@ def _campaign_editor(campaign: Campaign | None):
     rendered, problem, status = None, None, 200
     if request.method == "POST" and form.validate():
         data = form.data_for_domain()
-        if request.form.get("action") == "preview":
+        if request.form.get("action") == "text_from_html":
+            # Written from the HTML on request, shown for staff to check; nothing is saved yet.
+            form.text.data = html_to_text(data["html"])
+            flash("The text version was written from the HTML: check it, then save.")
+        elif request.form.get("action") == "preview":
             topic = topics.get(data["topic"])
             contact = _preview_contact(form.preview_email.data)
             if form.preview_email.data and contact is None:
