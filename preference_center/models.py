@@ -519,6 +519,18 @@ class TopicTracking(db.Model):
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class MailTemplate(db.Model):
+    """A reusable HTML layout staff wrap campaign content in: `{{ content }}` marks where the content goes."""
+
+    __tablename__ = "mail_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    html: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 @event.listens_for(Contact, "before_insert")
 @event.listens_for(Contact, "before_update")
 def _contact_search_text(mapper, connection, target) -> None:

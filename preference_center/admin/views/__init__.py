@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     contact_pages,
     directory_pages,
     import_pages,
+    layout_pages,
     request_pages,
     signin,
     topic_pages,

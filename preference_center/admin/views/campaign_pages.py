@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, flash, g, jsonify, redirect, render_template, request, url_for
 
-from ... import audiences, campaigns, contacts, engagement, topics
+from ... import audiences, campaigns, contacts, engagement, layouts, topics
 from ...commands import DomainError as ValidationError
 from ...commands import campaigns as campaign_commands
 from ...emails import InvalidEmail
@@ -106,7 +106,16 @@ def _campaign_editor(campaign: Campaign | None):
     rendered, problem, status = None, None, 200
     if request.method == "POST" and form.validate():
         data = form.data_for_domain()
-        if request.form.get("action") == "text_from_html":
+        if request.form.get("action") == "apply_layout":
+            layout = layouts.get(int(request.form.get("layout") or 0)) if (request.form.get("layout") or "").isdigit() \
+                else None
+            if layout is None:
+                form.html.errors = ["choose a layout to wrap the HTML body in"]
+                status = 422
+            else:
+                form.html.data = layouts.wrap(layout, data["html"])
+                flash(f"The HTML body is wrapped in the layout “{layout.name}”: check it, then save.")
+        elif request.form.get("action") == "text_from_html":
             # Written from the HTML on request, shown for staff to check; nothing is saved yet.
             form.text.data = html_to_text(data["html"])
             flash("The text version was written from the HTML: check it, then save.")
@@ -138,7 +147,8 @@ def _campaign_editor(campaign: Campaign | None):
     elif request.method == "POST":
         status = 422
     return _with_preview_csp((render_template("admin/campaign_form.html", form=form, rendered=rendered,
-                                              problem=problem, campaign=campaign, audience=_editor_count(form)),
+                                              problem=problem, campaign=campaign, audience=_editor_count(form),
+                                              layouts=layouts.all_layouts()),
                               status))
 
 
