@@ -531,6 +531,19 @@ class MailTemplate(db.Model):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class Segment(db.Model):
+    """A saved audience: a marketing topic and audience filters, reused when composing campaigns."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    filters: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 @event.listens_for(Contact, "before_insert")
 @event.listens_for(Contact, "before_update")
 def _contact_search_text(mapper, connection, target) -> None:

@@ -158,21 +158,23 @@ class CampaignForm(Form):
     preview_email = StringField("Preview for contact (email)", validators=[Optional(), Length(max=320)])
 
     def data_for_domain(self) -> dict:
-        audience = {}
-        if self.relationships.data:
-            audience["relationships"] = list(self.relationships.data)
-        locales = [x.strip() for x in (self.locales.data or "").split(",") if x.strip()]
-        if locales:
-            audience["locales"] = locales
-        for key in ("companies", "sources"):
-            values = [x.strip() for x in (self[key].data or "").split(",") if x.strip()]
-            if values:
-                audience[key] = values
-        for key in ("created_after", "created_before", "interacted_after", "interacted_before"):
-            if self[key].data:
-                audience[key] = self[key].data.isoformat()
         return {"name": self.name.data, "topic": self.topic.data, "subject": self.subject.data,
-                "html": self.html.data or "", "text": self.text.data or "", "audience": audience}
+                "html": self.html.data or "", "text": self.text.data or "", "audience": audience_of(self)}
+
+
+def audience_of(form) -> dict:
+    """The audience filter a form's audience fields describe (the campaign and segment forms share them)."""
+    audience = {}
+    if form.relationships.data:
+        audience["relationships"] = list(form.relationships.data)
+    for key in ("locales", "companies", "sources"):
+        values = [x.strip() for x in (form[key].data or "").split(",") if x.strip()]
+        if values:
+            audience[key] = values
+    for key in ("created_after", "created_before", "interacted_after", "interacted_before"):
+        if form[key].data:
+            audience[key] = form[key].data.isoformat()
+    return audience
 
 
 @lru_cache(maxsize=1)

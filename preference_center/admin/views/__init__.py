@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     import_pages,
     layout_pages,
     request_pages,
+    segment_pages,
     signin,
     topic_pages,
     user_pages,

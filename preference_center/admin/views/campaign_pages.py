@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app, flash, g, jsonify, redirect, render_template, request, url_for
 
-from ... import audiences, campaigns, contacts, engagement, layouts, topics
+from ... import audiences, campaigns, contacts, engagement, layouts, segments, topics
 from ...commands import DomainError as ValidationError
 from ...commands import campaigns as campaign_commands
 from ...emails import InvalidEmail
@@ -16,6 +16,7 @@ from ...models import Campaign, Contact, Topic, utcnow
 from ...tasks import enqueue
 from .. import auth, bp, preview, queries
 from ..forms import CampaignForm, ScheduleForm, TestSendForm
+from ..segment_values import segment_values
 from .common import _field_error, _get, staff_time
 
 # The preview iframe inherits the page's policy: staff HTML mail uses inline
@@ -88,13 +89,8 @@ def campaign_edit(campaign_id: int):
 
 
 def _campaign_values(campaign: Campaign) -> dict:
-    audience = campaign.audience or {}
-    return {"name": campaign.name, "topic": db.session.get(Topic, campaign.topic_id).key, "subject": campaign.subject,
-            "html": campaign.html, "text": campaign.text, "relationships": audience.get("relationships") or [],
-            "locales": ", ".join(audience.get("locales") or []),
-            "companies": ", ".join(audience.get("companies") or []), "sources": ", ".join(audience.get("sources") or []),
-            **{key: dt.date.fromisoformat(audience[key]) for key in
-               ("created_after", "created_before", "interacted_after", "interacted_before") if audience.get(key)}}
+    return {"name": campaign.name, "subject": campaign.subject, "html": campaign.html, "text": campaign.text,
+            **segment_values(db.session.get(Topic, campaign.topic_id).key, campaign.audience or {})}
 
 
 def _campaign_editor(campaign: Campaign | None):
@@ -104,7 +100,19 @@ def _campaign_editor(campaign: Campaign | None):
     else:
         form = _campaign_form(None, **(_campaign_values(campaign) if campaign else {}))
     rendered, problem, status = None, None, 200
-    if request.method == "POST" and form.validate():
+    if request.method == "POST" and request.form.get("action") == "apply_segment":
+        # Copies a saved segment's topic and filters in (before the rest of the form is complete).
+        raw = request.form.get("segment") or ""
+        segment = segments.get(int(raw)) if raw.isdigit() else None
+        if segment is None:
+            form.topic.errors = ["choose a segment"]
+            status = 422
+        else:
+            topic = db.session.get(Topic, segment.topic_id)
+            form = _campaign_form(None, **{**{k: form[k].data for k in ("name", "subject", "html", "text")},
+                                          **segment_values(topic.key, segment.filters or {})})
+            flash(f"Topic and filters of the segment “{segment.name}” are in: check them, then save.")
+    elif request.method == "POST" and form.validate():
         data = form.data_for_domain()
         if request.form.get("action") == "apply_layout":
             layout = layouts.get(int(request.form.get("layout") or 0)) if (request.form.get("layout") or "").isdigit() \
@@ -148,7 +156,7 @@ def _campaign_editor(campaign: Campaign | None):
         status = 422
     return _with_preview_csp((render_template("admin/campaign_form.html", form=form, rendered=rendered,
                                               problem=problem, campaign=campaign, audience=_editor_count(form),
-                                              layouts=layouts.all_layouts()),
+                                              layouts=layouts.all_layouts(), segments=segments.all_segments()),
                               status))
 
 

@@ -1,6 +1,6 @@
 """Contacts carry their folded search text (accent- and case-insensitive search on every database);
 the organisation's branding; topic names and descriptions per language; engagement events per campaign;
-the topics whose campaigns may track opens and clicks; reusable mail layouts
+the topics whose campaigns may track opens and clicks; reusable mail layouts; saved segments
 
 Revision ID: 0007_staff_side
 Revises: 0004
@@ -61,6 +61,18 @@ def upgrade():
     )
     op.create_index('ix_engagement_events_campaign', 'engagement_events', ['campaign_id', 'kind'], unique=False)
     op.create_table(
+        'segments',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('name', sa.String(length=200), nullable=False),
+        sa.Column('topic_id', sa.Integer(), nullable=False),
+        sa.Column('filters', sa.JSON(), nullable=False),
+        sa.Column('updated_by', sa.String(length=200), nullable=True),
+        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_segments_topic_id_topics')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_segments')),
+        sa.UniqueConstraint('name', name=op.f('uq_segments_name')),
+    )
+    op.create_table(
         'mail_templates',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('name', sa.String(length=200), nullable=False),
@@ -98,6 +110,7 @@ def upgrade():
 def downgrade():
     op.drop_table('topic_tracking')
     op.drop_table('mail_templates')
+    op.drop_table('segments')
     op.drop_index('ix_engagement_events_campaign', table_name='engagement_events')
     op.drop_table('engagement_events')
     op.drop_table('topic_translations')
