@@ -220,3 +220,64 @@ def test_a_branded_preference_page_in_spanish_masks_the_address_and_takes_the_tr
     submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Guardar mi elección sobre el seguimiento']"))
     assert "Guardado: podemos ver si abres nuestros correos" in browser.page_source
     assert css(browser, "#tracking-yes").is_selected()
+
+
+def test_segments_layouts_branding_and_the_engagement_report_with_the_keyboard(app, site, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    from preference_center import feedback
+
+    sign_in(browser, site)
+    # A segment, typed and saved with the keyboard only; its live count follows the filter.
+    browser.get(f"{site}/admin/segments/new")
+    settled(browser)
+    css(browser, "#name").send_keys("Acme-free customers")
+    css(browser, "input[name=relationships][value=customer]").send_keys(Keys.SPACE)
+    wait_for(browser, lambda: css(browser, "#audience-count strong").text == "2")
+    css(browser, "#companies").send_keys("Umbrella")
+    wait_for(browser, lambda: css(browser, "#audience-count strong").text == "1")
+    assert fits_the_screen(browser)
+    screenshot(browser, "admin-segment", SHOTS)
+    css(browser, "#companies").send_keys(Keys.ENTER)  # submits the form
+    wait_for(browser, lambda: "/admin/segments" in browser.current_url and "new" not in browser.current_url)
+    settled(browser)
+    assert "Acme-free customers" in css(browser, "table").text and css(browser, "td.segment-count").text == "1"
+
+    # A layout with its preview.
+    browser.get(f"{site}/admin/layouts/new")
+    settled(browser)
+    css(browser, "#name").send_keys("Monthly frame")
+    html = css(browser, "#html")
+    html.clear()
+    html.send_keys('<div><p>Lácteos Peña · {{ contact.first_name|default("hola") }}</p>{{ content }}</div>')
+    submit(browser, browser.find_element("xpath", "//button[@value='preview']"))
+    browser.switch_to.frame(css(browser, "iframe.mail-frame"))
+    assert "Lácteos Peña · Sample" in browser.find_element("tag name", "body").text
+    browser.switch_to.default_content()
+    submit(browser, browser.find_element("xpath", "//button[@value='save']"))
+    assert "Layout “Monthly frame” saved." in browser.page_source
+    desktop(browser, "admin-layout-desktop")
+
+    # The engagement figures of a sent campaign.
+    with app.app_context():
+        campaign = campaigns.create({"name": "Winter news", "topic": "news", "subject": "Hi", "text": "Hello",
+                                     "html": '<p><a href="https://example.com/shop">Shop</a></p>'}, created_by="t")
+        campaigns.schedule(campaign, None)
+        db.session.commit()
+        campaigns.start_due()
+        while (batch := sending.plan_chunk(campaign.id, 100)) is not None:
+            sending.send_batch(batch)
+        sending.finish_campaign_if_done(campaign.id)
+        deliveries = db.session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id)).all()
+        events = [{"sg_event_id": f"{kind}-{d.id}", "event": kind, "delivery_id": str(d.id), "timestamp": 1900000000,
+                   **({"url": "https://example.com/shop"} if kind == "click" else {})}
+                  for d in deliveries for kind in ("delivered", "open", "click")][:7]
+        feedback.process(feedback.receive(events).new_ids)
+        campaign_id = campaign.id
+    browser.get(f"{site}/admin/campaigns/{campaign_id}/report")
+    settled(browser)
+    assert css(browser, "#e-delivered").text == "3" and css(browser, "#e-opened").text == "2"
+    assert "https://example.com/shop" in css(browser, "table.top-links").text
+    assert fits_the_screen(browser)
+    screenshot(browser, "admin-engagement", SHOTS)
+    desktop(browser, "admin-engagement-desktop")
