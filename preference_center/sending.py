@@ -221,8 +221,15 @@ def send_batch(batch_id: int) -> Outcome:
         fail_campaign(campaign.id, render_error)
         finish_batch(batch)
         return outcome
-    # The claim: committed before the provider hears of anyone.
-    _set([d for d, _ in go], status=SENDING, attempts=batch.attempts)
+    # The claim: committed before the provider hears of anyone. Only rows still queued are taken: a template
+    # rendered per recipient can take long enough for the lease to run out and another worker to take over.
+    claimed = set(db.session.scalars(
+        update(Delivery).where(one_of(Delivery.id, [d for d, _ in go]), Delivery.status == QUEUED)
+        .values(status=SENDING, attempts=batch.attempts, updated_at=utcnow())
+        .returning(Delivery.id).execution_options(synchronize_session=False))) if go else set()
+    if len(claimed) < len(go):
+        envelopes = [e for e, (d, _) in zip(envelopes, go, strict=True) if d in claimed]
+        go = [(d, e) for d, e in go if d in claimed]
     # The authorising event is usually the one seen at planning; rewrite the
     # few that changed since (a fresh grant, a new relationship).
     changed = [{"id": d, "event_id": e} for d, e in go if planned_event[d] != e]

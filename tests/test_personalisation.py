@@ -259,3 +259,27 @@ def test_a_system_message_explains_itself_in_the_recipients_language(ctx, news, 
     text = fake.accepted[0].content["text/plain"]
     assert text.startswith("Hola Ana, A-1\n\n--\n")
     assert "porque forma parte de un servicio que utilizas" in text
+
+
+def test_rows_another_worker_took_while_this_one_rendered_are_not_sent_again(ctx, news, fake, monkeypatch):
+    people = [person(news, f"p{i}@example.com", name=f"P{i}") for i in range(3)]
+    campaign = campaign_commands.create(actors.staff("mia@example.com"),
+                                        {"name": "P", "topic": "news", "subject": "Hi", "text": "{{ contact.name }}"})
+    campaigns.schedule(campaign, None)
+    db.session.commit()
+    campaigns.start_due()
+    batch = sending.plan_chunk(campaign.id, 100)
+    taken = db.session.scalar(select(Delivery.id).where(Delivery.contact_id == people[1].id))
+    real = compose.CampaignMail.envelope
+
+    def slow_envelope(self, contact, delivery_id, tracking=False):
+        # Rendering took so long that the lease ran out and another worker sent this row meanwhile.
+        if delivery_id == taken:
+            db.session.execute(Delivery.__table__.update().where(Delivery.__table__.c.id == taken)
+                               .values(status="sent"))
+        return real(self, contact, delivery_id, tracking)
+
+    monkeypatch.setattr(compose.CampaignMail, "envelope", slow_envelope)
+    outcome = sending.send_batch(batch)
+    assert outcome.sent == 2
+    assert sorted(a.to[0] for a in fake.accepted) == ["p0@example.com", "p2@example.com"]
