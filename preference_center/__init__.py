@@ -65,6 +65,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .admin import bp as admin_bp
 
     app.register_blueprint(admin_bp)
+    from . import branding
+    from .public.brand import bp as brand_bp
+
+    app.register_blueprint(brand_bp)
+    app.add_template_global(branding.current, "brand")
+    app.add_template_filter(branding.mask, "masked")
+    app.add_template_filter(branding.page_topic_name, "topic_name")
+    app.add_template_filter(branding.page_topic_description, "topic_description")
     if app.config["PC_ENV"] != "production":
         from .mail.views import bp as outbox_bp
 

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from . import compose, rules
 from .contacts import ValidationError
 from .extensions import db
 from .mail import TemplateError, check
-from .models import Campaign, DailyStat, Delivery, Topic, utcnow
+from .models import Campaign, CampaignBatch, DailyStat, Delivery, Topic, utcnow
 from .sending import RENDER_FAILED
 from .states import CampaignStatus
 
-OPEN = ("draft", "scheduled", "sending")
+OPEN = ("draft", "scheduled", "sending", "paused")
 
 
 EDITABLE = ("draft", "scheduled")
@@ -184,3 +184,50 @@ def failure(campaign: Campaign, render_failed: bool = True) -> str | None:
             return exc.message
         return "the campaign could not be sent"
     return error
+
+
+# -- staff housekeeping: duplicate, delete a draft, pause and resume -------------------------
+
+def duplicate(campaign: Campaign, *, created_by: str) -> Campaign:
+    """A new draft with the same topic, content and audience (checked again, as any new draft)."""
+    topic = db.session.get(Topic, campaign.topic_id)
+    name = f"Copy of {campaign.name}"[:200]
+    return create({"name": name, "topic": topic.key, "subject": campaign.subject, "html": campaign.html,
+                   "text": campaign.text, "audience": campaign.audience or None}, created_by=created_by)
+
+
+def delete_draft(campaign: Campaign) -> None:
+    """Remove a draft (nothing was ever planned for it); any other status is refused."""
+    result = db.session.execute(delete(Campaign).where(Campaign.id == campaign.id,
+                                                       Campaign.status == CampaignStatus.DRAFT)
+                                .execution_options(synchronize_session=False))
+    if not result.rowcount:
+        raise ValidationError(f"only a draft can be deleted; this campaign is {campaign.status}", "status",
+                              code="conflict")
+    db.session.expunge(campaign)
+
+
+def pause(campaign: Campaign) -> Campaign:
+    """Stop a sending campaign between batches: no new batch is planned or sent until it resumes.
+
+    A batch a worker is sending finishes; the others stay queued, their rows untouched, so resuming
+    sends each recipient once, nobody twice.
+    """
+    _move(campaign, CampaignStatus.SENDING, CampaignStatus.PAUSED, "paused")
+    return campaign
+
+
+def resume(campaign: Campaign) -> list[int]:
+    """Let a paused campaign go on; the ids of its queued batches (the caller hands them to the broker)."""
+    _move(campaign, CampaignStatus.PAUSED, CampaignStatus.SENDING, "resumed")
+    return list(db.session.scalars(select(CampaignBatch.id).where(CampaignBatch.campaign_id == campaign.id,
+                                                                  CampaignBatch.status == "queued")))
+
+
+def _move(campaign: Campaign, from_status: str, to_status: str, verb: str) -> None:
+    result = db.session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status == from_status)
+                                .values(status=to_status).execution_options(synchronize_session=False))
+    db.session.refresh(campaign)
+    if not result.rowcount:
+        raise ValidationError(f"only a {from_status} campaign can be {verb}; this one is {campaign.status}",
+                              "status", code="conflict")

@@ -1,9 +1,14 @@
 """Turn a campaign or a system message into a MessageBatch for the transport.
 
-Staff-authored templates render once per batch in the sandbox, with
-placeholders where per-recipient values go; the transport substitutes them
-per envelope (SendGrid does it on its side). The footer with the visible
-unsubscribe and preferences links and the postal address is ours, not staff's.
+A campaign is compiled once per batch (`CampaignMail`, see `mail/personal.py`):
+the parts of its templates that do not depend on the recipient render once,
+with placeholders where per-recipient values go (every contact field, with
+filters and defaults, evaluated in the sandbox per recipient); the transport
+substitutes them per envelope (SendGrid does it on its side). A template whose
+use of the contact cannot be cut that way renders whole per recipient. Preview,
+test send and real mail go through the same `fill`, so they show the same text.
+The footer with the visible unsubscribe and preferences links and the postal
+address is ours, not staff's, in the recipient's language.
 
 The same rendering checks a template when staff save, edit or schedule it
 (`check_campaign`, `check_system`): it runs with the context the worker uses
@@ -16,82 +21,187 @@ building the message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 
 from flask import current_app
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from markupsafe import escape as escape_html
 
-from . import links
-from .mail import Envelope, MessageBatch, TemplateError, render
+from . import branding, links
+from .mail import Envelope, MessageBatch, TemplateError
+from .mail.personal import CAMPAIGN_NAMES, SAMPLE, SYSTEM_NAMES, Part, compile_part, contact_values, field_value
 from .mail.render import MAX_OUTPUT, deadline_from_now
 from .models import Contact, Topic
 
 NAME, NAME_HTML = "-pc_name-", "-pc_name_html-"
 UNSUB, PREFS = "-pc_unsub-", "-pc_prefs-"
 PLACEHOLDERS = (NAME, NAME_HTML, UNSUB, PREFS)
-SAMPLE_NAME = "Sample Recipient"
+SAMPLE_NAME = SAMPLE["name"]
+# What a contact missing every optional field looks like to a template (checked at the door too).
+BARE = {"email": SAMPLE["email"], "relationship": "prospect"}
+# SendGrid refuses a personalization whose substitutions pass 10,000 bytes; a recipient whose
+# values would (a long loop over their name) gets the message rendered whole for them instead.
+SUBSTITUTION_BYTES = 9_000
 
 
-def _context(html: bool, data: dict | None = None) -> dict:
-    return {
-        "contact": {"name": NAME_HTML if html else NAME},
-        "unsubscribe_url": UNSUB,
-        "preferences_url": PREFS,
-        "data": data or {},
-    }
+def language(locale: str | None) -> str:
+    """The language of a recipient's mail: theirs if the product speaks it, else the default."""
+    wanted = (locale or "").replace("_", "-").split("-")[0].lower()
+    supported = current_app.config.get("PC_LOCALES") or ["en"]
+    return wanted if wanted in supported else current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
 
 
-def _render(field: str, source: str, context: dict, deadline: float, html: bool = False) -> str:
-    """Render one part; a TemplateError names the part (subject, text or html)."""
-    try:
-        return render(source, context, html=html, deadline=deadline)
-    except TemplateError as exc:
-        exc.field = field
-        raise
+@lru_cache(maxsize=128)
+def _part(name: str, source: str, html: bool, allowed: frozenset[str]) -> Part:
+    return compile_part(name, source, html, allowed)
+
+
+def _parts(subject: str, html: str, text: str, allowed: frozenset[str]) -> list[Part]:
+    """The compiled parts of a message; raises TemplateError naming the part (unknown variables included)."""
+    parts = [_part("subject", subject, False, allowed), _part("text", text or "", False, allowed)]
+    if html:
+        parts.append(_part("html", html, True, allowed))
+    return parts
+
+
+def marketing_footer(topic: Topic, locale: str) -> tuple[str, str]:
+    """(text, HTML) footer of a campaign in a language: why (for legitimate interest: the assessment's purpose and
+    the right to object), unsubscribe and preferences links, address."""
+    address = branding.current().postal_address
+    with force_locale(locale):
+        if topic.legal_basis == "legitimate_interest":
+            # Legitimate interest says why we write (the topic's recorded assessment) and that one may object.
+            from . import assessments
+
+            reason = assessments.why_we_write(topic, assessments.latest_by_topic().get(topic.id)).rstrip(".")
+            why = _("%(reason)s. You may object to these emails at any time, in one click.", reason=reason)
+            unsubscribe = _("Object in one click")
+        else:
+            why = _("You get this because you are subscribed to %(topic)s.", topic=branding.topic_name(topic, locale))
+            unsubscribe = _("Unsubscribe")
+        manage = _("Manage your preferences")
+    text = f"\n\n--\n{why}\n{unsubscribe}: {UNSUB}\n{manage}: {PREFS}\n{address}\n"
+    html = ('<hr><p style="font-size:12px;color:#555">'
+            f'{escape(why)} <a href="{UNSUB}">{escape(unsubscribe)}</a> · '
+            f'<a href="{PREFS}">{escape(manage)}</a><br>{escape(address)}</p>')
+    return text, html
+
+
+def system_footer(topic: Topic, locale: str) -> tuple[str, str]:
+    """(text, HTML) footer of a system message in a language: why it is sent whatever the preferences."""
+    address = branding.current().postal_address
+    with force_locale(locale):
+        why = _("You get this %(topic)s message because it is part of a service you use; "
+                "it is sent whatever your marketing preferences are.", topic=branding.topic_name(topic, locale))
+    return (f"\n\n--\n{why}\n{address}\n",
+            f'<hr><p style="font-size:12px;color:#555">{escape(why)}<br>{escape(address)}</p>')
+
+
+class CampaignMail:
+    """A campaign compiled once: `fill` gives each recipient's message and substitutions.
+
+    Raises TemplateError (with .field) when built if a part does not compile or its shared body
+    fails to render; `fill` raises it when one recipient's values make a part fail or too large.
+    """
+
+    def __init__(self, topic: Topic, subject: str, html: str, text: str, campaign_id: int) -> None:
+        self.topic, self.campaign_id = topic, campaign_id
+        self.parts = _parts(subject, html, text, CAMPAIGN_NAMES)
+        self.split = all(part.split for part in self.parts)
+        self.keys = [UNSUB, PREFS, *{hole.key: None for part in self.parts for hole in part.holes}]
+        # A plain field is short (an address, 320 characters, is the longest: 1,600 bytes escaped at worst),
+        # so a few of them cannot pass SendGrid's cap; expressions (loops...) are measured per recipient.
+        holes = [hole for part in self.parts for hole in part.holes]
+        self.bounded = len(holes) <= 5 and all(hole.field is not None for hole in holes)
+        # Only plain fields: each recipient's values are read straight from their row (the hot path).
+        self.plain = self.split and self.bounded
+        self.field_holes = list({hole.key: (hole.key, hole.field, part.html)
+                                 for part in self.parts for hole in part.holes}.values())
+        self.mailto = current_app.config.get("PC_UNSUBSCRIBE_MAILTO")
+        self._languages: dict[str | None, str] = {}
+        self.bases: dict[str, str] = {}
+        if self.split:
+            deadline = deadline_from_now()  # one time budget for the shared body
+            context = {"unsubscribe_url": UNSUB, "preferences_url": PREFS}
+            self.bases = {part.name: part.render_base(context, deadline) for part in self.parts}
+        self._shared: dict[tuple[str, bool], tuple[MessageBatch, PartSizes]] = {}
+        # A template that fails for a made-up recipient with every field, or with none, is broken
+        # for everyone: refused at the door, and the campaign fails instead of each recipient.
+        unsubscribe, preferences = sample_links()
+        for values in (SAMPLE, BARE):
+            self.fill(values, unsubscribe, preferences, None)
+
+    def _message(self, bodies: dict[str, str], locale: str, tracking: bool = False) -> MessageBatch:
+        footer_text, footer_html = marketing_footer(self.topic, locale)
+        return MessageBatch(
+            from_email=branding.current().from_email,
+            subject=bodies["subject"],
+            text=bodies["text"] + footer_text,
+            html=bodies["html"] + footer_html if "html" in bodies else None,
+            headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+            categories=[f"campaign-{self.campaign_id}", f"topic-{self.topic.key}"[:255]],
+            tracking=tracking,
+        )
+
+    def shared(self, locale: str, tracking: bool = False) -> tuple[MessageBatch, PartSizes]:
+        """The message every recipient in this language (and with this tracking choice) shares, and its sizes."""
+        key = (locale, tracking)
+        if key not in self._shared:
+            message = self._message(self.bases, locale, tracking)
+            self._shared[key] = (message, PartSizes.of(message, self.keys))
+        return self._shared[key]
+
+    def fill(self, values: dict, unsubscribe: str, preferences: str, locale: str | None,
+             tracking: bool = False) -> tuple[MessageBatch, dict]:
+        """One recipient's message (shared by others when possible) and the substitutions that finish it."""
+        locale = language(locale)
+        substitutions = {UNSUB: unsubscribe, PREFS: preferences}
+        context = {"contact": values, "unsubscribe_url": unsubscribe, "preferences_url": preferences}
+        deadline = deadline_from_now()
+        if self.split:
+            for part in self.parts:
+                substitutions.update(part.fill_holes(values, context, deadline))
+            if self.bounded or sum(len(k) + len(v.encode()) for k, v in substitutions.items()) <= SUBSTITUTION_BYTES:
+                message, sizes = self.shared(locale, tracking)
+                sizes.check(substitutions)
+                return message, substitutions
+            substitutions = {UNSUB: unsubscribe, PREFS: preferences}
+        message = self._message({part.name: part.render_whole(context, deadline) for part in self.parts}, locale,
+                                tracking)
+        PartSizes.of(message, [UNSUB, PREFS]).check(substitutions)
+        return message, substitutions
+
+    def envelope(self, contact, delivery_id: int, tracking: bool = False) -> tuple[MessageBatch, Envelope]:
+        """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
+        `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
+        unsubscribe, preferences = links.unsubscribe_url(contact, self.topic.id), links.preferences_url(contact)
+        locale = getattr(contact, "locale", None)
+        if self.plain:  # the same values `fill` gives, without building the whole context
+            substitutions = {UNSUB: unsubscribe, PREFS: preferences}
+            for key, name, html in self.field_holes:
+                value = field_value(contact, name)
+                substitutions[key] = str(escape_html(value)) if html else value
+            if locale not in self._languages:
+                self._languages[locale] = language(locale)
+            message, sizes = self.shared(self._languages[locale], tracking)
+            sizes.check(substitutions)
+        else:
+            message, substitutions = self.fill(contact_values(contact), unsubscribe, preferences, locale, tracking)
+        header = f"<{unsubscribe}>" + (f", <mailto:{self.mailto}?subject=unsubscribe-{delivery_id}>"
+                                       if self.mailto else "")
+        return message, Envelope(to=contact.email, substitutions=substitutions, headers={"List-Unsubscribe": header},
+                                 custom_args={"delivery_id": str(delivery_id), "campaign_id": str(self.campaign_id)})
 
 
 def marketing_batch(topic: Topic, subject: str, html: str, text: str, campaign_id: int) -> MessageBatch:
-    """Render a campaign once; envelopes are added per recipient. Raises TemplateError (with .field)."""
-    config = current_app.config
-    address = config["PC_POSTAL_ADDRESS"]
-    deadline = deadline_from_now()  # one time budget for the whole message
-    why, unsubscribe = _why(topic)
-    text_body = _render("text", text or "", _context(False), deadline) + (
-        f"\n\n--\n{why}\n"
-        f"{unsubscribe}: {UNSUB}\nManage your preferences: {PREFS}\n{address}\n"
-    )
-    html_body = None
-    if html:
-        html_body = _render("html", html, _context(True), deadline, html=True) + (
-            '<hr><p style="font-size:12px;color:#555">'
-            f"{escape(why)} "
-            f'<a href="{UNSUB}">{escape(unsubscribe)}</a> · <a href="{PREFS}">Manage your preferences</a><br>'
-            f"{escape(address)}</p>"
-        )
-    return MessageBatch(
-        from_email=config["PC_FROM_EMAIL"],
-        subject=_render("subject", subject, _context(False), deadline),
-        text=text_body,
-        html=html_body,
-        headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-        categories=[f"campaign-{campaign_id}", f"topic-{topic.key}"[:255]],
-    )
-
-
-def _why(topic: Topic) -> tuple[str, str]:
-    """The footer's sentence on why the person gets the mail, and the name of the one-click link.
-
-    Legitimate interest says why we write (the topic's recorded assessment) and that the person may object.
-    """
-    if topic.legal_basis != "legitimate_interest":
-        return f"You get this because you are subscribed to {topic.name}.", "Unsubscribe"
-    from . import assessments
-
-    why = assessments.why_we_write(topic, assessments.latest_by_topic().get(topic.id)).rstrip(".")
-    return f"{why}. You may object to these emails at any time, in one click.", "Object in one click"
+    """The shared message of a campaign whose templates use plain fields (the benchmark's floor)."""
+    return CampaignMail(topic, subject, html, text, campaign_id).shared(language(None))[0]
 
 
 def marketing_envelope(contact: Contact, topic: Topic, delivery_id: int, campaign_id: int) -> Envelope:
-    """One recipient: their own links, one-click header and opaque ids."""
+    """One recipient: their own links (and name), one-click header and opaque ids."""
     unsubscribe = links.unsubscribe_url(contact, topic.id)
     mailto = current_app.config.get("PC_UNSUBSCRIBE_MAILTO")
     header = f"<{unsubscribe}>" + (f", <mailto:{mailto}?subject=unsubscribe-{delivery_id}>" if mailto else "")
@@ -105,39 +215,33 @@ def marketing_envelope(contact: Contact, topic: Topic, delivery_id: int, campaig
     )
 
 
-def _system_content(topic: Topic, subject: str, html: str, text: str, data: dict) -> MessageBatch:
-    """A system message rendered, without recipients: no unsubscribe header, and a line saying why it is sent."""
-    config = current_app.config
+def _system_content(topic: Topic, subject: str, html: str, text: str, data: dict, values: dict,
+                    locale: str | None) -> MessageBatch:
+    """A system message rendered for one person's values, without recipients: no unsubscribe header,
+    and a line in their language saying why it is sent."""
     deadline = deadline_from_now()
-    why = (f"You get this {topic.name} message because it is part of a service you use; "
-           "it is sent whatever your marketing preferences are.")
-    text_body = _render("text", text or "", _context(False, data), deadline) + (
-        f"\n\n--\n{why}\n{config['PC_POSTAL_ADDRESS']}\n")
-    html_body = None
-    if html:
-        html_body = _render("html", html, _context(True, data), deadline, html=True) + (
-            f'<hr><p style="font-size:12px;color:#555">{escape(why)}<br>{escape(config["PC_POSTAL_ADDRESS"])}</p>')
+    # A system mail cannot be unsubscribed from: a template's unsubscribe link leads to the preference page.
+    context = {"contact": values, "unsubscribe_url": UNSUB, "preferences_url": PREFS, "data": data}
+    bodies = {part.name: part.render_whole(context, deadline) for part in _parts(subject, html, text, SYSTEM_NAMES)}
+    footer_text, footer_html = system_footer(topic, language(locale))
     return MessageBatch(
-        from_email=config["PC_FROM_EMAIL"],
-        subject=_render("subject", subject, _context(False, data), deadline),
-        text=text_body,
-        html=html_body,
+        from_email=branding.current().from_email,
+        subject=bodies["subject"],
+        text=bodies["text"] + footer_text,
+        html=bodies["html"] + footer_html if "html" in bodies else None,
         categories=[f"system-{topic.key}"[:255]],
     )
 
 
-def _system_substitutions(name: str, preferences: str) -> dict[str, str]:
-    # A system mail cannot be unsubscribed from: a template's unsubscribe
-    # link leads to the preference page, which says why.
-    return {NAME: name, NAME_HTML: escape(name), PREFS: preferences, UNSUB: preferences}
+def _system_substitutions(preferences: str) -> dict[str, str]:
+    return {PREFS: preferences, UNSUB: preferences}
 
 
 def system_batch(topic: Topic, contact: Contact, subject: str, html: str, text: str, data: dict,
                  delivery_id: int) -> MessageBatch:
     """A system message for one contact; raises TemplateError (with .field) if it cannot be rendered for them."""
-    batch = _system_content(topic, subject, html, text, data)
-    envelope = Envelope(to=contact.email,
-                        substitutions=_system_substitutions(contact.name or "", links.preferences_url(contact)),
+    batch = _system_content(topic, subject, html, text, data, contact_values(contact), contact.locale)
+    envelope = Envelope(to=contact.email, substitutions=_system_substitutions(links.preferences_url(contact)),
                         custom_args={"delivery_id": str(delivery_id)})
     PartSizes.of(batch).check(envelope.substitutions)
     batch.envelopes = [envelope]
@@ -153,11 +257,11 @@ class PartSizes:
     parts: tuple[tuple[str, int, tuple[tuple[str, int], ...]], ...]
 
     @classmethod
-    def of(cls, batch: MessageBatch) -> PartSizes:
+    def of(cls, batch: MessageBatch, keys=PLACEHOLDERS) -> PartSizes:
         parts = []
         for field, body in (("subject", batch.subject), ("text", batch.text), ("html", batch.html)):
             if body:
-                counts = tuple((key, n) for key in PLACEHOLDERS if (n := body.count(key)))
+                counts = tuple((key, n) for key in keys if (n := body.count(key)))
                 parts.append((field, len(body), counts))
         return cls(tuple(parts))
 
@@ -172,21 +276,20 @@ class PartSizes:
                 raise error
 
 
-def _sample_substitutions() -> dict[str, str]:
-    """Values of a made-up recipient, with links as long as real ones."""
-    sample = Contact(id=2**31 - 1, token_version=1, name=SAMPLE_NAME, email="recipient@example.com")
-    preferences = links.preferences_url(sample)
-    return {NAME: SAMPLE_NAME, NAME_HTML: escape(SAMPLE_NAME), UNSUB: links.unsubscribe_url(sample, 2**31 - 1),
-            PREFS: preferences}
+def sample_links() -> tuple[str, str]:
+    """(unsubscribe, preferences) links of a made-up recipient, as long as real ones."""
+    sample = Contact(id=2**31 - 1, token_version=1, name=SAMPLE_NAME, email=SAMPLE["email"])
+    return links.unsubscribe_url(sample, 2**31 - 1), links.preferences_url(sample)
 
 
 def check_campaign(topic: Topic, subject: str, html: str, text: str) -> None:
-    """Render a campaign as the worker will and fill it in for a sample recipient; TemplateError names the part."""
-    PartSizes.of(marketing_batch(topic, subject, html, text, 0)).check(_sample_substitutions())
+    """Compile a campaign (unknown variables refused) and fill it in, as the worker will, for a sample
+    recipient with every field and for one with none; TemplateError names the part."""
+    CampaignMail(topic, subject, html, text, 0)  # fills itself in for both when built
 
 
 def check_system(topic: Topic, subject: str, html: str, text: str, data: dict) -> None:
-    """Render a system message with its own data, as the worker will, for a sample recipient."""
-    sample = _sample_substitutions()
-    PartSizes.of(_system_content(topic, subject, html, text, data)).check(
-        _system_substitutions(SAMPLE_NAME, sample[PREFS]))
+    """Render a system message with its own data, as the worker will, for sample recipients."""
+    substitutions = _system_substitutions(sample_links()[1])
+    for values in (SAMPLE, BARE):
+        PartSizes.of(_system_content(topic, subject, html, text, data, values, None)).check(substitutions)

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import actors, contacts
+from . import actors, contacts, engagement
 from .commands import DomainError, consent, people
 from .emails import InvalidEmail, normalize
 from .extensions import db
@@ -144,6 +144,7 @@ def apply(payload: dict) -> str:
     if kind == "bounce" and payload.get("type") == "blocked":
         kind = "blocked"
     delivery = _delivery_of(payload)
+    engagement.record(payload, delivery)
     contact = _contact_of(payload, delivery)
     previous_stage = delivery.provider_status if delivery is not None else None
     if delivery is not None and kind in PROVIDER_STAGES:

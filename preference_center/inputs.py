@@ -40,6 +40,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.routing import IntegerConverter
 from werkzeug.wsgi import LimitedStream, get_input_stream
 from wtforms import StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from . import characters
@@ -266,3 +267,8 @@ class Request(FlaskRequest):
     @cached_property
     def user_agent(self):
         return self.user_agent_class(characters.printable(self.headers.get("User-Agent", "")))
+
+
+def options(pairs) -> list[SelectChoice]:
+    """(value, label) pairs as WTForms options (tuples are deprecated from WTForms 3.3)."""
+    return [SelectChoice(value, label) for value, label in pairs]

@@ -38,8 +38,10 @@ EXPORT = "export"
 SUPPRESS = "suppress"
 LIFT_SUPPRESSION = "lift_suppression"
 RELATIONSHIP = "relationship"
+# The person's choice about open and click tracking (detail {"allowed": bool}); it changes no subscription.
+TRACKING = "tracking"
 ACTIONS = (GRANT, WITHDRAW, OBJECT, RESTRICT, LIFT_RESTRICTION, RECTIFY, ERASE, EXPORT, SUPPRESS, LIFT_SUPPRESSION,
-           RELATIONSHIP)
+           RELATIONSHIP, TRACKING)
 
 # Scopes: one topic, all marketing, or the contact as a whole.
 TOPIC = "topic"

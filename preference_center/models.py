@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -78,6 +79,8 @@ class Contact(db.Model):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_interaction_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Email, name and company folded (folding.contact_text): accent- and case-insensitive search.
+    search_text: Mapped[str | None] = mapped_column(Text)
 
 
 class Topic(db.Model):
@@ -596,3 +599,91 @@ class FirstContactNotice(db.Model):
     legal_basis: Mapped[str] = mapped_column(String(32))
     due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class Branding(db.Model):
+    """The organisation as recipients see it: one row (id 1); empty fields fall back to the PC_* settings."""
+
+    __tablename__ = "branding"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    org_name: Mapped[str | None] = mapped_column(String(200))
+    accent: Mapped[str | None] = mapped_column(String(7))  # "#1d4ed8"
+    privacy_url: Mapped[str | None] = mapped_column(String(500))
+    postal_address: Mapped[str | None] = mapped_column(String(500))
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    sender_email: Mapped[str | None] = mapped_column(String(320))
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary)
+    logo_type: Mapped[str | None] = mapped_column(String(32))
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class TopicTranslation(db.Model):
+    """A topic's name and description in one more language (the topic's own are the default language's)."""
+
+    __tablename__ = "topic_translations"
+    __table_args__ = (UniqueConstraint("topic_id", "locale"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    locale: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class EngagementEvent(db.Model):
+    """What the provider reported about one campaign delivery (delivered, open, click, bounce, ...), for the
+    campaign's engagement figures; opens and clicks exist only for recipients who agreed to tracking."""
+
+    __tablename__ = "engagement_events"
+    __table_args__ = (Index("ix_engagement_events_campaign", "campaign_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    delivery_id: Mapped[int] = mapped_column(BigId)
+    kind: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TopicTracking(db.Model):
+    """A topic whose campaigns may track opens and clicks, for recipients who agreed (off when absent)."""
+
+    __tablename__ = "topic_tracking"
+
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MailTemplate(db.Model):
+    """A reusable HTML layout staff wrap campaign content in: `{{ content }}` marks where the content goes."""
+
+    __tablename__ = "mail_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    html: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Segment(db.Model):
+    """A saved audience: a marketing topic and audience filters, reused when composing campaigns."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id"))
+    filters: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+@event.listens_for(Contact, "before_insert")
+@event.listens_for(Contact, "before_update")
+def _contact_search_text(mapper, connection, target) -> None:
+    from .folding import contact_text
+
+    target.search_text = contact_text(target.email, target.name, target.company)

@@ -11,16 +11,16 @@ from flask import current_app, render_template
 from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 
-from . import links
+from . import branding, links
 from .mail import Envelope, MessageBatch, TransportError, get_transport
 from .models import ConsentEvent, Contact
 
 log = logging.getLogger(__name__)
 
 
-def send(to: str, subject: str, text: str) -> bool:
+def send(to: str, subject: str, text: str, sender: str | None = None) -> bool:
     """Send one system mail to one address now; False (and logged) if the transport failed."""
-    batch = MessageBatch(from_email=current_app.config["PC_FROM_EMAIL"], subject=subject, text=text,
+    batch = MessageBatch(from_email=sender or branding.current().from_email, subject=subject, text=text,
                          envelopes=[Envelope(to=to)], categories=["system"])
     try:
         results = get_transport(current_app.config).send(batch)
@@ -44,7 +44,7 @@ def confirmation(contact: Contact, pending: list[ConsentEvent]) -> tuple[str, st
     with force_locale(locale_for(contact)):
         subject = _("Please confirm your subscription")
         text = render_template("public/email/confirm.txt", url=url, hours=hours,
-                               postal_address=current_app.config["PC_POSTAL_ADDRESS"])
+                               postal_address=branding.current().postal_address)
     return contact.email, subject, text
 
 
@@ -57,7 +57,7 @@ def request_outcome(contact: Contact, subject: str, text: str) -> tuple[str, str
     """(to, subject, text) of a notice about one of the person's data requests, with their data-page link."""
     page = links.make(links.PREFERENCES, contact)
     url = f"{current_app.config['PC_BASE_URL']}/p/{page}/data"
-    body = f"{text}\n\n{url}\n\n{current_app.config['PC_POSTAL_ADDRESS']}\n"
+    body = f"{text}\n\n{url}\n\n{branding.current().postal_address}\n"
     return contact.email, subject, body
 
 
@@ -65,7 +65,8 @@ def later(message: tuple[str, str, str]) -> None:
     """Send `message` once the current transaction commits."""
     from .commands._tx import after_commit
 
-    after_commit(lambda: send(*message))
+    sender = branding.current().from_email  # read now: nothing touches the database after the commit
+    after_commit(lambda: send(*message, sender=sender))
 
 
 def step_up_url(contact: Contact, action: str) -> str:
@@ -81,7 +82,7 @@ def step_up(contact: Contact, action: str) -> tuple[str, str, str]:
     with force_locale(locale_for(contact)):
         subject = _("Confirm the download of your data") if action == "export" else _("Confirm the erasure of your data")
         text = render_template("public/email/step_up.txt", url=step_up_url(contact, action), action=action,
-                               hours=hours, postal_address=current_app.config["PC_POSTAL_ADDRESS"])
+                               hours=hours, postal_address=branding.current().postal_address)
     return contact.email, subject, text
 
 

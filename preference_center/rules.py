@@ -7,16 +7,17 @@ recipient with `decide` (which calls `may_send`) right before sending.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import and_, case, exists, false, literal, or_, select
+from sqlalchemy import and_, case, exists, false, func, literal, or_, select
 
 from .errors import DomainError
 from .extensions import db
-from .models import Contact, Subscription, Suppression, Topic
+from .models import ConsentEvent, Contact, Subscription, Suppression, Topic
 from .sqlutil import one_of
 from .states import DEFAULT_RELATIONSHIPS_ALLOWED, Relationship
 
@@ -185,10 +186,29 @@ def _filter_clauses(filters: dict) -> list:
         clauses.append(Contact.locale.in_(list(filters["locales"])))
     if filters.get("contact_ids"):
         clauses.append(Contact.id.in_([int(i) for i in filters["contact_ids"]]))
+    if filters.get("companies"):
+        clauses.append(func.lower(Contact.company).in_([c.lower() for c in filters["companies"]]))
+    if filters.get("sources"):
+        clauses.append(exists().where(ConsentEvent.contact_id == Contact.id,
+                                      ConsentEvent.source.in_(list(filters["sources"]))))
+    for key, column in (("created", Contact.created_at), ("interacted", Contact.last_interaction_at)):
+        if filters.get(f"{key}_after"):
+            clauses.append(column >= _day(filters[f"{key}_after"]))
+        if filters.get(f"{key}_before"):
+            clauses.append(column < _day(filters[f"{key}_before"]))
     return clauses
 
 
-AUDIENCE_FILTER_KEYS = ("relationships", "locales", "contact_ids")
+def _day(value: str) -> dt.datetime:
+    """The start (UTC) of a day given as YYYY-MM-DD (checked by check_audience)."""
+    return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.UTC)
+
+
+AUDIENCE_FILTER_KEYS = ("relationships", "locales", "contact_ids", "companies", "sources", "created_after",
+                        "created_before", "interacted_after", "interacted_before")
+# Keys holding one day (YYYY-MM-DD) rather than a list: "after" includes the day, "before" excludes it.
+AUDIENCE_DAY_KEYS = ("created_after", "created_before", "interacted_after", "interacted_before")
+AUDIENCE_TEXTS_MAX = 50
 AUDIENCE_CONTACT_IDS_MAX = 1000
 AUDIENCE_LOCALES_MAX = 50
 CONTACT_ID_MAX = 2**63 - 1  # the database's 64-bit ids
@@ -213,6 +233,15 @@ def check_audience(audience: object) -> dict:
             raise DomainError(f"audience has an unknown key {key!r}; the keys are {keys}", "audience")
         if values is None:
             continue
+        if key in AUDIENCE_DAY_KEYS:
+            try:
+                if not isinstance(values, str) or len(values) != 10:
+                    raise ValueError
+                dt.date.fromisoformat(values)
+            except ValueError:
+                raise DomainError(f"audience.{key} must be a day such as 2026-01-31", "audience") from None
+            checked[key] = values
+            continue
         if not isinstance(values, list):
             raise DomainError(f"audience.{key} must be a list", "audience")
         if key == "relationships":
@@ -223,6 +252,11 @@ def check_audience(audience: object) -> dict:
             expected = "a locale code such as 'en' or 'es-MX'"
             if len(values) > AUDIENCE_LOCALES_MAX:
                 raise DomainError(f"audience.locales has more than {AUDIENCE_LOCALES_MAX} locales", "audience")
+        elif key in ("companies", "sources"):
+            wrong = [v for v in values if not isinstance(v, str) or not v.strip() or len(v) > 200]
+            expected = "a text of 1 to 200 characters"
+            if len(values) > AUDIENCE_TEXTS_MAX:
+                raise DomainError(f"audience.{key} has more than {AUDIENCE_TEXTS_MAX} values", "audience")
         else:
             wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= CONTACT_ID_MAX]
             expected = f"a contact id (a whole number from 1 to {CONTACT_ID_MAX})"

@@ -36,10 +36,10 @@ from flask import current_app
 from sqlalchemy import and_, func, insert, literal, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from . import compose, first_contact, optouts, rules
+from . import compose, engagement, first_contact, optouts, rules
 from .errors import DomainError
 from .extensions import db
-from .mail import MessageBatch, TemplateError, TransportError, get_transport
+from .mail import Envelope, MessageBatch, TemplateError, TransportError, get_transport
 from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
 from .outbound import outbox
 from .sqlutil import chunked, one_of
@@ -159,12 +159,18 @@ def send_batch(batch_id: int) -> Outcome:
         return outcome
     batch = db.session.get(CampaignBatch, batch_id)
     campaign = db.session.get(Campaign, batch.campaign_id)
+    if campaign.status == CampaignStatus.PAUSED:
+        # Paused between batches: hand the batch back untouched (this claim does not count as an attempt).
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id)
+                           .values(status=QUEUED, lease_until=None, attempts=CampaignBatch.attempts - 1))
+        db.session.commit()
+        return outcome
     topic = db.session.get(Topic, campaign.topic_id)
     # Rendered before any row changes (no write lock is held while a template runs its time budget).
-    message, render_error = None, None
+    mail, render_error = None, None
     if campaign.status not in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
         try:
-            message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
+            mail = compose.CampaignMail(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
         except TemplateError as exc:
             render_error = _render_error(exc)
     # Rows left `sending` by a worker that died may have gone out: never resend.
@@ -190,7 +196,8 @@ def send_batch(batch_id: int) -> Outcome:
     if optouts.settle([c for _, c, _ in queued]):
         db.session.commit()  # one-click opt-outs that came in since planning count now
     decisions = rules.decide(topic, [c for _, c, _ in queued])
-    sizes = compose.PartSizes.of(message) if message is not None else None
+    # Open and click tracking only for those who agreed, and only if the topic allows it (one query).
+    tracked = engagement.tracked(topic, [c for c, (_, d) in decisions.items() if d.send]) if mail else set()
     go, envelopes = [], []
     skips: dict[str, list[int]] = {}
     unrenderable: list[tuple[int, str]] = []
@@ -199,24 +206,23 @@ def send_batch(batch_id: int) -> Outcome:
         if decision is None or not decision.send:
             skips.setdefault(decision.reason if decision else rules.SKIP_ERASED, []).append(delivery_id)
             continue
-        if message is None:
+        if mail is None:
             unrenderable.append((delivery_id, render_error))
             continue
-        envelope = compose.marketing_envelope(contact, topic, delivery_id, campaign.id)
-        try:
-            sizes.check(envelope.substitutions)  # this recipient's values may make a part too large
+        try:  # this recipient's values may make a part fail or grow too large
+            addressed = mail.envelope(contact, delivery_id, tracking=contact_id in tracked)
         except TemplateError as exc:
             unrenderable.append((delivery_id, _render_error(exc)))
             continue
         go.append((delivery_id, decision.event_id))
-        envelopes.append(envelope)
+        envelopes.append(addressed)
     for reason, ids in skips.items():
         _set(ids, status=SKIPPED, reason=reason)
         outcome.skipped += len(ids)
     for delivery_id, error in unrenderable:
         _set([delivery_id], status=FAILED, reason=RENDER_FAILED, error=error)
     outcome.failed += len(unrenderable)
-    if message is None:
+    if mail is None:
         db.session.commit()
         log.warning("campaign %s failed: its template cannot be rendered (%s)", campaign.id, render_error)
         fail_campaign(campaign.id, render_error)
@@ -237,7 +243,8 @@ def send_batch(batch_id: int) -> Outcome:
         db.session.execute(update(Delivery), changed)
     db.session.commit()
     if envelopes:
-        _deliver(message, envelopes, [d for d, _ in go], outcome, batch.attempts)
+        _deliver([(message, envelope, d) for (message, envelope), (d, _) in zip(envelopes, go, strict=True)],
+                 outcome, batch.attempts)
     if outcome.retry_in is not None:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(status=QUEUED, lease_until=None))
         db.session.commit()
@@ -246,22 +253,39 @@ def send_batch(batch_id: int) -> Outcome:
     return outcome
 
 
-def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome: Outcome, attempt: int,
+def _requests(items: list[tuple[MessageBatch, Envelope, int]], step: int):
+    """(message, envelopes, delivery ids, index of the first) per provider request: recipients sharing
+    a message (one per language, or their own when rendered whole) go together, at most `step` at a time."""
+    groups: dict[int, list[int]] = {}
+    for index, (message, _, _) in enumerate(items):
+        groups.setdefault(id(message), []).append(index)
+    start = 0
+    for indexes in groups.values():
+        for first in range(0, len(indexes), step):
+            chosen = indexes[first:first + step]
+            yield (items[chosen[0]][0], [items[i][1] for i in chosen], [items[i][2] for i in chosen], start)
+            start += len(chosen)
+
+
+def _deliver(items: list[tuple[MessageBatch, Envelope, int]], outcome: Outcome, attempt: int,
              **claim_values) -> None:
     """Hand envelopes to the transport in provider-sized requests, each claimed just before its call.
 
-    Per request: reserve the shared rate, claim the rows (`sending`, committed),
-    call the provider, record the answer. Nothing touches the database between
-    the claim's commit and the call, so a database fault before the call leaves
-    the rows `queued` (sent later, by this worker or after the lease) and one
-    after it leaves them `sending` (later `unknown`): a recipient is never
-    marked as possibly sent without having been handed over.
+    Per request: reserve the shared rate, claim the rows (`sending`, committed;
+    only rows still queued: a template rendered per recipient can take long
+    enough for the lease to run out and another worker to take over), call the
+    provider, record the answer. Nothing touches the database between the
+    claim's commit and the call, so a database fault before the call leaves the
+    rows `queued` (sent later, by this worker or after the lease) and one after
+    it leaves them `sending` (later `unknown`): a recipient is never marked as
+    possibly sent without having been handed over.
     """
     transport = get_transport(current_app.config)
-    step = max(1, transport.max_batch)
-    for start in range(0, len(envelopes), step):
-        part, ids = envelopes[start:start + step], delivery_ids[start:start + step]
-        wait_for_rate(len(part))
+    requests = list(_requests(items, max(1, transport.max_batch)))
+    order = [d for _, _, ids, _ in requests for d in ids]  # the delivery ids in sending order
+    for message, part, ids, start in requests:
+        size = len(ids)
+        wait_for_rate(size)
         claimed = set(_claim(ids, attempt, **claim_values))
         if len(claimed) < len(ids):  # taken or finished by someone else meanwhile: theirs to send
             part = [e for e, i in zip(part, ids, strict=True) if i in claimed]
@@ -280,7 +304,7 @@ def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome:
                 _record(ids, status=QUEUED, error=reason)
                 outcome.retry_in = error.retry_after or min(300.0, 2.0 ** attempt)
                 return
-            rest = ids + delivery_ids[start + step:]
+            rest = ids + order[start + size:]  # this request's rows and the ones not yet claimed
             _record(rest, status=FAILED, error=reason)
             outcome.failed += len(rest)
             return
@@ -407,10 +431,11 @@ def lost_batches() -> list[int]:
     """Batches whose broker message was lost (queued too long) or whose worker died (lease over)."""
     now = utcnow()
     stale = now - dt.timedelta(seconds=current_app.config["PC_REQUEUE_AFTER_SECONDS"])
+    paused = select(Campaign.id).where(Campaign.status == CampaignStatus.PAUSED)
     return list(db.session.scalars(select(CampaignBatch.id).where(or_(
         and_(CampaignBatch.status == QUEUED, CampaignBatch.queued_at < stale),
         and_(CampaignBatch.status == "claimed", CampaignBatch.lease_until < now),
-    ))))
+    ), CampaignBatch.campaign_id.not_in(paused))))
 
 
 def mark_requeued(batch_ids: list[int]) -> None:
@@ -478,7 +503,7 @@ def send_system(delivery_id: int) -> str:
         return _conclude_system(delivery_id, status=FAILED, reason=RENDER_FAILED, error=_render_error(exc))
     # Claimed (committed) right before the provider call; a duplicate task finds it taken.
     outcome = Outcome()
-    _deliver(batch, batch.envelopes, [delivery_id], outcome, delivery.attempts + 1, event_id=decision.event_id)
+    _deliver([(batch, batch.envelopes[0], delivery_id)], outcome, delivery.attempts + 1, event_id=decision.event_id)
     if outcome.retry_in is not None:
         raise RetryLater(outcome.retry_in)
     return db.session.get(Delivery, delivery_id, populate_existing=True).status

@@ -55,6 +55,7 @@ class CampaignStatus(StrEnum):
     SENT = "sent"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    PAUSED = "paused"  # sending stopped between batches by staff; resumes where it stopped
 
 
 class RequestKind(StrEnum):

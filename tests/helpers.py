@@ -333,3 +333,12 @@ def unlock_details(client, app, contact_id: int) -> None:
     page = f"/p/{token(app, links.PREFERENCES, contact_id)}/data"
     opened = client.get(f"{page}/details/{token(app, links.STEP_UP, contact_id, 'details')}")
     assert opened.status_code == 303, opened.status_code
+
+
+def confirm_and_post(staff: Staff, path: str, data: dict | None = None):
+    """Post a staff form that asks for confirmation first, then confirm what the confirmation step showed."""
+    step = staff.post(path, data or {})
+    assert step.status_code == 200 and 'name="confirm" value="1"' in step.text, step.text[:2000]
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', step.text))
+    hidden.pop("csrf_token", None)
+    return staff.post(path, {**(data or {}), **{k: unescape(v) for k, v in hidden.items()}})

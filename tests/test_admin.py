@@ -16,7 +16,7 @@ from preference_center.commands import people
 from preference_center.extensions import db
 from preference_center.models import ApiToken, AuditLog, Campaign, ConsentEvent, DataRequest, StaffUser, utcnow
 
-from .helpers import Staff, factories, make_staff, text_of
+from .helpers import Staff, confirm_and_post, factories, make_staff, text_of
 
 # -- helpers ------------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ def test_an_admin_creates_users_and_tokens_and_revokes_them(as_admin):
 
 
 def test_staff_changes_are_listed_on_the_audit_page(as_marketer, news):
-    as_marketer.post("/admin/topics/news/retire")
+    confirm_and_post(as_marketer, "/admin/topics/news/retire")
     page = as_marketer.get("/admin/audit")
     assert page.status_code == 200
     assert "staff:mia@example.com" in page.text and "topic.retire" in page.text
@@ -201,7 +201,7 @@ def test_topics_are_created_edited_and_retired_with_kind_and_basis_shown(as_mark
     db.session.expire_all()
     assert topics.get("offers").name == "Special offers" and topics.get("offers").default_relationships == ["customer"]
 
-    assert as_marketer.post("/admin/topics/offers/retire").status_code == 302
+    assert confirm_and_post(as_marketer, "/admin/topics/offers/retire").status_code == 302
     db.session.expire_all()
     assert topics.get("offers").retired
     assert audit_actions("staff:mia@example.com")[-3:] == ["topic.create", "topic.update", "topic.retire"]
@@ -428,14 +428,15 @@ def test_a_test_send_goes_to_the_staff_address_with_a_test_subject(as_marketer, 
 
 def test_scheduling_converts_the_local_time_of_the_chosen_zone_to_utc(as_marketer, ann):
     campaign = save_draft(as_marketer)
-    response = as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule",
+    response = confirm_and_post(as_marketer, f"/admin/campaigns/{campaign.id}/schedule",
                                 {"at": "2030-07-01T09:30", "zone": "Europe/Madrid"})
     assert response.status_code == 302
     db.session.refresh(campaign)
     assert campaign.status == "scheduled"
     assert campaign.scheduled_at == dt.datetime(2030, 7, 1, 7, 30, tzinfo=dt.UTC)
     assert campaign.timezone == "Europe/Madrid"
-    as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule", {"at": "2030-01-15T09:30", "zone": "America/New_York"})
+    confirm_and_post(as_marketer, f"/admin/campaigns/{campaign.id}/schedule",
+                     {"at": "2030-01-15T09:30", "zone": "America/New_York"})
     db.session.refresh(campaign)
     assert campaign.scheduled_at == dt.datetime(2030, 1, 15, 14, 30, tzinfo=dt.UTC)
 
@@ -455,11 +456,11 @@ def test_a_bad_schedule_time_is_refused(as_marketer, ann, at, zone, message):
 
 def test_a_scheduled_campaign_can_be_cancelled(as_marketer, ann):
     campaign = save_draft(as_marketer)
-    as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule", {"at": "2030-07-01T09:30", "zone": "UTC"})
-    assert as_marketer.post(f"/admin/campaigns/{campaign.id}/cancel").status_code == 302
+    confirm_and_post(as_marketer, f"/admin/campaigns/{campaign.id}/schedule", {"at": "2030-07-01T09:30", "zone": "UTC"})
+    assert confirm_and_post(as_marketer, f"/admin/campaigns/{campaign.id}/cancel").status_code == 302
     db.session.refresh(campaign)
     assert campaign.status == "cancelled"
-    again = as_marketer.post(f"/admin/campaigns/{campaign.id}/cancel", follow_redirects=True)
+    again = as_marketer.post(f"/admin/campaigns/{campaign.id}/cancel", {"confirm": "1"}, follow_redirects=True)
     assert "cannot be cancelled" in again.text
     assert audit_actions("staff:mia@example.com")[-2:] == ["campaign.schedule", "campaign.cancel"]
 
@@ -475,7 +476,7 @@ def test_a_draft_and_a_scheduled_campaign_can_be_edited(as_marketer, ann):
     db.session.refresh(campaign)
     assert (campaign.subject, campaign.status) == ("Spring {{ contact.name }}", "draft")
     assert campaign.audience == {"locales": ["es"]}
-    as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule", {"at": "2030-07-01T09:30", "zone": "UTC"})
+    confirm_and_post(as_marketer, f"/admin/campaigns/{campaign.id}/schedule", {"at": "2030-07-01T09:30", "zone": "UTC"})
     assert as_marketer.post(f"/admin/campaigns/{campaign.id}/edit",
                             {**COMPOSE, "name": "Summer", "action": "save"}).status_code == 302
     db.session.refresh(campaign)
@@ -510,7 +511,8 @@ def test_the_report_page_counts_outcomes_and_charts_deliveries_per_minute(as_mar
     contacts.record_consent(blocked, action="grant", topic=news, source="test", confirmed=True)
     db.session.commit()
     campaign = save_draft(as_marketer)
-    assert as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule", {"at": "", "zone": "UTC"}).status_code == 302
+    assert confirm_and_post(as_marketer, f"/admin/campaigns/{campaign.id}/schedule",
+                            {"at": "", "zone": "UTC"}).status_code == 302
     campaigns.start_due()
     batch = sending.plan_chunk(campaign.id, 100)
     contacts.record_consent(blocked, action="withdraw", topic=news, source="test")  # opts out before sending

@@ -521,9 +521,11 @@ def test_answers_of_real_calls_validate_against_the_served_document(app, client,
                                             "text": "T", "audience": {"relationships": ["customer"]}}).json["id"]
     api.post("/campaigns", json={"name": "C", "topic": "orders", "subject": "S", "text": "T"})  # 422
     api.get(f"/campaigns/{campaign}"), api.get(f"/campaigns/{campaign}/report"), api.get("/campaigns/999")
+    api.get(f"/campaigns/{campaign}/audience"), api.get("/campaigns/999/audience")
     api.post(f"/campaigns/{campaign}/schedule", json={"at": "2099-01-01T09:00:00Z"})
     api.post(f"/campaigns/{campaign}/schedule")  # no body: now
     api.post(f"/campaigns/{campaign}/cancel"), api.post(f"/campaigns/{campaign}/cancel")  # 200, 409
+    api.get(f"/campaigns/{campaign}/audience")  # 409: cancelled
     body = {"topic": "orders", "to": "ann@example.com", "subject": "Order 1", "text": "Thanks"}
     sent = api.post("/messages", json=body, headers={"Idempotency-Key": "order-1"}).json["id"]
     api.post("/messages", json=body, headers={"Idempotency-Key": "order-1"})  # 200 replay

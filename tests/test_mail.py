@@ -427,8 +427,10 @@ def test_outbox_page_lists_a_message_and_shows_it_with_clickable_links(outbox_ap
 
     page = client.get(f"/outbox/{name}").get_data(as_text=True)
     assert "List-Unsubscribe" in page and "&lt;https://pc.example/u/0&gt;" in page
-    assert 'sandbox="allow-popups' in page and "srcdoc=" in page
-    assert "&lt;a href=&#34;https://pc.example/u/0&#34;&gt;Unsubscribe" in page  # the HTML, escaped into srcdoc
+    assert 'sandbox="allow-same-origin allow-popups' in page and f'src="/outbox/{name}/html"' in page
+    body = client.get(f"/outbox/{name}/html")  # the HTML body, whole, in its own sandboxed document
+    assert '<a href="https://pc.example/u/0">Unsubscribe' in body.get_data(as_text=True)
+    assert "script-src 'none'" in body.headers["Content-Security-Policy"]
     assert '<a href="https://pc.example/u/0" target="_blank" rel="noopener">' in page  # the text part
 
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
+    DateField,
     DateTimeLocalField,
     PasswordField,
     SelectField,
@@ -15,19 +16,13 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..imports import BASES, BASIS_NAMES, FIELDS
-from ..inputs import Form
+from ..inputs import Form, options
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
-
-
-def options(pairs) -> list[SelectChoice]:
-    """(value, label) pairs as WTForms options (tuples are deprecated from WTForms 3.3)."""
-    return [SelectChoice(value, label) for value, label in pairs]
 
 
 class CheckboxesField(SelectMultipleField):
@@ -142,8 +137,8 @@ def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSe
         label = "Email address (required)" if name == "email" else name.capitalize()
         setattr(Form, f"map_{name}", SelectField(label, choices=choices, validators=[Optional()]))
     form = Form(**kwargs)
-    form.topic.choices = [("", "— no subscription —")] + [
-        (t.key, f"{t.name} ({t.key}, basis: {t.legal_basis.replace('_', ' ')})") for t in topics]
+    form.topic.choices = options([("", "— no subscription —")] + [
+        (t.key, f"{t.name} ({t.key}, basis: {t.legal_basis.replace('_', ' ')})") for t in topics])
     return form
 
 
@@ -157,17 +152,33 @@ class CampaignForm(Form):
                                     choices=options((r, r) for r in RELATIONSHIPS))
     locales = StringField("Only these locales (comma-separated, e.g. en, es; empty: all)",
                           validators=[Optional(), Length(max=200)])
+    companies = StringField("Only these companies (comma-separated; any case)", validators=[Optional(), Length(max=2000)])
+    sources = StringField("Only contacts from these sources (comma-separated, e.g. import:12)",
+                          validators=[Optional(), Length(max=2000)])
+    created_after = DateField("Created on or after", validators=[Optional()])
+    created_before = DateField("Created before", validators=[Optional()])
+    interacted_after = DateField("Last interaction on or after", validators=[Optional()])
+    interacted_before = DateField("Last interaction before", validators=[Optional()])
     preview_email = StringField("Preview for contact (email)", validators=[Optional(), Length(max=320)])
 
     def data_for_domain(self) -> dict:
-        audience = {}
-        if self.relationships.data:
-            audience["relationships"] = list(self.relationships.data)
-        locales = [x.strip() for x in (self.locales.data or "").split(",") if x.strip()]
-        if locales:
-            audience["locales"] = locales
         return {"name": self.name.data, "topic": self.topic.data, "subject": self.subject.data,
-                "html": self.html.data or "", "text": self.text.data or "", "audience": audience}
+                "html": self.html.data or "", "text": self.text.data or "", "audience": audience_of(self)}
+
+
+def audience_of(form) -> dict:
+    """The audience filter a form's audience fields describe (the campaign and segment forms share them)."""
+    audience = {}
+    if form.relationships.data:
+        audience["relationships"] = list(form.relationships.data)
+    for key in ("locales", "companies", "sources"):
+        values = [x.strip() for x in (form[key].data or "").split(",") if x.strip()]
+        if values:
+            audience[key] = values
+    for key in ("created_after", "created_before", "interacted_after", "interacted_before"):
+        if form[key].data:
+            audience[key] = form[key].data.isoformat()
+    return audience
 
 
 @lru_cache(maxsize=1)

@@ -87,6 +87,8 @@ def _what(event: ConsentEvent, topic: Topic | None) -> str:
                 f"{detail.get('why', 'no reason given')}")
     if action == "relationship":
         return f"relationship recorded as {detail.get('relationship', 'unknown')}"
+    if action == "tracking":
+        return "agreed to open and click tracking" if detail.get("allowed") else "refused open and click tracking"
     return action
 
 

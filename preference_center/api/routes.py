@@ -6,7 +6,7 @@ from pathlib import Path
 from flask import current_app, g, jsonify, request, send_from_directory
 from sqlalchemy import select
 
-from .. import actors, bodies, campaigns, contacts, erasure, inputs, ledger, links, tokens
+from .. import actors, audiences, bodies, campaigns, contacts, erasure, inputs, ledger, links, tokens
 from ..commands import DomainError, consent, people
 from ..commands import campaigns as campaign_commands
 from ..commands import messages as message_commands
@@ -336,6 +336,17 @@ def cancel_campaign(id: int):
            not_found=NO_CAMPAIGN)
 def campaign_report(id: int):
     return campaigns.report(campaign_or_404(id))
+
+
+@operation("GET", "/campaigns/{id}/audience", summary="Live eligible count of a draft or scheduled campaign",
+           tag="Campaigns", params=schemas.IdPath, answers={200: Answer("The count", schemas.AudienceCount)},
+           not_found=NO_CAMPAIGN, conflict="The campaign has started: its report counts who it went to")
+def campaign_audience(id: int):
+    """Counted with the planner's own audience query and the campaign's filters, as of now."""
+    campaign = campaign_or_404(id)
+    if campaign.status not in campaigns.EDITABLE:
+        raise ApiError(409, "conflict", f"a {campaign.status} campaign has no live audience; read its report")
+    return {"count": audiences.of_campaign(campaign)}
 
 
 # -- system messages --------------------------------------------------------------

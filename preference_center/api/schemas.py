@@ -221,6 +221,9 @@ class LedgerVerification(Output):
 
 # -- campaigns ------------------------------------------------------------------------
 
+Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), Field(examples=["2026-01-31"])]
+
+
 class AudienceInput(Input):
     """Narrows a campaign's eligible audience; it never adds anyone."""
 
@@ -228,6 +231,15 @@ class AudienceInput(Input):
     locales: Annotated[list[Annotated[str, StringConstraints(max_length=16, pattern=LOCALE)]],
                        Field(max_length=50)] | None = None
     contact_ids: Annotated[list[Id64], Field(max_length=AUDIENCE_CONTACT_IDS_MAX)] | None = None
+    companies: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ONE_LINE)]],
+                         Field(max_length=50)] | None = Field(None, description="company is one of (any case)")
+    sources: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=ONE_LINE)]],
+                       Field(max_length=50)] | None = Field(
+        None, description="the contact has a ledger event from one of these sources, e.g. import:12")
+    created_after: Day | None = Field(None, description="created on or after this day (UTC)")
+    created_before: Day | None = Field(None, description="created before this day (UTC)")
+    interacted_after: Day | None = Field(None, description="last interaction on or after this day (UTC)")
+    interacted_before: Day | None = Field(None, description="last interaction before this day (UTC)")
 
 
 class CampaignInput(Input):
@@ -247,6 +259,12 @@ class Audience(Output):
     relationships: list[str] | None = None
     locales: list[str] | None = None
     contact_ids: list[int] | None = None
+    companies: list[str] | None = None
+    sources: list[str] | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    interacted_after: str | None = None
+    interacted_before: str | None = None
 
 
 class Campaign(Output):
@@ -257,7 +275,7 @@ class Campaign(Output):
     html: str
     text: str
     audience: Audience
-    status: Literal["draft", "scheduled", "sending", "sent", "cancelled", "failed"]
+    status: Literal["draft", "scheduled", "sending", "sent", "cancelled", "failed", "paused"]
     scheduled_at: str | None = Field(json_schema_extra={"format": "date-time"})
     created_at: str = Field(json_schema_extra={"format": "date-time"})
 
@@ -279,6 +297,13 @@ class ScheduleInput(Input):
         except OverflowError:
             raise ValueError("the time is out of range") from None
         return value
+
+
+class AudienceCount(Output):
+    """The live eligible count of a draft or scheduled campaign (the planner's own audience query)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"count": 5135}]})
+    count: int = Field(ge=0)
 
 
 class Report(Output):

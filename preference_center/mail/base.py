@@ -39,6 +39,8 @@ class MessageBatch:
     envelopes: list[Envelope] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     categories: list[str] = field(default_factory=list)
+    # Open and click tracking by the provider: only for recipients who agreed (engagement.py).
+    tracking: bool = False
 
 
 @dataclass

@@ -344,7 +344,39 @@ def render(source: str, context: dict, html: bool = False, *, deadline: float | 
 
     Raises TemplateError if the template does not parse, fails, or goes beyond a limit.
     """
-    template = _compile(source, html)
+    return run(_compile(source, html), context, deadline=deadline)
+
+
+def parse(source: str, html: bool = False) -> nodes.Template:
+    """The template's syntax tree (a fresh one each call: callers may rewrite it); raises TemplateError."""
+    try:
+        return (_HTML if html else _TEXT).parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}") from exc
+    except (RecursionError, MemoryError) as exc:
+        raise TemplateError(f"template is nested too deeply to compile: {exc}") from exc
+
+
+def compile_tree(tree: nodes.Template, html: bool = False) -> jinja2.Template:
+    """Compile a syntax tree from `parse` (possibly rewritten) in the sandbox; raises TemplateError."""
+    env = _HTML if html else _TEXT
+    tree.set_environment(env)
+    tree.set_lineno(1)  # only fills in nodes added by a rewrite
+    try:
+        return env.template_class.from_code(env, env.compile(tree), env.make_globals(None), None)
+    except jinja2.TemplateError as exc:  # e.g. an unknown filter
+        raise TemplateError(f"template error: {exc.message}") from exc
+    except (RecursionError, MemoryError, SyntaxError) as exc:
+        raise TemplateError(f"template is nested too deeply to compile: {exc}") from exc
+
+
+def global_names() -> frozenset[str]:
+    """Names every template may use without being given them (range, namespace, ...)."""
+    return frozenset(_TEXT.globals)
+
+
+def run(template: jinja2.Template, context: dict, *, deadline: float | None = None) -> str:
+    """Render a compiled template within the limits (see `render`)."""
     token = _current.set(_Limits(deadline if deadline is not None else deadline_from_now()))
     try:
         limits, pieces, size = _current.get(), [], 0

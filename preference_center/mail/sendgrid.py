@@ -110,6 +110,10 @@ def request_body(batch: MessageBatch, envelopes: list[Envelope]) -> dict:
     }
     if batch.categories:
         body["categories"] = list(batch.categories)
+    # Said explicitly either way: the account's own default must not add a pixel or rewrite links
+    # for someone who did not agree.
+    body["tracking_settings"] = {"click_tracking": {"enable": batch.tracking, "enable_text": batch.tracking},
+                                 "open_tracking": {"enable": batch.tracking}}
     return body
 
 

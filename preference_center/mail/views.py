@@ -7,10 +7,11 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, render_template_string
+from flask import Blueprint, Response, abort, current_app, render_template_string
 from markupsafe import Markup, escape
 
-bp = Blueprint("outbox", __name__, url_prefix="/outbox")
+# Its own stylesheet and script (the app's policy allows no inline style or script).
+bp = Blueprint("outbox", __name__, url_prefix="/outbox", static_folder="static")
 
 NAME = re.compile(r"[A-Za-z0-9._-]+\.eml")
 URL = re.compile(r"https?://[^\s<>\"]+")
@@ -56,16 +57,9 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title>
-<style>
- body { font-family: system-ui, sans-serif; margin: 0 auto; max-width: 60rem; padding: 1rem; line-height: 1.4; }
- .note { background: #fff4ce; padding: .5rem .75rem; border-radius: .25rem; }
- ul.mail { list-style: none; padding: 0; } ul.mail li { border-bottom: 1px solid #ddd; padding: .5rem 0; }
- ul.mail a { display: block; text-decoration: none; color: inherit; } ul.mail a:hover strong { text-decoration: underline; }
- small { color: #555; } table { border-collapse: collapse; width: 100%; font-size: .9rem; }
- th, td { text-align: left; vertical-align: top; padding: .2rem .4rem; border-bottom: 1px solid #eee; word-break: break-all; }
- pre { white-space: pre-wrap; word-wrap: break-word; background: #f6f6f6; padding: .75rem; }
- iframe { width: 100%; height: 70vh; border: 1px solid #ccc; }
-</style></head><body>
+<link rel="stylesheet" href="{{ url_for('outbox.static', filename='outbox.css') }}">
+<script src="{{ url_for('outbox.static', filename='outbox.js') }}" defer></script>
+</head><body>
 <!-- body -->
 </body></html>"""
 
@@ -85,11 +79,21 @@ SHOW_BODY = """
 <details><summary>Headers</summary><table>
 {% for name, value in msg.items() %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}
 </table></details>
-{% if html is not none %}<h2>HTML</h2>
-<iframe title="HTML body" sandbox="allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation"
- srcdoc="{{ html }}"></iframe>{% endif %}
+{% if has_html %}<h2>HTML</h2>
+<p><small><a href="{{ url_for('outbox.html_body', name=name) }}" target="_blank" rel="noopener">Open the HTML body
+ on its own</a></small></p>
+<iframe class="mail-html" title="HTML body" src="{{ url_for('outbox.html_body', name=name) }}"
+ sandbox="allow-same-origin allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation">
+</iframe>{% endif %}
 {% if text is not none %}<h2>Text</h2><pre>{{ text }}</pre>{% endif %}
 """
+
+# The HTML body alone, in the frame: its own inline styles and remote images as a mail client shows
+# them, and no script at all (the frame's sandbox has no allow-scripts, and the policy says so again).
+HTML_BODY_CSP = ("default-src 'none'; img-src * data:; style-src 'unsafe-inline' *; font-src * data:; "
+                 "script-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'; "
+                 "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox "
+                 "allow-top-navigation-by-user-activation")
 
 
 LIST = PAGE.replace("<!-- body -->", LIST_BODY)
@@ -109,21 +113,34 @@ def index() -> str:
     return render_template_string(LIST, title="Outbox", messages=messages)
 
 
-@bp.get("/<name>")
-def show(name: str) -> str:
-    """One message: headers, HTML body in a sandboxed frame, text body with clickable links."""
+def _message(name: str) -> EmailMessage:
     if not NAME.fullmatch(name):
         abort(404)
     path = _folder() / name
     if not path.is_file():
         abort(404)
-    msg = _read(path)
-    html = _part(msg, "html")
-    if html is not None:
-        # Links in mail have no target; without this they would open inside the frame.
-        html = '<base target="_blank">' + html
+    return _read(path)
+
+
+@bp.get("/<name>")
+def show(name: str) -> str:
+    """One message: headers, HTML body in a sandboxed frame sized to it, text body with clickable links."""
+    msg = _message(name)
     text = _part(msg, "plain")
     return render_template_string(
-        SHOW, title=msg["Subject"] or name, msg=msg, html=html,
+        SHOW, title=msg["Subject"] or name, msg=msg, name=name, has_html=_part(msg, "html") is not None,
         text=linkify(text) if text is not None else None,
     )
+
+
+@bp.get("/<name>/html")
+def html_body(name: str) -> Response:
+    """The HTML body alone, for the frame on the message's page (no scripts; links open a new tab)."""
+    html = _part(_message(name), "html")
+    if html is None:
+        abort(404)
+    # Links in mail have no target; without this they would open inside the frame.
+    response = Response('<base target="_blank">' + html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = HTML_BODY_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response

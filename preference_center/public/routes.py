@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import validate_csrf
 from wtforms import ValidationError
 
-from .. import actors, assessments, contacts, links, notify, rights
+from .. import actors, assessments, contacts, engagement, links, notify, rights
 from ..commands import DomainError, consent, people, requests, wordings
 from ..extensions import csrf, db
 from ..i18n import use_contact_locale
@@ -79,7 +79,8 @@ def link_error(error: links.LinkError):
 
 def _preferences_page(token: str, contact: Contact, form: PreferencesForm, status: int = 200, page=None):
     page = page if page is not None else choices.preferences(contact)
-    return render_template("public/preferences.html", token=token, page=page, form=form,
+    return render_template("public/preferences.html", token=token, page=page, form=form, contact_email=contact.email,
+                           tracking_allowed=contact.id in engagement.agreed([contact.id]),
                            all_form=ActionForm(), unsubscribe_all_url=links.unsubscribe_url(contact),
                            interests=assessments.for_page(contact, [t for t, _ in page["marketing"]])), status
 

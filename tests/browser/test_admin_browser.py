@@ -132,7 +132,9 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     # Schedule in Madrid time: 09:30 on 1 July 2030 is 07:30 UTC.
     browser.execute_script("arguments[0].value = '2030-07-01T09:30'", css(browser, "#at"))
     select_value(browser, "#zone", "Europe/Madrid")
-    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Schedule']"))
+    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Continue to confirmation']"))
+    assert "2 recipients, at 2030-07-01 09:30 Europe/Madrid (07:30 UTC)" in browser.page_source
+    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Yes, schedule for 2 recipients']"))
     assert "Scheduled for 2030-07-01 09:30 Europe/Madrid (2030-07-01 07:30 UTC)" in browser.page_source
     screenshot(browser, "admin-campaign-scheduled", SHOTS)
     with app.app_context():
@@ -141,8 +143,11 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
         campaign_id = campaign.id
 
     # Send it now instead, let the engine run, and read the report.
-    css(browser, "#at").clear()
-    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Schedule']"))
+    assert css(browser, "#at").get_attribute("value") == "2030-07-01T09:30"  # rescheduling starts from it
+    browser.execute_script("arguments[0].value = ''", css(browser, "#at"))
+    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Continue to confirmation']"))
+    assert "2 recipients, now" in browser.page_source
+    submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Yes, send now to 2 recipients']"))
     with app.app_context():
         campaigns.start_due()
         while (batch := sending.plan_chunk(campaign_id, 100)) is not None:

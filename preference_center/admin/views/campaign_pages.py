@@ -4,17 +4,19 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from flask import current_app, flash, g, redirect, render_template, request, url_for
+from flask import current_app, flash, g, jsonify, redirect, render_template, request, url_for
 
-from ... import campaigns, contacts, topics
+from ... import audiences, campaigns, contacts, engagement, layouts, segments, topics
 from ...commands import DomainError as ValidationError
 from ...commands import campaigns as campaign_commands
 from ...emails import InvalidEmail
 from ...extensions import db
+from ...mail.plaintext import html_to_text
 from ...models import Campaign, Contact, Topic, utcnow
 from ...tasks import enqueue
 from .. import auth, bp, preview, queries
 from ..forms import CampaignForm, ScheduleForm, TestSendForm
+from ..segment_values import segment_values
 from .common import _field_error, _get, staff_time
 
 # The preview iframe inherits the page's policy: staff HTML mail uses inline
@@ -39,16 +41,37 @@ def _with_preview_csp(response_tuple):
     return response
 
 
-@bp.get("/campaigns")
-def campaign_list():
-    return render_template("admin/campaigns.html", rows=queries.campaign_list())
-
-
 def _campaign_form(formdata=None, **kwargs) -> CampaignForm:
     form = CampaignForm(formdata=formdata, **kwargs)
     form.topic.choices = [(t.key, f"{t.name} ({t.legal_basis.replace('_', ' ')})")
                           for t in topics.all_topics(include_retired=False) if t.kind == "marketing"]
     return form
+
+
+@bp.get("/campaigns/audience-count")
+def campaign_audience_count():
+    """The live eligible count for the compose form's topic and audience filter (JSON, for its script)."""
+    topic = topics.get(request.args.get("topic", ""))
+    if topic is None or topic.kind != "marketing":
+        return jsonify({"error": "choose a marketing topic"}), 422
+    form = _campaign_form(request.args, meta={"csrf": False})
+    try:
+        count = audiences.count(topic, form.data_for_domain()["audience"])
+    except ValidationError as exc:
+        return jsonify({"error": str(exc)}), 422
+    return jsonify({"count": count})
+
+
+def _editor_count(form: CampaignForm) -> int | None:
+    topic = topics.get(form.topic.data or "") if form.topic.data else None
+    if topic is None and form.topic.choices:
+        topic = topics.get(form.topic.choices[0][0])
+    if topic is None or topic.kind != "marketing":
+        return None
+    try:
+        return audiences.count(topic, form.data_for_domain()["audience"])
+    except ValidationError:
+        return None
 
 
 @bp.route("/campaigns/new", methods=["GET", "POST"])
@@ -66,10 +89,8 @@ def campaign_edit(campaign_id: int):
 
 
 def _campaign_values(campaign: Campaign) -> dict:
-    audience = campaign.audience or {}
-    return {"name": campaign.name, "topic": db.session.get(Topic, campaign.topic_id).key, "subject": campaign.subject,
-            "html": campaign.html, "text": campaign.text, "relationships": audience.get("relationships") or [],
-            "locales": ", ".join(audience.get("locales") or [])}
+    return {"name": campaign.name, "subject": campaign.subject, "html": campaign.html, "text": campaign.text,
+            **segment_values(db.session.get(Topic, campaign.topic_id).key, campaign.audience or {})}
 
 
 def _campaign_editor(campaign: Campaign | None):
@@ -79,9 +100,34 @@ def _campaign_editor(campaign: Campaign | None):
     else:
         form = _campaign_form(None, **(_campaign_values(campaign) if campaign else {}))
     rendered, problem, status = None, None, 200
-    if request.method == "POST" and form.validate():
+    if request.method == "POST" and request.form.get("action") == "apply_segment":
+        # Copies a saved segment's topic and filters in (before the rest of the form is complete).
+        raw = request.form.get("segment") or ""
+        segment = segments.get(int(raw)) if raw.isdigit() else None
+        if segment is None:
+            form.topic.errors = ["choose a segment"]
+            status = 422
+        else:
+            topic = db.session.get(Topic, segment.topic_id)
+            form = _campaign_form(None, **{**{k: form[k].data for k in ("name", "subject", "html", "text")},
+                                          **segment_values(topic.key, segment.filters or {})})
+            flash(f"Topic and filters of the segment “{segment.name}” are in: check them, then save.")
+    elif request.method == "POST" and form.validate():
         data = form.data_for_domain()
-        if request.form.get("action") == "preview":
+        if request.form.get("action") == "apply_layout":
+            layout = layouts.get(int(request.form.get("layout") or 0)) if (request.form.get("layout") or "").isdigit() \
+                else None
+            if layout is None:
+                form.html.errors = ["choose a layout to wrap the HTML body in"]
+                status = 422
+            else:
+                form.html.data = layouts.wrap(layout, data["html"])
+                flash(f"The HTML body is wrapped in the layout “{layout.name}”: check it, then save.")
+        elif request.form.get("action") == "text_from_html":
+            # Written from the HTML on request, shown for staff to check; nothing is saved yet.
+            form.text.data = html_to_text(data["html"])
+            flash("The text version was written from the HTML: check it, then save.")
+        elif request.form.get("action") == "preview":
             topic = topics.get(data["topic"])
             contact = _preview_contact(form.preview_email.data)
             if form.preview_email.data and contact is None:
@@ -109,7 +155,9 @@ def _campaign_editor(campaign: Campaign | None):
     elif request.method == "POST":
         status = 422
     return _with_preview_csp((render_template("admin/campaign_form.html", form=form, rendered=rendered,
-                                              problem=problem, campaign=campaign), status))
+                                              problem=problem, campaign=campaign, audience=_editor_count(form),
+                                              layouts=layouts.all_layouts(), segments=segments.all_segments()),
+                              status))
 
 
 def _campaign_page(campaign: Campaign, *, schedule_form=None, test_form=None, status: int = 200):
@@ -122,10 +170,18 @@ def _campaign_page(campaign: Campaign, *, schedule_form=None, test_form=None, st
     except preview.PreviewError as exc:
         problem = str(exc)
     if schedule_form is None:
-        schedule_form = ScheduleForm(formdata=None, zone=campaign.timezone or "UTC")
+        zone = campaign.timezone or "UTC"
+        # Rescheduling starts from the current time: an untouched form never turns into "now".
+        at = (campaign.scheduled_at.astimezone(ZoneInfo(zone)).replace(tzinfo=None, second=0, microsecond=0)
+              if campaign.status == "scheduled" and campaign.scheduled_at else None)
+        schedule_form = ScheduleForm(formdata=None, zone=zone, at=at)
+    try:
+        audience = audiences.of_campaign(campaign) if campaign.status in campaigns.EDITABLE else None
+    except ValidationError:
+        audience = None
     return _with_preview_csp((render_template(
         "admin/campaign.html", campaign=campaign, topic=topic, rendered=rendered, problem=problem,
-        preview_contact=contact, preview_email=email or "", schedule_form=schedule_form,
+        preview_contact=contact, preview_email=email or "", schedule_form=schedule_form, audience=audience,
         test_form=test_form or TestSendForm(formdata=None, preview_email=email or ""),
     ), status))
 
@@ -169,6 +225,14 @@ def campaign_schedule(campaign_id: int):
         form.at.errors = ["that moment has passed; leave the time empty to send now"]
         return _campaign_page(campaign, schedule_form=form, status=422)
     try:
+        count = audiences.of_campaign(campaign)
+    except ValidationError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+    if request.form.get("confirm") != "1" or request.form.get("count") != str(count):
+        # Nothing is scheduled before staff have seen how many and when, and confirmed that.
+        return _confirm_schedule(campaign, form, moment, count, changed=request.form.get("confirm") == "1")
+    try:
         campaign_commands.schedule(auth.current_actor(), campaign, moment, form.zone.data)
     except ValidationError as exc:
         db.session.rollback()
@@ -178,13 +242,55 @@ def campaign_schedule(campaign_id: int):
     if campaign.scheduled_at <= utcnow():
         enqueue("tick")
     local = campaign.scheduled_at.astimezone(ZoneInfo(form.zone.data))
-    flash(f"Scheduled for {local:%Y-%m-%d %H:%M} {form.zone.data} ({staff_time(campaign.scheduled_at)}).")
+    when = "now" if moment is None else f"for {local:%Y-%m-%d %H:%M} {form.zone.data}"
+    flash(f"Scheduled {when} ({staff_time(campaign.scheduled_at)}) to {count:,} recipients.")
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
+
+
+def _recipients(count: int) -> str:
+    return f"{count:,} recipient" + ("" if count == 1 else "s")
+
+
+def _confirm_schedule(campaign: Campaign, form: ScheduleForm, moment: dt.datetime | None, count: int,
+                      changed: bool):
+    """The confirmation step: how many people and when, in words, before anything is scheduled."""
+    zone = form.zone.data
+    if moment is None:
+        when, label = "now", f"Yes, send now to {_recipients(count)}"
+    else:
+        local = moment.astimezone(ZoneInfo(zone))
+        when = f"at {local:%Y-%m-%d %H:%M} {zone}" + ("" if zone == "UTC" else f" ({moment:%H:%M} UTC)")
+        label = f"Yes, schedule for {_recipients(count)}"
+    warning = None
+    if changed:
+        warning = f"The audience changed since you looked: it is now {_recipients(count)}. Check again, then confirm."
+    elif count == 0:
+        warning = "Nobody would receive this campaign now: check the topic and the audience filter."
+    lines = [f"Campaign “{campaign.name}”, subject “{campaign.subject}”."]
+    if moment is None:
+        lines.append("No time was given, so it starts as soon as you confirm.")
+    else:
+        lines.append("The count is who is eligible now; people who opt out before then are skipped.")
+    return render_template(
+        "admin/confirm.html", heading="Confirm sending", summary=f"{_recipients(count)}, {when}", lines=lines,
+        warning=warning, action=url_for("admin.campaign_schedule", campaign_id=campaign.id),
+        hidden={"at": request.form.get("at", ""), "zone": zone, "count": str(count)},
+        confirm_label=label, button_class="", back=url_for("admin.campaign_detail", campaign_id=campaign.id),
+        back_label=campaign.name, cancel_label="No, go back"), 409 if changed else 200
 
 
 @bp.post("/campaigns/<int:campaign_id>/cancel")
 def campaign_cancel(campaign_id: int):
     campaign = _get(Campaign, campaign_id)
+    if request.form.get("confirm") != "1":
+        back = url_for("admin.campaign_detail", campaign_id=campaign.id)
+        return render_template(
+            "admin/confirm.html", heading=f"Cancel “{campaign.name}”?", summary=None, warning=None,
+            lines=["Nothing more is sent once cancelled; messages already handed to the provider stay sent. "
+                   "A cancelled campaign cannot be scheduled again."],
+            action=url_for("admin.campaign_cancel", campaign_id=campaign.id), hidden={},
+            confirm_label="Yes, cancel the campaign", button_class="danger", back=back, back_label=campaign.name,
+            cancel_label="No, keep it")
     try:
         campaign_commands.cancel(auth.current_actor(), campaign)
     except ValidationError as exc:
@@ -202,4 +308,5 @@ def campaign_report(campaign_id: int):
     bars, minutes = queries.deliveries_over_time(campaign)
     return render_template("admin/report.html", campaign=campaign, topic=db.session.get(Topic, campaign.topic_id),
                            report=campaigns.report(campaign), chart=queries.chart(bars), minutes=minutes,
-                           statuses=queries.CHART_STATUSES)
+                           statuses=queries.CHART_STATUSES, engagement=engagement.report(campaign.id),
+                           topic_tracks=engagement.topic_tracks(db.session.get(Topic, campaign.topic_id)))

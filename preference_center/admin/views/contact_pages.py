@@ -1,25 +1,18 @@
-"""Contacts: search, the contact page, suppressing and lifting a suppression."""
+"""Contacts: the contact page (with the deliveries it received), suppressing and lifting a suppression.
+
+The list, search, export, bulk actions, adding and editing live in directory_pages.
+"""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from ... import contacts, rights, topics
+from ... import contacts, directory, rights, topics
 from ...commands import DomainError, consent, people, requests
 from ...extensions import db
 from ...models import Contact
-from .. import auth, bp, history, queries
-from ..forms import LiftSuppressionForm, SearchForm, SuppressForm
+from .. import auth, bp, history
+from ..forms import LiftSuppressionForm, SuppressForm
 from .common import _get
-
-
-@bp.get("/contacts")
-def contact_list():
-    form = SearchForm(request.args)
-    if request.args and not form.validate():
-        flash(f"Search: {' '.join(form.q.errors)}", "error")
-        return render_template("admin/contacts.html", form=form, q="", results=[]), 422
-    q = form.q.data or ""
-    return render_template("admin/contacts.html", form=form, q=q, results=queries.search_contacts(q))
 
 
 def _contact_page(contact: Contact, form: SuppressForm, status: int = 200,
@@ -33,6 +26,7 @@ def _contact_page(contact: Contact, form: SuppressForm, status: int = 200,
         kept=contacts.KEPT_FOR_THE_PERSON,
         subscriptions=contacts.subscriptions_view(contact) if contact.status != "erased" else [],
         suppressions=sorted(b.scope for b in blocks), timeline=history.timeline(contact),
+        deliveries=directory.deliveries(contact),
         ask_topics=[t for t in topics.all_topics(include_retired=False)
                     if t.kind == "marketing" and t.legal_basis == "consent"],
         request_kinds=rights.KINDS, request_channels=requests.CHANNELS,

@@ -51,7 +51,7 @@ def _settings_form(job: ImportJob, formdata=None):
         for name in imports.FIELDS:
             index = (job.mapping or {}).get(name)
             form[f"map_{name}"].data = "" if index is None else str(index)
-    form.topic.choices = [c for c in form.topic.choices if c[0] == "" or topics.get(c[0]).kind == "marketing"]
+    form.topic.choices = [c for c in form.topic.choices if c.value == "" or topics.get(c.value).kind == "marketing"]
     return form
 
 

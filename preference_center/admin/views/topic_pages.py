@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from ... import topics
+from ... import engagement, topics
 from ...commands import DomainError
 from ...commands import topics as topic_commands
 from ...extensions import db
@@ -54,12 +54,20 @@ def topic_edit(key: str):
             return redirect(url_for("admin.topic_list"))
     if request.method == "POST":
         status = 422
-    return render_template("admin/topic_form.html", form=form, topic=topic), status
+    return render_template("admin/topic_form.html", form=form, topic=topic,
+                           tracks=engagement.topic_tracks(topic)), status
 
 
 @bp.post("/topics/<key>/retire")
 def topic_retire(key: str):
     topic = topics.get(key) or abort(404)
+    if request.form.get("confirm") != "1":
+        return render_template(
+            "admin/confirm.html", heading=f"Retire “{topic.name}”?", summary=None, warning=None,
+            lines=["A retired topic is no longer offered on the preference page and nothing more is sent for it; "
+                   "scheduled campaigns of this topic send nothing. You can restore it later."],
+            action=url_for("admin.topic_retire", key=topic.key), hidden={}, confirm_label="Yes, retire it",
+            button_class="danger", back=url_for("admin.topic_list"), back_label="Topics", cancel_label="No, keep it")
     topic_commands.retire(auth.current_actor(), topic)
     db.session.commit()
     flash(f"Topic {topic.name} retired: it is no longer offered or sent.")
