@@ -66,7 +66,7 @@ def test_preference_page_toggles_and_saves_with_the_keyboard(app, site, browser,
     assert tips.is_selected()
     tips.send_keys(Keys.SPACE)  # a keyboard user toggles the box…
     assert not tips.is_selected()
-    save = by_css(browser, "main form button[type=submit]")
+    save = by_css(browser, "main form button[type=submit]:not([form])")  # not the objection buttons
     html = browser.find_element("tag name", "html")
     save.send_keys(Keys.ENTER)  # …and saves
     from selenium.webdriver.support import expected_conditions
