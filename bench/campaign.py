@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--py-spy", dest="py_spy", help="record each worker with py-spy into DIR (collapsed stacks)")
     args = parser.parse_args()
 
     ensure_database(args.database)
@@ -94,6 +95,13 @@ def main() -> None:
                      "--without-heartbeat", "--without-mingle", "--without-gossip"],
                     cwd=ROOT, env={**os.environ, "PC_BENCH_STATS": str(stats)}), stats))
             time.sleep(4)  # let the workers connect before the clock starts
+            spies = []
+            if args.py_spy:
+                Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+                spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.pid),
+                                           "--format", "raw", "--rate", "200", "--nonblocking",
+                                           "-o", f"{args.py_spy}/worker-{i}.txt"], stdout=subprocess.DEVNULL)
+                         for i, (w, _) in enumerate(workers)]
 
             campaign = campaigns.create({"name": "bench", "topic": "news", "subject": "Hello {{ contact.name }}",
                                          "html": "<h1>Hello {{ contact.name }}</h1><p>News of the week.</p>",
@@ -116,6 +124,9 @@ def main() -> None:
                     last_tick = time.time()
                 time.sleep(0.1)
             wall = time.perf_counter() - started
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             for w, _ in workers:
                 peaks[w.pid] = max(peaks[w.pid], rss_kb(w.pid, "VmHWM"))
                 w.send_signal(signal.SIGTERM)
