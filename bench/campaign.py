@@ -14,6 +14,7 @@ floor measured in this run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -54,6 +55,7 @@ def main() -> None:
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--verbose", action="store_true", help="time spent in each kind of statement")
     parser.add_argument("--py-spy", dest="py_spy", help="record each worker with py-spy into DIR (collapsed stacks)")
     args = parser.parse_args()
 
@@ -132,7 +134,14 @@ def main() -> None:
                 w.send_signal(signal.SIGTERM)
             for w, _ in workers:
                 w.wait(60)
-            statements = sum(int(s.read_text()) for _, s in workers if s.exists())
+            stats = [json.loads(s.read_text()) for _, s in workers if s.exists()]
+            statements = sum(s["count"] for s in stats)
+            by_kind: dict[str, list] = {}
+            for s in stats:
+                for kind, (n, seconds) in s["by_kind"].items():
+                    entry = by_kind.setdefault(kind, [0, 0.0])
+                    entry[0] += n
+                    entry[1] += seconds
             report = campaigns.report(db.session.get(Campaign, campaign_id))
             deliveries = db.session.scalar(select(func.count(Delivery.id)).where(Delivery.campaign_id == campaign_id))
             topic_id = db.session.get(Campaign, campaign_id).topic_id
@@ -148,6 +157,9 @@ def main() -> None:
     print("peak RSS per worker: " + ", ".join(f"{kb / 1024:.0f} MiB" for kb in peaks.values()))
     print(f"database statements in the workers: {statements:,} = {statements / (len(eligible) / 1000):.1f} "
           f"per 1,000 recipients")
+    if args.verbose:
+        for kind, (n, seconds) in sorted(by_kind.items(), key=lambda kv: -kv[1][1])[:12]:
+            print(f"  {seconds:7.2f}s {n:6,} x {kind}")
 
     # The physical floor, same rows, same sink, as many processes as workers.
     with SinkProcess(str(instance / "sink-floor.bin")) as sink:
