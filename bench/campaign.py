@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="task threads per worker process")
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--verbose", action="store_true", help="time spent in each kind of statement")
     parser.add_argument("--py-spy", dest="py_spy", help="record each worker with py-spy into DIR (collapsed stacks)")
     args = parser.parse_args()

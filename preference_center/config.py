@@ -81,7 +81,7 @@ def load(instance: Path) -> dict:
         "PC_SENDGRID_TIMEOUT": _float("PC_SENDGRID_TIMEOUT", 10.0),
         "PC_SMTP_URL": _env("PC_SMTP_URL", "smtp://127.0.0.1:25"),
         "PC_SEND_RATE": _float("PC_SEND_RATE", 0.0),
-        "PC_BATCH_SIZE": _int("PC_BATCH_SIZE", 1000),
+        "PC_BATCH_SIZE": _int("PC_BATCH_SIZE", 5000),
         "PC_BATCH_LEASE_SECONDS": _int("PC_BATCH_LEASE_SECONDS", 600),
         "PC_REQUEUE_AFTER_SECONDS": _int("PC_REQUEUE_AFTER_SECONDS", 120),
         "PC_SEND_ATTEMPTS": _int("PC_SEND_ATTEMPTS", 5),
