@@ -12,13 +12,18 @@ The database is the source of truth, not the broker:
   reason `render_failed` and the error, ends the campaign `failed` and fails the
   batches nobody holds yet; a recipient whose own values make the message too
   large fails alone. Such rows were never in flight, so never `unknown`.
-- Right before the provider call every recipient is re-checked with the
-  sending rule; those still eligible are marked `sending` and committed one
-  provider request at a time, and only then handed to the transport (nothing
-  touches the database between that commit and the call).
+- Every recipient is re-checked with the sending rule at send time; those
+  still eligible go out in provider requests of up to 1,000. Right before
+  each call the request is claimed: its delivery ids are written on the
+  batch row (`in_flight`) and committed, one small write instead of marking
+  each row `sending`; only then is it handed to the transport (nothing
+  touches the database between that commit and the call). The outcome is
+  written to the rows in bulk, in the transaction that clears `in_flight`.
 - A batch whose broker message was lost stays `queued` and is re-queued by the
   scheduler; a batch whose worker died keeps its lease until it runs out,
-  then is re-queued, and its `sending` rows become `unknown` (never re-sent).
+  then is re-queued, and the rows of its request in flight become `unknown`
+  (never re-sent). A worker whose lease ran out while it was still alive
+  finds the batch taken (its attempt number moved on) and claims nothing more.
 
 Guarantee: at most one delivery per (campaign, contact); after a crash the
 recipients that were in flight are visible as `unknown`; nobody is forgotten.
@@ -162,9 +167,15 @@ def send_batch(batch_id: int) -> Outcome:
             message = compose.marketing_batch(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
         except TemplateError as exc:
             render_error = _render_error(exc)
-    # Rows left `sending` by a worker that died may have gone out: never resend.
-    in_flight = db.session.scalars(select(Delivery.id).where(Delivery.batch_id == batch_id, Delivery.status == SENDING)).all()
-    _set(list(in_flight), status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
+    # The request a worker that died had claimed (and rows it left `sending`) may have gone out: never resend.
+    in_flight = list(db.session.scalars(select(Delivery.id).where(Delivery.batch_id == batch_id,
+                                                                   Delivery.status == SENDING)))
+    if batch.in_flight:
+        in_flight += db.session.scalars(select(Delivery.id).where(
+            one_of(Delivery.id, [int(i) for i in batch.in_flight]), Delivery.batch_id == batch_id,
+            Delivery.status == QUEUED)).all()
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(in_flight=None))
+    _set(in_flight, status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
     outcome.unknown = len(in_flight)
     queued = db.session.execute(
         select(Delivery.id, Delivery.contact_id, Delivery.event_id)
@@ -224,7 +235,7 @@ def send_batch(batch_id: int) -> Outcome:
         db.session.execute(update(Delivery), changed)
     db.session.commit()
     if envelopes:
-        _deliver(message, envelopes, [d for d, _ in go], outcome, batch.attempts)
+        _deliver(message, envelopes, [d for d, _ in go], outcome, batch.attempts, batch_id=batch_id)
     if outcome.retry_in is not None:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(status=QUEUED, lease_until=None))
         db.session.commit()
@@ -234,41 +245,54 @@ def send_batch(batch_id: int) -> Outcome:
 
 
 def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome: Outcome, attempt: int,
-             **claim_values) -> None:
+             batch_id: int | None = None, **claim_values) -> None:
     """Hand envelopes to the transport in provider-sized requests, each claimed just before its call.
 
-    Per request: reserve the shared rate, claim the rows (`sending`, committed),
-    call the provider, record the answer. Nothing touches the database between
-    the claim's commit and the call, so a database fault before the call leaves
-    the rows `queued` (sent later, by this worker or after the lease) and one
-    after it leaves them `sending` (later `unknown`): a recipient is never
-    marked as possibly sent without having been handed over.
+    Per request: reserve the shared rate, claim it (committed), call the
+    provider, record the answer. A campaign batch's request is claimed on the
+    batch row (`in_flight`, see `_claim_request`; the rows stay `queued`), a
+    system message's row is marked `sending`. Nothing touches the database
+    between the claim's commit and the call, so a database fault before the
+    call leaves the rows unclaimed (sent later, by this worker or after the
+    lease) and one after it leaves the claim in place (later `unknown`): a
+    recipient is never marked as possibly sent without having been handed over.
     """
     transport = get_transport(current_app.config)
     step = max(1, transport.max_batch)
+
+    def release() -> None:  # in the transaction that records a claimed request's outcome
+        if batch_id is not None:
+            db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id,
+                                                           CampaignBatch.attempts == attempt)
+                               .values(in_flight=None).execution_options(synchronize_session=False))
+
     for start in range(0, len(envelopes), step):
         part, ids = envelopes[start:start + step], delivery_ids[start:start + step]
         wait_for_rate(len(part))
-        claimed = set(_claim(ids, attempt, **claim_values))
-        if len(claimed) < len(ids):  # taken or finished by someone else meanwhile: theirs to send
-            part = [e for e, i in zip(part, ids, strict=True) if i in claimed]
-            ids = [i for i in ids if i in claimed]
-            if not ids:
-                continue
+        if batch_id is not None:
+            if not _claim_request(batch_id, attempt, ids):
+                return  # the lease ran out and another worker holds the batch now: the rest is theirs
+        else:
+            claimed = set(_claim(ids, attempt, **claim_values))
+            if len(claimed) < len(ids):  # taken or finished by someone else meanwhile: theirs to send
+                part = [e for e, i in zip(part, ids, strict=True) if i in claimed]
+                ids = [i for i in ids if i in claimed]
+                if not ids:
+                    continue
         try:
             results = transport.send(MessageBatch(**{**message.__dict__, "envelopes": part}))
         except TransportError as error:
             reason = error.message[:2000]
             if error.ambiguous:
-                _record(ids, status=UNKNOWN, error=reason)
+                _record(ids, release, status=UNKNOWN, error=reason)
                 outcome.unknown += len(ids)
                 continue
             if error.retryable and attempt < current_app.config["PC_SEND_ATTEMPTS"]:
-                _record(ids, status=QUEUED, error=reason)
+                _record(ids, release, status=QUEUED, error=reason)
                 outcome.retry_in = error.retry_after or min(300.0, 2.0 ** attempt)
                 return
             rest = ids + delivery_ids[start + step:]
-            _record(rest, status=FAILED, error=reason)
+            _record(rest, release, status=FAILED, error=reason)
             outcome.failed += len(rest)
             return
         sent = [(i, r) for i, r in zip(ids, results, strict=False) if r.ok]
@@ -282,6 +306,7 @@ def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome:
                 _set(group, status=SENT, provider_message_id=provider_id, error=None)
             for delivery_id, result in failed:
                 _set([delivery_id], status=FAILED, error=(result.error or "refused")[:2000])
+            release()
 
         _committed(record_results)
         outcome.sent += len(sent)
@@ -305,8 +330,35 @@ def _committed(write) -> None:
         db.session.commit()
 
 
-def _record(ids: list[int], **values) -> None:
-    _committed(lambda: _set(ids, **values))
+def _record(ids: list[int], release, **values) -> None:
+    def write() -> None:
+        _set(ids, **values)
+        release()
+
+    _committed(write)
+
+
+def _claim_request(batch_id: int, attempt: int, ids: list[int]) -> bool:
+    """Claim one provider request of a campaign batch: its delivery ids on the batch row, committed.
+
+    False if the batch is no longer this attempt's (its lease ran out and
+    another worker took it). If the commit fails the provider is not called;
+    a claim the commit may have made anyway is given back (only this
+    attempt's), so the rows are sent later rather than reported `unknown`.
+    """
+    try:
+        taken = db.session.execute(
+            update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
+            .values(in_flight=ids).execution_options(synchronize_session=False)
+        ).rowcount == 1
+        db.session.commit()
+    except DBAPIError:
+        db.session.rollback()
+        _committed(lambda: db.session.execute(
+            update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
+            .values(in_flight=None).execution_options(synchronize_session=False)))
+        raise
+    return taken
 
 
 def _claim(ids: list[int], attempt: int, **values) -> list[int]:

@@ -407,7 +407,7 @@ def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, 
     batches = plan_everything(campaign_id)
     matches = {
         "reserving the send rate": lambda sql: sql.startswith("update rate_limits"),
-        "claiming the rows": lambda sql: sql.startswith("update deliveries") and "returning" in sql,
+        "claiming the rows": lambda sql: sql.startswith("update campaign_batches set in_flight"),
         "recording the outcome": lambda sql: sql.startswith("update deliveries") and "provider_message_id" in sql,
     }[fault_at]
     fault = DatabaseFault(db.engine, matches)
@@ -464,8 +464,11 @@ def test_a_worker_killed_mid_batch_leaves_nobody_unsent_and_forgotten(ctx, app, 
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     db.session.expire_all()
-    in_flight = db.session.scalars(select(Delivery.id).where(Delivery.status == "sending")).all()
+    # The claim of a request in flight is on its batch: its delivery ids, still queued.
+    in_flight = [i for ids in db.session.scalars(select(CampaignBatch.in_flight).where(
+        CampaignBatch.in_flight.is_not(None))) for i in ids]
     assert in_flight, "the kill should have caught a batch in flight"
+    assert set(db.session.scalars(select(Delivery.status).where(Delivery.id.in_(in_flight)))) == {"queued"}
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=20):
         wait_until(lambda: status_of(campaign_id) == "sent", timeout=90, tick=tasks.tick)
     result = report(campaign_id)
