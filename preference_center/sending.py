@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import and_, func, insert, literal, null, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from . import compose, optouts, rules
@@ -174,7 +174,7 @@ def send_batch(batch_id: int) -> Outcome:
         in_flight += db.session.scalars(select(Delivery.id).where(
             one_of(Delivery.id, [int(i) for i in batch.in_flight]), Delivery.batch_id == batch_id,
             Delivery.status == QUEUED)).all()
-        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(in_flight=None))
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(in_flight=null()))
     _set(in_flight, status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
     outcome.unknown = len(in_flight)
     queued = db.session.execute(
@@ -264,7 +264,7 @@ def _deliver(message: MessageBatch, envelopes, delivery_ids: list[int], outcome:
         if batch_id is not None:
             db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id,
                                                            CampaignBatch.attempts == attempt)
-                               .values(in_flight=None).execution_options(synchronize_session=False))
+                               .values(in_flight=null()).execution_options(synchronize_session=False))
 
     for start in range(0, len(envelopes), step):
         part, ids = envelopes[start:start + step], delivery_ids[start:start + step]
@@ -356,7 +356,7 @@ def _claim_request(batch_id: int, attempt: int, ids: list[int]) -> bool:
         db.session.rollback()
         _committed(lambda: db.session.execute(
             update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
-            .values(in_flight=None).execution_options(synchronize_session=False)))
+            .values(in_flight=null()).execution_options(synchronize_session=False)))
         raise
     return taken
 

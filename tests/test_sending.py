@@ -5,6 +5,7 @@ when PC_TEST_DATABASE_URL / PC_TEST_BROKER_URL are set.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
@@ -28,6 +29,7 @@ from preference_center.models import (
     OptOutInbox,
     Subscription,
     Topic,
+    utcnow,
 )
 from worker import tasks
 
@@ -426,6 +428,41 @@ def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, 
     assert len(got) == len(set(got)) == len(eligible), "a recipient was lost or sent twice"
     assert set(got) == eligible
     assert statuses.get("sent") == len(eligible) and "unknown" not in statuses, statuses
+
+
+def test_a_request_claimed_by_a_worker_that_died_is_unknown_and_the_rest_goes_once(ctx, app, news, fake):
+    """The claim unit is the request on its batch row: after the lease, its rows are `unknown` (never resent),
+    every other recipient goes exactly once, and the old worker's attempt can claim nothing more."""
+    app.config["PC_SEND_RATE"] = 100000.0
+    eligible = populate(150, news, seed=5)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    first, *rest = plan_everything(campaign_id)
+    assert sending.claim_batch(first)
+    queued = db.session.scalars(select(Delivery.id).where(Delivery.batch_id == first, Delivery.status == "queued")
+                                .order_by(Delivery.id)).all()
+    held = list(queued[:7])
+    assert sending._claim_request(first, 1, held)  # committed; then the worker dies before the answer
+    db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == first).values(
+        lease_until=utcnow() - dt.timedelta(seconds=1)))
+    db.session.commit()
+    outcome = sending.send_batch(first)
+    assert outcome.unknown == len(held)
+    assert not sending._claim_request(first, 1, queued[7:9]), "the dead attempt's claim must fail now"
+    for batch_id in rest:
+        sending.send_batch(batch_id)
+    db.session.expire_all()
+    assert status_of(campaign_id) == "sent"
+    statuses = dict(db.session.execute(select(Delivery.id, Delivery.status).where(
+        Delivery.campaign_id == campaign_id)).all())
+    assert {statuses[i] for i in held} == {"unknown"}
+    held_emails = set(db.session.scalars(select(Contact.email).join(Delivery, Delivery.contact_id == Contact.id)
+                                         .where(Delivery.id.in_(held))))
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)), "a recipient was sent twice"
+    assert set(got) == eligible - held_emails and not (set(got) & held_emails)
+    assert db.session.scalar(select(func.count()).select_from(CampaignBatch).where(
+        CampaignBatch.in_flight.is_not(None))) == 0
 
 
 # -- a worker killed mid-batch ---------------------------------------------------
