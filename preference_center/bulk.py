@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import JSON, Table, insert
+from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
 
@@ -34,8 +35,19 @@ def insert_rows(table: Table, rows: list[dict]) -> None:
                               else json.dumps)
         else:
             processors.append(column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect))
-    cursor = connection.connection.driver_connection.cursor()
     quoted = ", ".join(connection.dialect.identifier_preparer.quote(n) for n in names)
-    with cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)])
+    statement = f"COPY {table.name} ({quoted}) FROM STDIN"
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)])
+    except dbapi.Error as exc:
+        # Past SQLAlchemy's own error handling: tell it, as it would tell itself, so a killed connection
+        # is invalidated (the caller's rollback and retry get a fresh one) and callers see a DBAPIError.
+        lost = connection.dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error, connection_invalidated=lost,
+                                  dialect=connection.dialect) from exc

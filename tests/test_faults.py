@@ -8,6 +8,7 @@ checks that everything finishes with nothing lost and nothing sent twice.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 
@@ -26,8 +27,9 @@ from .helpers import SECRETS, ensure_postgres_database, prepare_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/pc_faults"
-REDIS = "redis://127.0.0.1:6379/9"
+# Their own database and Redis db (override to run beside other suites on the same servers).
+PG = os.environ.get("PC_FAULTS_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/pc_faults")
+REDIS = os.environ.get("PC_FAULTS_BROKER_URL", "redis://127.0.0.1:6379/9")
 
 
 def _reachable() -> bool:
@@ -86,7 +88,7 @@ class Killer(threading.Thread):
             with admin.connect() as conn:
                 self.killed += sum(conn.execute(text(
                     "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity "
-                    "WHERE datname = 'pc_faults' AND pid <> pg_backend_pid()")).scalars())
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": make_url(PG).database}).scalars())
         admin.dispose()
 
     def finish(self) -> int:
