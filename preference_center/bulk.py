@@ -51,3 +51,5 @@ def insert_rows(table: Table, rows: list[dict]) -> None:
             connection.invalidate(exc)
         raise DBAPIError.instance(statement, None, exc, dbapi.Error, connection_invalidated=lost,
                                   dialect=connection.dialect) from exc
+    finally:
+        cursor.close()
