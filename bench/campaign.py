@@ -1,37 +1,40 @@
-"""Campaign throughput, end to end, against the floor.
+"""Campaign throughput, end to end, against the physical floor.
 
     .venv/bin/python -m bench.campaign --contacts 1000000 --workers 2
 
 Seeds N contacts (COPY) into PostgreSQL, runs one campaign through real Celery
-worker processes on Redis to a local fake SendGrid, checks that every
-eligible recipient arrived exactly once and nobody else did, then measures
-the floor: one process that reads the same eligible ids and builds and posts
-the same payloads to the same fake server with nothing else.
+worker processes on Redis to the provider sink (`bench.sink`, its own
+process: it appends each raw request body to a file and answers 202), then
+runs the physical floor (`bench.floor_campaign`, which imports nothing of the
+project) with as many processes as workers, on the same rows and the same
+sink. After each clock stops the sink's log is parsed: every eligible
+recipient exactly once and nobody else. The last line is the ratio to the
+floor measured in this run.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from preference_center import campaigns, compose, create_app, rules  # noqa: E402
+from preference_center import campaigns, create_app, rules  # noqa: E402
 from preference_center.extensions import db  # noqa: E402
-from preference_center.mail import get_transport  # noqa: E402
 from preference_center.models import Campaign, Delivery  # noqa: E402
 from tests.conftest import ensure_postgres_database as ensure_database  # noqa: E402
-from tests.fake_sendgrid import FakeSendGrid  # noqa: E402
 
+from . import floor_campaign  # noqa: E402
 from .seed import seed  # noqa: E402
+from .sink import SinkProcess, recipients  # noqa: E402
 
 
 def rss_kb(pid: int, field: str = "VmRSS") -> int:
@@ -51,18 +54,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="task threads per worker process")
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--verbose", action="store_true", help="time spent in each kind of statement")
+    parser.add_argument("--py-spy", dest="py_spy", help="record each worker with py-spy into DIR (collapsed stacks)")
     args = parser.parse_args()
 
     ensure_database(args.database)
     instance = Path("/tmp/pc-bench")
     instance.mkdir(exist_ok=True)
-    with FakeSendGrid() as fake:
+    with SinkProcess(str(instance / "sink-campaign.bin")) as sink:
         env = {
             "PC_ENV": "testing", "PC_DATABASE_URL": args.database, "PC_BROKER_URL": args.broker,
             "PC_INSTANCE_PATH": str(instance), "PC_SECRET_KEYS": "bench-secret-key-0123456789",
             "PC_SUPPRESSION_KEY": "bench-suppression-key", "PC_BASE_URL": "https://prefs.example.com",
-            "PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.bench", "PC_SENDGRID_API_HOST": fake.url,
+            "PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.bench", "PC_SENDGRID_API_HOST": sink.url,
             "PC_BATCH_SIZE": str(args.batch), "PC_TICK_SECONDS": "1", "PC_SENDGRID_TIMEOUT": "60",
         }
         os.environ.update(env)
@@ -92,6 +97,13 @@ def main() -> None:
                      "--without-heartbeat", "--without-mingle", "--without-gossip"],
                     cwd=ROOT, env={**os.environ, "PC_BENCH_STATS": str(stats)}), stats))
             time.sleep(4)  # let the workers connect before the clock starts
+            spies = []
+            if args.py_spy:
+                Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+                spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.pid),
+                                           "--format", "raw", "--rate", "200", "--nonblocking",
+                                           "-o", f"{args.py_spy}/worker-{i}.txt"], stdout=subprocess.DEVNULL)
+                         for i, (w, _) in enumerate(workers)]
 
             campaign = campaigns.create({"name": "bench", "topic": "news", "subject": "Hello {{ contact.name }}",
                                          "html": "<h1>Hello {{ contact.name }}</h1><p>News of the week.</p>",
@@ -114,53 +126,53 @@ def main() -> None:
                     last_tick = time.time()
                 time.sleep(0.1)
             wall = time.perf_counter() - started
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             for w, _ in workers:
                 peaks[w.pid] = max(peaks[w.pid], rss_kb(w.pid, "VmHWM"))
                 w.send_signal(signal.SIGTERM)
             for w, _ in workers:
                 w.wait(60)
-            statements = sum(int(s.read_text()) for _, s in workers if s.exists())
+            stats = [json.loads(s.read_text()) for _, s in workers if s.exists()]
+            statements = sum(s["count"] for s in stats)
+            by_kind: dict[str, list] = {}
+            for s in stats:
+                for kind, (n, seconds) in s["by_kind"].items():
+                    entry = by_kind.setdefault(kind, [0, 0.0])
+                    entry[0] += n
+                    entry[1] += seconds
             report = campaigns.report(db.session.get(Campaign, campaign_id))
-            got = [address for a in fake.accepted for address in a.to]
-            exact = len(got) == len(set(got)) and set(got) == eligible
             deliveries = db.session.scalar(select(func.count(Delivery.id)).where(Delivery.campaign_id == campaign_id))
+            topic_id = db.session.get(Campaign, campaign_id).topic_id
+    got = recipients(sink.log)  # parsed after the clock stopped
+    exact = len(got) == len(set(got)) and set(got) == eligible
 
-        rate = len(eligible) / wall
-        print(f"\ncampaign: {len(eligible):,} eligible of {args.contacts:,} sent in {wall:.2f}s "
-              f"= {rate:,.0f} recipients/s with {args.workers} workers x {args.threads} threads")
-        print(f"report: {report}")
-        print(f"correctness: every eligible recipient exactly once, nobody else: {exact} "
-              f"({len(got):,} received, {deliveries:,} delivery rows)")
-        print("peak RSS per worker: " + ", ".join(f"{kb / 1024:.0f} MiB" for kb in peaks.values()))
-        print(f"database statements in the workers: {statements:,} = {statements / (len(eligible) / 1000):.1f} "
-              f"per 1,000 recipients")
+    rate = len(eligible) / wall
+    print(f"\ncampaign: {len(eligible):,} eligible of {args.contacts:,} sent in {wall:.2f}s "
+          f"= {rate:,.0f} recipients/s with {args.workers} workers x {args.threads} threads")
+    print(f"report: {report}")
+    print(f"correctness: every eligible recipient exactly once, nobody else: {exact} "
+          f"({len(got):,} received, {deliveries:,} delivery rows)")
+    print("peak RSS per worker: " + ", ".join(f"{kb / 1024:.0f} MiB" for kb in peaks.values()))
+    print(f"database statements in the workers: {statements:,} = {statements / (len(eligible) / 1000):.1f} "
+          f"per 1,000 recipients")
+    if args.verbose:
+        for kind, (n, seconds) in sorted(by_kind.items(), key=lambda kv: -kv[1][1])[:12]:
+            print(f"  {seconds:7.2f}s {n:6,} x {kind}")
 
-    # The floor: the same reads, payloads and posts, nothing else.
-    with FakeSendGrid() as fake:
-        os.environ["PC_SENDGRID_API_HOST"] = fake.url
-        app = create_app()
-        with app.app_context():
-            transport = get_transport(app.config)
-            topic = db.session.scalar(select(rules.Topic).where(rules.Topic.key == "news"))
-            message = compose.marketing_batch(topic, "Hello {{ contact.name }}",
-                                              "<h1>Hello {{ contact.name }}</h1><p>News of the week.</p>",
-                                              "Hello {{ contact.name }}\nNews of the week.", 1)
-            started = time.perf_counter()
-            count = 0
-            for chunk in rules.audience(topic, chunk=args.batch):
-                people = db.session.execute(
-                    select(rules.Contact.id, rules.Contact.email, rules.Contact.name, rules.Contact.token_version)
-                    .where(rules.Contact.id.in_([r.contact_id for r in chunk]))).all()
-                envelopes = [compose.marketing_envelope(SimpleNamespace(id=p[0], email=p[1], name=p[2],
-                                                                        token_version=p[3]), topic, p[0], 1)
-                             for p in people]
-                transport.send(type(message)(**{**message.__dict__, "envelopes": envelopes}))
-                count += len(envelopes)
-            floor = time.perf_counter() - started
-            assert len(fake.accepted) == count == len(eligible)
+    # The physical floor, same rows, same sink, as many processes as workers.
+    with SinkProcess(str(instance / "sink-floor.bin")) as sink:
+        floor_args = floor_campaign.parser().parse_args([
+            "--database", args.database, "--sink", sink.url, "--procs", str(args.workers),
+            "--topic", str(topic_id), "--secret", env["PC_SECRET_KEYS"], "--base-url", env["PC_BASE_URL"]])
+        count, floor = floor_campaign.measure(floor_args)
+    floor_got = recipients(sink.log)
+    floor_exact = len(floor_got) == len(set(floor_got)) and set(floor_got) == eligible
     floor_rate = count / floor
-    print(f"\nfloor: one process, same reads + payloads + posts: {count:,} in {floor:.2f}s = {floor_rate:,.0f}/s")
-    print(f"ratio: {rate / floor_rate:.2f} of the floor")
+    print(f"\nphysical floor ({args.workers} processes, nothing of the project): {count:,} in {floor:.2f}s "
+          f"= {floor_rate:,.0f}/s; the floor reached the same recipients exactly once: {floor_exact}")
+    print(f"ratio to the physical floor: {rate / floor_rate:.2f} (exactly once: {exact})")
 
 
 if __name__ == "__main__":

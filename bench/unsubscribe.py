@@ -8,7 +8,8 @@ wrk (Debian package) from outside the process drives RFC 8058 POSTs for
 distinct recipients, then GET /p/<token>. Afterwards every answered opt-out
 must be in the ledger (and nothing else changed), and the chain must verify.
 The floor is a minimal Flask view that inserts one row, on the same gunicorn
-settings.
+settings, measured in the same run; the last line is the ratio of
+throughputs and of p99 latencies to the floor's.
 """
 from __future__ import annotations
 
@@ -74,16 +75,27 @@ def load_arguments(description: str, contacts: int) -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench_web")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--port", type=int, default=0, help="the server's port (default: a free one)")
     return parser
 
 
-def production_env(database: str) -> tuple[dict, Path]:
+def free_port(port: int = 0) -> int:
+    if port:
+        return port
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def production_env(database: str, broker: str = "redis://127.0.0.1:6379/14") -> tuple[dict, Path]:
     """PC_* settings of a production deployment on `database`, also put in this process's environment."""
     ensure_database(database)
     instance = Path("/tmp/pc-bench-web")
     instance.mkdir(exist_ok=True)
     env = {**os.environ, "PC_ENV": "production", "PC_DATABASE_URL": database,
-           "PC_BROKER_URL": "redis://127.0.0.1:6379/14", "PC_INSTANCE_PATH": str(instance),
+           "PC_BROKER_URL": broker, "PC_INSTANCE_PATH": str(instance),
            "PC_SECRET_KEYS": SECRET, "PC_SUPPRESSION_KEY": "bench-suppression-key",
            "PC_BASE_URL": "https://prefs.example.com",
            # One load tool on one address: the per-address page limit would cap it.
@@ -95,7 +107,7 @@ def production_env(database: str) -> tuple[dict, Path]:
 @contextmanager
 def seeded(args):
     """A production app on a freshly seeded database: (app, env, instance folder, contacts), in its context."""
-    env, instance = production_env(args.database)
+    env, instance = production_env(args.database, args.broker)
     app = create_app()
     with app.app_context():
         seed(args.contacts)
@@ -158,7 +170,7 @@ def main() -> None:
         floor_paths.write_text("".join(f"/u/t{i}\n" for i in range(args.contacts)))
         events_before = db.session.scalar(select(func.count(ConsentEvent.id)))
 
-    port = 8765
+    port = free_port(args.port)
     subprocess.run([str(Path(sys.executable).parent / "celery"), "-A", "worker", "purge", "-f"], cwd=ROOT, env=env,
                    capture_output=True)
     background = [] if args.settle_after else start_worker(env)
@@ -209,7 +221,8 @@ def main() -> None:
         server.wait(30)
     print(f"floor (Flask view inserting one row): {floor['rps']:,.0f} req/s, p50 {floor['p50_ms']:.1f} ms, "
           f"p99 {floor['p99_ms']:.1f} ms")
-    print(f"ratio: one-click at {one_click['rps'] / floor['rps']:.2f} of the floor")
+    print(f"ratio: one-click at {one_click['rps'] / floor['rps']:.2f} of the floor, "
+          f"p99 {one_click['p99_ms'] / floor['p99_ms']:.2f} x the floor's")
 
 
 if __name__ == "__main__":

@@ -255,6 +255,7 @@ class PartSizes:
     """Each rendered part's length and how often each placeholder occurs in it, measured once per batch."""
 
     parts: tuple[tuple[str, int, tuple[tuple[str, int], ...]], ...]
+    _room: int | None = None  # the longest value every placeholder may take without any part going over
 
     @classmethod
     def of(cls, batch: MessageBatch, keys=PLACEHOLDERS) -> PartSizes:
@@ -267,6 +268,15 @@ class PartSizes:
 
     def check(self, substitutions: dict[str, str]) -> None:
         """Raise TemplateError (with .field) if a part filled in with these values is longer than the limit."""
+        # Fast path (every recipient of a batch comes here): no part can grow past the limit if even
+        # the most placeholders of any part, each filled with this recipient's longest value, fit.
+        if self.parts:
+            longest = max(map(len, substitutions.values()), default=0)
+            if self._room is None:
+                object.__setattr__(self, "_room", min((MAX_OUTPUT - length) // max(1, sum(n for _, n in counts))
+                                                      for _, length, counts in self.parts))
+            if longest <= self._room:
+                return
         for field, length, counts in self.parts:
             size = length + sum(n * (len(substitutions.get(key, key)) - len(key)) for key, n in counts)
             if size > MAX_OUTPUT:

@@ -91,7 +91,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PC_SMTP_URL", "str", "smtp://127.0.0.1:25",
             "SMTP server of the `smtp` transport: `smtp://user:pass@host:port`, `smtps://…`, `?starttls=1`"),
     Setting("PC_SEND_RATE", "float", "0", "messages per second to the provider, shared by every worker; `0`: no limit"),
-    Setting("PC_BATCH_SIZE", "int", "1000", "recipients per batch task"),
+    Setting("PC_BATCH_SIZE", "int", "5000", "recipients per batch task (planned and re-checked together; each "
+            "provider request of up to 1,000 is claimed right before its call)"),
     Setting("PC_BATCH_LEASE_SECONDS", "int", "600",
             "how long a claimed batch belongs to its worker before it counts as dead"),
     Setting("PC_REQUEUE_AFTER_SECONDS", "int", "120",

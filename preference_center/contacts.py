@@ -9,9 +9,10 @@ import datetime as dt
 import re
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.orm import make_transient_to_detached
 
-from . import characters, erasure, ledger
+from . import bulk, characters, erasure, ledger
 from .emails import email_hash, normalize
 from .errors import ValidationError
 from .extensions import db
@@ -129,8 +130,35 @@ def _erased_before(contact: Contact) -> bool:
     ) is not None
 
 
+def _insert_new(fresh: list[Contact]) -> None:
+    """Insert new contacts and give them their ids: COPY on PostgreSQL for many, the ORM otherwise."""
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql" or len(fresh) < bulk.COPY_FROM:
+        db.session.add_all(fresh)
+        db.session.flush()
+        return
+    ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('contacts', 'id')) "
+                                  "FROM generate_series(1, :n)"), {"n": len(fresh)}).all()
+    table = Contact.__table__
+    rows = []
+    for contact, contact_id in zip(fresh, ids, strict=True):
+        contact.id = contact_id
+        row = {}
+        for column in table.c:
+            value = getattr(contact, column.key)
+            if value is None and column.default is not None:
+                value = column.default.arg(None) if column.default.is_callable else column.default.arg
+            setattr(contact, column.key, value)  # every column loaded: no lazy load per contact later
+            row[column.key] = value
+        rows.append(row)
+    bulk.insert_rows(table, rows)
+    for contact in fresh:  # persistent as the rows just written, without an INSERT at the next flush
+        make_transient_to_detached(contact)
+        db.session.add(contact)
+
+
 def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = None,
-                user_agent: str | None = None, then=None) -> list[tuple[Contact, bool]]:
+                user_agent: str | None = None, then=None, cleaned: bool = False) -> list[tuple[Contact, bool]]:
     """`upsert` for many (email, fields) rows at once, with one ledger append for all of them.
 
     `then(index, contact)` may return more ledger event specs (e.g. from
@@ -138,7 +166,8 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
     ledger reads exactly as if each row were upserted and followed up one by one.
     Contacts have their ids when `then` is called.
     """
-    prepared = [(normalize(email), clean_profile(fields)) for email, fields in rows]
+    # `cleaned`: the caller already ran each row through `normalize` and `clean_profile` (the import does).
+    prepared = rows if cleaned else [(normalize(email), clean_profile(fields)) for email, fields in rows]
     ledger.lock_head()  # before any new row: the lock order of `upsert`
     known: dict[str, Contact] = {}
     for part in chunked(address for address, _ in prepared):
@@ -155,8 +184,7 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
             fresh.append(contact)
         per_row.append(_changes(contact, created, profile, source=source, ip=ip, user_agent=user_agent))
         results.append((contact, created))
-    db.session.add_all(fresh)
-    db.session.flush()
+    _insert_new(fresh)
     specs: list[dict] = []
     for index, ((contact, _), own) in enumerate(zip(results, per_row, strict=False)):
         specs += own

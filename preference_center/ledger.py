@@ -15,10 +15,11 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from . import bulk
 from .characters import printable
 from .extensions import db
 from .models import ConsentEvent, ConsentText, Contact, LedgerHead, Subscription, utcnow
@@ -242,8 +243,8 @@ def append_many(specs: list[dict]) -> list[ConsentEvent]:
         prev_hash = event.hash
         events.append(event)
     columns = [c.key for c in ConsentEvent.__mapper__.column_attrs]
-    # Core, not the ORM bulk path: one multi-row INSERT per 1,000 events instead of one per event.
-    db.session.execute(insert(ConsentEvent.__table__), [{c: getattr(e, c) for c in columns} for e in events])
+    # Core, not the ORM bulk path: COPY on PostgreSQL, one multi-row INSERT elsewhere.
+    bulk.insert_rows(ConsentEvent.__table__, [{c: getattr(e, c) for c in columns} for e in events])
     _set_head_hash(prev_hash)
     pairs = [(spec.get("contact"), event) for spec, event in zip(specs, events, strict=False)]
     apply_many(pairs)
@@ -394,8 +395,8 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
             update(subs).where(subs.c.contact_id == bindparam("b_contact"), subs.c.topic_id == bindparam("b_topic")),
             changed)
     if added:
-        db.session.execute(insert(subs), [{"contact_id": r["b_contact"], "topic_id": r["b_topic"],
-                                           **{k: r[k] for k in ("state", "event_id", "updated_at")}} for r in added])
+        bulk.insert_rows(subs, [{"contact_id": r["b_contact"], "topic_id": r["b_topic"],
+                                 **{k: r[k] for k in ("state", "event_id", "updated_at")}} for r in added])
     contacts = Contact.__table__
     db.session.execute(update(contacts).where(contacts.c.id == bindparam("b_id")), people)
     for row in changed + added:

@@ -301,6 +301,9 @@ class CampaignBatch(db.Model):
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The delivery ids of the provider request this batch's worker is making (committed before the call,
+    # cleared with its outcome): the claim of those rows, which stay `queued` in the meantime.
+    in_flight: Mapped[list | None] = mapped_column(JSON)
 
 
 class SystemMessage(db.Model):

@@ -12,13 +12,18 @@ The database is the source of truth, not the broker:
   reason `render_failed` and the error, ends the campaign `failed` and fails the
   batches nobody holds yet; a recipient whose own values make the message too
   large fails alone. Such rows were never in flight, so never `unknown`.
-- Right before the provider call every recipient is re-checked with the
-  sending rule; those still eligible are marked `sending` and committed one
-  provider request at a time, and only then handed to the transport (nothing
-  touches the database between that commit and the call).
+- Every recipient is re-checked with the sending rule at send time; those
+  still eligible go out in provider requests of up to 1,000. Right before
+  each call the request is claimed: its delivery ids are written on the
+  batch row (`in_flight`) and committed, one small write instead of marking
+  each row `sending`; only then is it handed to the transport (nothing
+  touches the database between that commit and the call). The outcome is
+  written to the rows in bulk, in the transaction that clears `in_flight`.
 - A batch whose broker message was lost stays `queued` and is re-queued by the
   scheduler; a batch whose worker died keeps its lease until it runs out,
-  then is re-queued, and its `sending` rows become `unknown` (never re-sent).
+  then is re-queued, and the rows of its request in flight become `unknown`
+  (never re-sent). A worker whose lease ran out while it was still alive
+  finds the batch taken (its attempt number moved on) and claims nothing more.
 
 Guarantee: at most one delivery per (campaign, contact); after a crash the
 recipients that were in flight are visible as `unknown`; nobody is forgotten.
@@ -33,7 +38,7 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import and_, func, insert, literal, null, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from . import compose, engagement, first_contact, optouts, rules
@@ -158,6 +163,9 @@ def send_batch(batch_id: int) -> Outcome:
     if not claim_batch(batch_id):
         return outcome
     batch = db.session.get(CampaignBatch, batch_id)
+    # Our attempt, read once: after a commit `batch.attempts` would reload, and if the lease ran out
+    # meanwhile (a long per-recipient render) it would be the attempt of the worker that took over.
+    attempt = batch.attempts
     campaign = db.session.get(Campaign, batch.campaign_id)
     if campaign.status == CampaignStatus.PAUSED:
         # Paused between batches: hand the batch back untouched (this claim does not count as an attempt).
@@ -173,9 +181,15 @@ def send_batch(batch_id: int) -> Outcome:
             mail = compose.CampaignMail(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
         except TemplateError as exc:
             render_error = _render_error(exc)
-    # Rows left `sending` by a worker that died may have gone out: never resend.
-    in_flight = db.session.scalars(select(Delivery.id).where(Delivery.batch_id == batch_id, Delivery.status == SENDING)).all()
-    _set(list(in_flight), status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
+    # The request a worker that died had claimed (and rows it left `sending`) may have gone out: never resend.
+    in_flight = list(db.session.scalars(select(Delivery.id).where(Delivery.batch_id == batch_id,
+                                                                   Delivery.status == SENDING)))
+    if batch.in_flight:
+        in_flight += db.session.scalars(select(Delivery.id).where(
+            one_of(Delivery.id, [int(i) for i in batch.in_flight]), Delivery.batch_id == batch_id,
+            Delivery.status == QUEUED)).all()
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(in_flight=null()))
+    _set(in_flight, status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
     outcome.unknown = len(in_flight)
     queued = db.session.execute(
         select(Delivery.id, Delivery.contact_id, Delivery.event_id)
@@ -185,13 +199,13 @@ def send_batch(batch_id: int) -> Outcome:
     if campaign.status == CampaignStatus.CANCELLED:
         _set([d for d, _, _ in queued], status=SKIPPED, reason=SKIP_CANCELLED)
         outcome.skipped = len(queued)
-        finish_batch(batch)
+        finish_batch(batch, attempt)
         return outcome
     if campaign.status == CampaignStatus.FAILED:
         # Another batch found the template broken; these rows would fail the same way.
         _set([d for d, _, _ in queued], status=FAILED, reason=RENDER_FAILED, error=campaign_render_error(campaign.id))
         outcome.failed = len(queued)
-        finish_batch(batch)
+        finish_batch(batch, attempt)
         return outcome
     if optouts.settle([c for _, c, _ in queued]):
         db.session.commit()  # one-click opt-outs that came in since planning count now
@@ -226,7 +240,7 @@ def send_batch(batch_id: int) -> Outcome:
         db.session.commit()
         log.warning("campaign %s failed: its template cannot be rendered (%s)", campaign.id, render_error)
         fail_campaign(campaign.id, render_error)
-        finish_batch(batch)
+        finish_batch(batch, attempt)
         return outcome
     # Art. 14: whoever got here through another company's list is told where we got the address first.
     contact_of = {d: c for d, c, _ in queued}
@@ -244,12 +258,13 @@ def send_batch(batch_id: int) -> Outcome:
     db.session.commit()
     if envelopes:
         _deliver([(message, envelope, d) for (message, envelope), (d, _) in zip(envelopes, go, strict=True)],
-                 outcome, batch.attempts)
+                 outcome, attempt, batch_id=batch_id)
     if outcome.retry_in is not None:
-        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(status=QUEUED, lease_until=None))
+        db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
+                           .values(status=QUEUED, lease_until=None))
         db.session.commit()
         return outcome
-    finish_batch(batch)
+    finish_batch(batch, attempt)
     return outcome
 
 
@@ -268,25 +283,41 @@ def _requests(items: list[tuple[MessageBatch, Envelope, int]], step: int):
 
 
 def _deliver(items: list[tuple[MessageBatch, Envelope, int]], outcome: Outcome, attempt: int,
-             **claim_values) -> None:
+             batch_id: int | None = None, **claim_values) -> None:
     """Hand envelopes to the transport in provider-sized requests, each claimed just before its call.
 
-    Per request: reserve the shared rate, claim the rows (`sending`, committed;
+    Per request: reserve the shared rate, claim it (committed), call the
+    provider, record the answer. A campaign batch's request is claimed on the
+    batch row (`in_flight`, see `_claim_request`; the rows stay `queued`), a
+    system message's row is marked `sending` (`_claim`). Either claim takes
     only rows still queued: a template rendered per recipient can take long
-    enough for the lease to run out and another worker to take over), call the
-    provider, record the answer. Nothing touches the database between the
-    claim's commit and the call, so a database fault before the call leaves the
-    rows `queued` (sent later, by this worker or after the lease) and one after
-    it leaves them `sending` (later `unknown`): a recipient is never marked as
-    possibly sent without having been handed over.
+    enough for the lease to run out and another worker to take over. Nothing
+    touches the database between the claim's commit and the call, so a
+    database fault before the call leaves the rows unclaimed (sent later, by
+    this worker or after the lease) and one after it leaves the claim in place
+    (later `unknown`): a recipient is never marked as possibly sent without
+    having been handed over.
     """
     transport = get_transport(current_app.config)
     requests = list(_requests(items, max(1, transport.max_batch)))
     order = [d for _, _, ids, _ in requests for d in ids]  # the delivery ids in sending order
+
+    def release() -> None:  # in the transaction that records a claimed request's outcome
+        if batch_id is not None:
+            db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id,
+                                                           CampaignBatch.attempts == attempt)
+                               .values(in_flight=null()).execution_options(synchronize_session=False))
+
     for message, part, ids, start in requests:
         size = len(ids)
         wait_for_rate(size)
-        claimed = set(_claim(ids, attempt, **claim_values))
+        if batch_id is not None:
+            claimed = _claim_request(batch_id, attempt, ids)
+            if claimed is None:
+                return  # the lease ran out and another worker holds the batch now: the rest is theirs
+            claimed = set(claimed)
+        else:
+            claimed = set(_claim(ids, attempt, **claim_values))
         if len(claimed) < len(ids):  # taken or finished by someone else meanwhile: theirs to send
             part = [e for e, i in zip(part, ids, strict=True) if i in claimed]
             ids = [i for i in ids if i in claimed]
@@ -297,15 +328,15 @@ def _deliver(items: list[tuple[MessageBatch, Envelope, int]], outcome: Outcome, 
         except TransportError as error:
             reason = error.message[:2000]
             if error.ambiguous:
-                _record(ids, status=UNKNOWN, error=reason)
+                _record(ids, release, status=UNKNOWN, error=reason)
                 outcome.unknown += len(ids)
                 continue
             if error.retryable and attempt < current_app.config["PC_SEND_ATTEMPTS"]:
-                _record(ids, status=QUEUED, error=reason)
+                _record(ids, release, status=QUEUED, error=reason)
                 outcome.retry_in = error.retry_after or min(300.0, 2.0 ** attempt)
                 return
             rest = ids + order[start + size:]  # this request's rows and the ones not yet claimed
-            _record(rest, status=FAILED, error=reason)
+            _record(rest, release, status=FAILED, error=reason)
             outcome.failed += len(rest)
             return
         sent = [(i, r) for i, r in zip(ids, results, strict=False) if r.ok]
@@ -319,6 +350,7 @@ def _deliver(items: list[tuple[MessageBatch, Envelope, int]], outcome: Outcome, 
                 _set(group, status=SENT, provider_message_id=provider_id, error=None)
             for delivery_id, result in failed:
                 _set([delivery_id], status=FAILED, error=(result.error or "refused")[:2000])
+            release()
 
         _committed(record_results)
         outcome.sent += len(sent)
@@ -342,8 +374,44 @@ def _committed(write) -> None:
         db.session.commit()
 
 
-def _record(ids: list[int], **values) -> None:
-    _committed(lambda: _set(ids, **values))
+def _record(ids: list[int], release, **values) -> None:
+    def write() -> None:
+        _set(ids, **values)
+        release()
+
+    _committed(write)
+
+
+def _claim_request(batch_id: int, attempt: int, ids: list[int]) -> list[int] | None:
+    """Claim one provider request of a campaign batch: the ids of its rows still queued, written on the
+    batch row (`in_flight`) and committed; returns them.
+
+    None if the batch is no longer this attempt's (its lease ran out and
+    another worker took it: whoever changes these rows has taken the batch
+    first, so the rows read here stay as read unless this update then finds
+    the batch taken). If the commit fails the provider is not called; a claim
+    the commit may have made anyway is given back (only this attempt's), so
+    the rows are sent later rather than reported `unknown`.
+    """
+    try:
+        queued = list(db.session.scalars(select(Delivery.id).where(one_of(Delivery.id, ids),
+                                                                   Delivery.status == QUEUED)))
+        if not queued:
+            db.session.rollback()
+            return []
+        queued.sort(key={d: n for n, d in enumerate(ids)}.__getitem__)
+        taken = db.session.execute(
+            update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
+            .values(in_flight=queued).execution_options(synchronize_session=False)
+        ).rowcount == 1
+        db.session.commit()
+    except DBAPIError:
+        db.session.rollback()
+        _committed(lambda: db.session.execute(
+            update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
+            .values(in_flight=null()).execution_options(synchronize_session=False)))
+        raise
+    return queued if taken else None
 
 
 def _claim(ids: list[int], attempt: int, **values) -> list[int]:
@@ -403,9 +471,14 @@ def campaign_render_error(campaign_id: int) -> str:
         or "the campaign failed: its template cannot be rendered"
 
 
-def finish_batch(batch: CampaignBatch) -> None:
-    db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch.id)
-                       .values(status="done", finished_at=utcnow(), lease_until=None))
+def finish_batch(batch: CampaignBatch, attempt: int | None = None) -> None:
+    """Mark the batch done; with `attempt`, only while it is still that attempt's (a worker whose lease
+    ran out and was taken over leaves the batch to the one that holds it now)."""
+    query = update(CampaignBatch).where(CampaignBatch.id == batch.id)
+    if attempt is not None:
+        query = query.where(CampaignBatch.attempts == attempt)
+    db.session.execute(query.values(status="done", finished_at=utcnow(), lease_until=None)
+                       .execution_options(synchronize_session=False))
     db.session.commit()
     finish_campaign_if_done(batch.campaign_id)
 

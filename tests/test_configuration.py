@@ -56,7 +56,7 @@ def test_defaults_come_from_the_registry(monkeypatch, tmp_path):
     for setting in config.SETTINGS:
         monkeypatch.delenv(setting.name, raising=False)
     values = config.load(tmp_path)
-    assert values["PC_BATCH_SIZE"] == 1000 and values["PC_SEND_RATE"] == 0.0
+    assert values["PC_BATCH_SIZE"] == 5000 and values["PC_SEND_RATE"] == 0.0
     assert values["PC_RATELIMITS_ENABLED"] is True and values["PC_SENDGRID_WEBHOOK_ALLOW_UNSIGNED"] is False
     assert values["PC_LOCALES"] == ["en", "es"]
     assert values["PC_METRICS_ALLOW"] == ["127.0.0.0/8", "::1/128"]

@@ -28,12 +28,12 @@ from .helpers import SECRETS, ensure_postgres_database, prepare_database
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 # Their own database and Redis db, apart from the suite's: `.ci/run` runs the SQLite and PostgreSQL legs
-# side by side, and each leg breaks only its own connections.
+# side by side, and each leg breaks only its own connections (PC_FAULTS_DATABASE_URL / PC_FAULTS_BROKER_URL
+# override them, to run beside other suites on the same servers).
 _LEG = "pg" if os.environ.get("PC_TEST_DATABASE_URL") else "lite"
-FAULTS_DB = f"pc_faults_{_LEG}"
-PG = f"postgresql+psycopg://postgres@127.0.0.1:5432/{FAULTS_DB}"
-REDIS_DB = 7 if _LEG == "pg" else 9
-REDIS = f"redis://127.0.0.1:6379/{REDIS_DB}"
+PG = os.environ.get("PC_FAULTS_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:5432/pc_faults_{_LEG}")
+REDIS = os.environ.get("PC_FAULTS_BROKER_URL", f"redis://127.0.0.1:6379/{7 if _LEG == 'pg' else 9}")
+REDIS_DB = int(REDIS.rsplit("/", 1)[1] or 0)
 
 
 def _reachable() -> bool:
@@ -92,7 +92,7 @@ class Killer(threading.Thread):
             with admin.connect() as conn:
                 self.killed += sum(conn.execute(text(
                     "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": FAULTS_DB}).scalars())
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": make_url(PG).database}).scalars())
         admin.dispose()
 
     def finish(self) -> int:

@@ -5,6 +5,7 @@ when PC_TEST_DATABASE_URL / PC_TEST_BROKER_URL are set.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
@@ -28,6 +29,7 @@ from preference_center.models import (
     OptOutInbox,
     Subscription,
     Topic,
+    utcnow,
 )
 from worker import tasks
 
@@ -407,7 +409,7 @@ def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, 
     batches = plan_everything(campaign_id)
     matches = {
         "reserving the send rate": lambda sql: sql.startswith("update rate_limits"),
-        "claiming the rows": lambda sql: sql.startswith("update deliveries") and "returning" in sql,
+        "claiming the rows": lambda sql: sql.startswith("update campaign_batches set in_flight"),
         "recording the outcome": lambda sql: sql.startswith("update deliveries") and "provider_message_id" in sql,
     }[fault_at]
     fault = DatabaseFault(db.engine, matches)
@@ -426,6 +428,81 @@ def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, 
     assert len(got) == len(set(got)) == len(eligible), "a recipient was lost or sent twice"
     assert set(got) == eligible
     assert statuses.get("sent") == len(eligible) and "unknown" not in statuses, statuses
+
+
+def test_a_request_claimed_by_a_worker_that_died_is_unknown_and_the_rest_goes_once(ctx, app, news, fake):
+    """The claim unit is the request on its batch row: after the lease, its rows are `unknown` (never resent),
+    every other recipient goes exactly once, and the old worker's attempt can claim nothing more."""
+    app.config["PC_SEND_RATE"] = 100000.0
+    eligible = populate(150, news, seed=5)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    first, *rest = plan_everything(campaign_id)
+    assert sending.claim_batch(first)
+    queued = db.session.scalars(select(Delivery.id).where(Delivery.batch_id == first, Delivery.status == "queued")
+                                .order_by(Delivery.id)).all()
+    held = list(queued[:7])
+    assert sending._claim_request(first, 1, held)  # committed; then the worker dies before the answer
+    db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == first).values(
+        lease_until=utcnow() - dt.timedelta(seconds=1)))
+    db.session.commit()
+    outcome = sending.send_batch(first)
+    assert outcome.unknown == len(held)
+    assert not sending._claim_request(first, 1, queued[7:9]), "the dead attempt's claim must fail now"
+    for batch_id in rest:
+        sending.send_batch(batch_id)
+    db.session.expire_all()
+    assert status_of(campaign_id) == "sent"
+    statuses = dict(db.session.execute(select(Delivery.id, Delivery.status).where(
+        Delivery.campaign_id == campaign_id)).all())
+    assert {statuses[i] for i in held} == {"unknown"}
+    held_emails = set(db.session.scalars(select(Contact.email).join(Delivery, Delivery.contact_id == Contact.id)
+                                         .where(Delivery.id.in_(held))))
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)), "a recipient was sent twice"
+    assert set(got) == eligible - held_emails and not (set(got) & held_emails)
+    assert db.session.scalar(select(func.count()).select_from(CampaignBatch).where(
+        CampaignBatch.in_flight.is_not(None))) == 0
+
+
+def test_a_worker_that_rendered_past_its_lease_sends_nothing_once_another_took_the_batch(ctx, app, news, fake,
+                                                                                        monkeypatch):
+    """Per-recipient rendering outlasted the lease and another worker claimed the batch (its rows still queued,
+    that worker rendering in turn): the first worker claims no request and leaves the batch to the new holder,
+    which sends every eligible recipient once."""
+    app.config["PC_SEND_RATE"] = 100000.0
+    eligible = populate(40, news, seed=11)
+    campaign_id = new_campaign()
+    start_now(campaign_id)
+    first, *rest = plan_everything(campaign_id)
+    real = sending.compose.CampaignMail.envelope
+    calls = []
+
+    def slow_envelope(self, contact, delivery_id, tracking=False):
+        if not calls:  # the lease ran out here and another worker claimed the batch (its attempt, its lease)
+            db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == first).values(
+                lease_until=utcnow() - dt.timedelta(seconds=1)))
+            db.session.commit()
+            assert sending.claim_batch(first)
+        calls.append(delivery_id)
+        return real(self, contact, delivery_id, tracking)
+
+    monkeypatch.setattr(sending.compose.CampaignMail, "envelope", slow_envelope)
+    outcome = sending.send_batch(first)
+    assert outcome.sent == 0 and accepted_emails(fake) == []
+    db.session.expire_all()
+    batch = db.session.get(CampaignBatch, first)
+    assert (batch.status, batch.attempts, batch.in_flight) == ("claimed", 2, None), "the batch is the new holder's"
+    monkeypatch.setattr(sending.compose.CampaignMail, "envelope", real)
+    db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == first).values(
+        lease_until=utcnow() - dt.timedelta(seconds=1)))  # the new holder runs it (here: as the scheduler would)
+    db.session.commit()
+    for batch_id in [first, *rest]:
+        sending.send_batch(batch_id)
+    db.session.expire_all()
+    assert status_of(campaign_id) == "sent"
+    got = accepted_emails(fake)
+    assert len(got) == len(set(got)) and set(got) == eligible
 
 
 # -- a worker killed mid-batch ---------------------------------------------------
@@ -464,8 +541,11 @@ def test_a_worker_killed_mid_batch_leaves_nobody_unsent_and_forgotten(ctx, app, 
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     db.session.expire_all()
-    in_flight = db.session.scalars(select(Delivery.id).where(Delivery.status == "sending")).all()
+    # The claim of a request in flight is on its batch: its delivery ids, still queued.
+    in_flight = [i for ids in db.session.scalars(select(CampaignBatch.in_flight).where(
+        CampaignBatch.in_flight.is_not(None))) for i in ids]
     assert in_flight, "the kill should have caught a batch in flight"
+    assert set(db.session.scalars(select(Delivery.status).where(Delivery.id.in_(in_flight)))) == {"queued"}
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=20):
         wait_until(lambda: status_of(campaign_id) == "sent", timeout=90, tick=tasks.tick)
     result = report(campaign_id)

@@ -1,0 +1,55 @@
+"""Many rows into one table in the caller's transaction: COPY on PostgreSQL, executemany elsewhere.
+
+A multi-row INSERT of thousands of rows makes SQLAlchemy build, and psycopg
+parse, a statement with tens of thousands of placeholders every time; COPY
+streams the rows instead. Values go through each column's own type (a JSON
+column's dict is serialised, a UTC datetime is checked), so the stored rows
+are the ones the INSERT would store.
+"""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import JSON, Table, insert
+from sqlalchemy.exc import DBAPIError
+
+from .extensions import db
+
+COPY_FROM = 50  # fewer rows than this go in one INSERT
+
+
+def insert_rows(table: Table, rows: list[dict]) -> None:
+    """Insert `rows` (dicts with the same keys) into `table` in the session's transaction."""
+    if not rows:
+        return
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        db.session.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    processors = []
+    for column in columns:
+        if isinstance(column.type, JSON):  # as the INSERT stores it: None is JSON null unless none_as_null
+            processors.append((lambda v: None if v is None else json.dumps(v)) if column.type.none_as_null
+                              else json.dumps)
+        else:
+            processors.append(column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect))
+    quoted = ", ".join(connection.dialect.identifier_preparer.quote(n) for n in names)
+    statement = f"COPY {table.name} ({quoted}) FROM STDIN"
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)])
+    except dbapi.Error as exc:
+        # Past SQLAlchemy's own error handling: tell it, as it would tell itself, so a killed connection
+        # is invalidated (the caller's rollback and retry get a fresh one) and callers see a DBAPIError.
+        lost = connection.dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error, connection_invalidated=lost,
+                                  dialect=connection.dialect) from exc
+    finally:
+        cursor.close()
