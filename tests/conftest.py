@@ -10,6 +10,7 @@ from sqlalchemy import text
 from preference_center import create_app
 from preference_center.extensions import db
 
+from .fake_sendgrid import FakeSendGrid
 from .helpers import (
     CHEAP_PASSWORD_HASHER,
     PG_URL,
@@ -99,9 +100,25 @@ def sqlite_schema(tmp_path_factory, postgres_schema):
 
 
 @pytest.fixture
-def app_config(tmp_path, postgres_schema):
-    """The config a test app is built with; tests may change it before using `app`."""
-    return app_settings(tmp_path)
+def fake():
+    """The fake SendGrid provider (tests/fake_sendgrid.py) on a local port."""
+    with FakeSendGrid() as server:
+        yield server
+
+
+@pytest.fixture
+def app_config(request, tmp_path, postgres_schema):
+    """The config a test app is built with; tests may change it before using `app`.
+
+    Tests marked `@pytest.mark.sendgrid(**settings)` send through the real sendgrid client to `fake`, with those
+    settings on top.
+    """
+    config = app_settings(tmp_path)
+    marker = request.node.get_closest_marker("sendgrid")
+    if marker is not None:
+        config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
+                       "PC_SENDGRID_API_HOST": request.getfixturevalue("fake").url, **marker.kwargs})
+    return config
 
 
 @pytest.fixture

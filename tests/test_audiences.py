@@ -15,21 +15,10 @@ from preference_center import campaigns, contacts, sending
 from preference_center.extensions import db
 from preference_center.models import Campaign, Contact
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import csrf_token, factories, text_of
 
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
-                       "PC_SENDGRID_API_HOST": fake.url})
-    return app_config
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid()
 
 
 PEOPLE = (  # email, company, source of their grant, created, last interaction

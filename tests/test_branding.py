@@ -13,27 +13,17 @@ from preference_center import branding, campaigns, contacts, links, sending
 from preference_center.extensions import db
 from preference_center.models import AuditLog, Branding
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import factories, text_of
+
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid()
+
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
 SETTINGS = {"org_name": "Lácteos Peña", "accent": "#7a1f5c", "privacy_url": "https://example.com/privacy",
             "postal_address": "Calle Mayor 1, 28013 Madrid", "sender_name": "Peña News",
             "sender_email": "news@pena.example"}
-
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
-                       "PC_SENDGRID_API_HOST": fake.url})
-    return app_config
 
 
 @pytest.fixture

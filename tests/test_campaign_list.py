@@ -13,23 +13,13 @@ from preference_center.commands import campaigns as campaign_commands
 from preference_center.extensions import db
 from preference_center.models import AuditLog, Campaign, CampaignBatch, Delivery
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import confirm_and_post, factories, text_of
 
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid(PC_BATCH_SIZE=10)
+
+
 MIA = actors.staff("mia@example.com")
-
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
-                       "PC_SENDGRID_API_HOST": fake.url, "PC_BATCH_SIZE": 10})
-    return app_config
 
 
 @pytest.fixture

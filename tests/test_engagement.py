@@ -15,23 +15,13 @@ from preference_center.commands import tracking
 from preference_center.extensions import db
 from preference_center.models import AuditLog, ConsentEvent, Contact, Delivery
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import csrf_token, factories, ledger_ok, text_of
 
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid()
+
+
 MIA = actors.staff("mia@example.com")
-
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
-                       "PC_SENDGRID_API_HOST": fake.url})
-    return app_config
 
 
 @pytest.fixture

@@ -12,24 +12,13 @@ from preference_center.extensions import db
 from preference_center.models import Campaign, WebhookEvent
 from worker import tasks
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import IP, grant, make_contact, token
 
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid(PC_SENDGRID_MAX_ATTEMPTS=2, PC_BATCH_SIZE=2, PC_METRICS_TOKEN='metrics-token-for-tests')
+
+
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
-                       "PC_SENDGRID_API_HOST": fake.url, "PC_SENDGRID_MAX_ATTEMPTS": 2, "PC_BATCH_SIZE": 2,
-                       "PC_METRICS_TOKEN": "metrics-token-for-tests"})
-    return app_config
 
 
 def scrape(client, **options) -> dict[tuple, float]:

@@ -21,25 +21,15 @@ from preference_center.mail import TemplateError
 from preference_center.mail.personal import FIELDS, compile_part, contact_values
 from preference_center.models import Campaign, Delivery, Topic
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import csrf_token, factories, text_of
+
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid(PC_SENDGRID_MAX_ATTEMPTS=2, PC_BATCH_SIZE=100)
+
 
 SUBJECT = "{{ contact.first_name|default('Hello') }}, news for {{ contact.company or 'your team' }}"
 TEXT = "Dear {{ contact.name|title }}{% if contact.title %} ({{ contact.title|lower }}){% endif %},\nbye"
 HTML = "<p>Hi {{ contact.name or 'there' }} at {{ contact.company|upper }}</p>"
-
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
-                       "PC_SENDGRID_API_HOST": fake.url, "PC_SENDGRID_MAX_ATTEMPTS": 2, "PC_BATCH_SIZE": 100})
-    return app_config
 
 
 @pytest.fixture

@@ -17,21 +17,10 @@ from preference_center import campaigns, contacts, optouts, sending
 from preference_center.extensions import db
 from preference_center.models import Campaign, Contact, utcnow
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import confirm_and_post, csrf_token, factories, text_of
 
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({"PC_MAIL_TRANSPORT": "sendgrid", "PC_SENDGRID_API_KEY": "SG.test-key",
-                       "PC_SENDGRID_API_HOST": fake.url, "PC_SENDGRID_MAX_ATTEMPTS": 2, "PC_BATCH_SIZE": 100})
-    return app_config
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid(PC_SENDGRID_MAX_ATTEMPTS=2, PC_BATCH_SIZE=100)
 
 
 @pytest.fixture

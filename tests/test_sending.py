@@ -33,31 +33,13 @@ from preference_center.models import (
 )
 from worker import tasks
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import factories, path_of
 
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid(PC_SENDGRID_MAX_ATTEMPTS=2, PC_BATCH_SIZE=100, PC_BATCH_LEASE_SECONDS=4, PC_REQUEUE_AFTER_SECONDS=2, PC_UNSUBSCRIBE_MAILTO='unsubscribe@example.com')
+
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({
-        "PC_MAIL_TRANSPORT": "sendgrid",
-        "PC_SENDGRID_API_KEY": "SG.test-key",
-        "PC_SENDGRID_API_HOST": fake.url,
-        "PC_SENDGRID_MAX_ATTEMPTS": 2,
-        "PC_BATCH_SIZE": 100,
-        "PC_BATCH_LEASE_SECONDS": 4,
-        "PC_REQUEUE_AFTER_SECONDS": 2,
-        "PC_UNSUBSCRIBE_MAILTO": "unsubscribe@example.com",
-    })
-    return app_config
 
 
 @pytest.fixture

@@ -26,38 +26,21 @@ from preference_center.mail import TemplateError, render
 from preference_center.models import Campaign, CampaignBatch, Delivery, SystemMessage, utcnow
 from worker import tasks
 
-from .fake_sendgrid import FakeSendGrid
 from .helpers import factories
 
 # The module (preference_center.mail.render is also the name of its function).
 render_module = importlib.import_module("preference_center.mail.render")
 
 # Short templates that each try to hold a thread or fill memory.
+# Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
+pytestmark = pytest.mark.sendgrid(PC_SENDGRID_MAX_ATTEMPTS=2, PC_BATCH_SIZE=100, PC_BATCH_LEASE_SECONDS=4, PC_REQUEUE_AFTER_SECONDS=2)
+
+
 SLOW = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 HUGE = "{% for i in range(100000) %}{{ 'x' * 9999 }}{% endfor %}"
 LONG_NAME = "Bartholomew Featherstonehaugh-Cholmondeley " * 4  # 172 characters, within the 200 allowed
 # 20,000 names: 320,000 characters for the sample recipient, 3.4 million for LONG_NAME.
 NAME_REPEATED = "{% for i in range(20000) %}{{ contact.name }}{% endfor %}"
-
-
-@pytest.fixture
-def fake():
-    with FakeSendGrid() as server:
-        yield server
-
-
-@pytest.fixture
-def app_config(app_config, fake):
-    app_config.update({
-        "PC_MAIL_TRANSPORT": "sendgrid",
-        "PC_SENDGRID_API_KEY": "SG.test-key",
-        "PC_SENDGRID_API_HOST": fake.url,
-        "PC_SENDGRID_MAX_ATTEMPTS": 2,
-        "PC_BATCH_SIZE": 100,
-        "PC_BATCH_LEASE_SECONDS": 4,
-        "PC_REQUEUE_AFTER_SECONDS": 2,
-    })
-    return app_config
 
 
 @pytest.fixture
