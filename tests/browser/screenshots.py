@@ -255,3 +255,8 @@ def main() -> int:
 if __name__ == "__main__":
     sys.path.insert(0, str(PROJECT_ROOT))
     sys.exit(main())
+
+
+def css(driver, selector):
+    """The first element matching a CSS selector."""
+    return driver.find_element("css selector", selector)

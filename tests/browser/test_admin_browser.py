@@ -14,7 +14,7 @@ from preference_center.extensions import db
 from preference_center.models import Campaign
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium, chromium_path, fits_the_screen, phone, screenshot, serve, settled, submit
+from .screenshots import chromium_path, css, fits_the_screen, phone, screenshot, serve, settled, submit
 
 # The docs' admin screenshots are refreshed with
 # PC_SCREENSHOTS_DIR=docs/screenshots pytest tests/browser/test_admin_browser.py;
@@ -42,16 +42,6 @@ def site(app):
         db.session.commit()
     with serve(app) as base:
         yield base
-
-
-@pytest.fixture
-def browser(tmp_path):
-    with chromium(tmp_path / "downloads") as driver:
-        yield driver
-
-
-def css(driver, selector):
-    return driver.find_element("css selector", selector)
 
 
 def select_value(driver, selector, value):

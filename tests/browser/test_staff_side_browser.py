@@ -17,7 +17,7 @@ from preference_center.extensions import db
 from preference_center.models import Campaign, Contact, Delivery
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium, chromium_path, fits_the_screen, phone, screenshot, serve, settled, submit
+from .screenshots import chromium_path, css, fits_the_screen, phone, screenshot, serve, settled, submit
 
 # PC_SCREENSHOTS_DIR=docs/screenshots refreshes the docs' pictures; otherwise they go to a temporary folder.
 SHOTS = Path(os.environ.get("PC_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="pc-staff-shots-"))
@@ -49,16 +49,6 @@ def site(app):
         db.session.commit()
     with serve(app) as base:
         yield base
-
-
-@pytest.fixture
-def browser(tmp_path):
-    with chromium(tmp_path / "downloads") as driver:
-        yield driver
-
-
-def css(driver, selector):
-    return driver.find_element("css selector", selector)
 
 
 def sign_in(browser, site):
