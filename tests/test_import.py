@@ -294,7 +294,11 @@ def big_csv(rows: int) -> bytes:
 
 
 @pytest.mark.slow
-def test_a_large_import_runs_in_a_real_celery_worker_and_reaches_100_percent(as_marketer, news, worker, app):
+def test_a_large_import_runs_in_a_real_celery_worker_and_reaches_100_percent(as_marketer, news, worker, app,
+                                                                              monkeypatch):
+    from preference_center.imports import applying
+
+    monkeypatch.setattr(applying, "CHUNK", 250)  # a dozen committed chunks: progress shows between them
     started = time.monotonic()
     upload(as_marketer, big_csv(BIG_ROWS), "big.csv")
     job = latest_job()

@@ -252,8 +252,8 @@ def _plan_each_statement() -> None:
         db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
-def run(job_id: int, chunk: int = CHUNK) -> ImportJob | None:
-    """Import a queued job chunk by chunk; each chunk commits with the progress counter.
+def run(job_id: int, chunk: int | None = None) -> ImportJob | None:
+    """Import a queued job chunk by chunk (CHUNK rows unless `chunk`); each chunk commits with the progress counter.
 
     Safe to call twice for the same job: a chunk whose progress another run
     already committed is rolled back and this run stops.
@@ -273,7 +273,7 @@ def run(job_id: int, chunk: int = CHUNK) -> ImportJob | None:
             if row.email:
                 seen.add(row.email)
     try:
-        for batch in _chunks(job, skip=job.processed, size=chunk):
+        for batch in _chunks(job, skip=job.processed, size=chunk or CHUNK):
             _plan_each_statement()
             counts = _empty_counts()
             _apply_rows(job, classify(job, batch, seen), topic, counts)
