@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from .. import actors, audit, characters, contacts, first_contact, ledger
 from ..emails import InvalidEmail, normalize
@@ -264,15 +266,15 @@ def run(job_id: int, chunk: int | None = None) -> ImportJob | None:
     job.status = "running"
     job.started_at = job.started_at or utcnow()
     db.session.commit()
-    topic = db.session.get(Topic, job.topic_id) if job.topic_id else None
-    seen: set[str] = set()
-    if job.processed:
-        # Resuming: remember the addresses already handled, so duplicates stay duplicates.
-        for line, cells in _take(records(job), job.processed):
-            row = _parse(job, line, cells)
-            if row.email:
-                seen.add(row.email)
     try:
+        topic = db.session.get(Topic, job.topic_id) if job.topic_id else None
+        seen: set[str] = set()
+        if job.processed:
+            # Resuming: remember the addresses already handled, so duplicates stay duplicates.
+            for line, cells in _take(records(job), job.processed):
+                row = _parse(job, line, cells)
+                if row.email:
+                    seen.add(row.email)
         for batch in _chunks(job, skip=job.processed, size=chunk or CHUNK):
             _plan_each_statement()
             counts = _empty_counts()
@@ -299,17 +301,33 @@ def run(job_id: int, chunk: int | None = None) -> ImportJob | None:
             db.session.refresh(job)
     except Exception as exc:  # noqa: BLE001 - any failure stops the job; committed chunks stay
         log.exception("import %s failed", job_id)
-        db.session.rollback()
-        job = db.session.get(ImportJob, job_id)
-        job.status = "failed"
-        job.error = f"{type(exc).__name__}: {exc}"[:2000]
-        db.session.commit()
-        return job
+        return _record_failure(job_id, f"{type(exc).__name__}: {exc}"[:2000])
     job.status = "done"
     job.finished_at = utcnow()
     delete_file(job)
     db.session.commit()
     return job
+
+
+def _record_failure(job_id: int, error: str, tries: int = 6) -> ImportJob:
+    """Mark the job failed (staff retry it; it resumes after the last committed chunk).
+
+    The failure is often the database connection dying, and the next one may
+    die too: a few tries on fresh connections, so the job never stays
+    `running` with nobody running it.
+    """
+    for attempt in range(tries):
+        try:
+            db.session.rollback()
+            job = db.session.get(ImportJob, job_id, populate_existing=True)
+            job.status, job.error = "failed", error
+            db.session.commit()
+            return job
+        except DBAPIError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.25 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _take(iterator, n: int):
