@@ -90,7 +90,8 @@ def parse_cursor(cursor: str | None) -> int:
     """The last event id a cursor names (None or "" for the start); ValueError if it is not one of ours."""
     if cursor in (None, ""):
         return 0
-    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19:
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19 or int(cursor) > 2**63 - 1:
+        # (19 digits reach past the largest event id the database can hold)
         raise ValueError("after must be a cursor from an earlier page's next (or absent to start)")
     return int(cursor)
 

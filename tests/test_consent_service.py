@@ -169,7 +169,8 @@ def test_the_address_is_null_in_the_feed_once_erased(app, api, topics):
 
 
 def test_bad_cursors_and_limits_are_a_422(app, api, topics):
-    for query, field in [({"after": "abc"}, "after"), ({"after": "-1"}, "after"), ({"limit": "0"}, "limit"),
+    for query, field in [({"after": "abc"}, "after"), ({"after": "-1"}, "after"), ({"after": str(2**63)}, "after"), ({"after": "9" * 19}, "after"),
+                         ({"limit": "0"}, "limit"),
                          ({"limit": "1001"}, "limit"), ({"limit": "x"}, "limit")]:
         response = api.get("/events", query_string=query)
         assert response.status_code == 422 and response.json["error"]["field"] == field, (query, response.json)
