@@ -95,6 +95,11 @@ def statuses(campaign_id: int) -> dict[tuple[str, str | None], int]:
     return {(status, reason): n for status, reason, n in rows}
 
 
+# What a loaded CI machine (two test legs side by side on two cores) may add to a bounded piece of work. Without
+# the caps these templates run for minutes or fill memory, so a generous margin still tells a cap from none.
+SLACK = 5.0
+
+
 def timed(call):
     started = time.monotonic()
     result = call()
@@ -215,7 +220,7 @@ def test_a_template_that_runs_too_long_is_refused_in_about_its_time_budget(ctx, 
     response, took = timed(lambda: api.post("/campaigns", json={**GOOD, "html": SLOW}))
     assert response.status_code == 422 and response.json["error"]["field"] == "html"
     assert f"longer than {render_module.RENDER_SECONDS:g} s" in response.json["error"]["message"]
-    assert render_module.RENDER_SECONDS <= took < render_module.RENDER_SECONDS + 2
+    assert render_module.RENDER_SECONDS <= took < render_module.RENDER_SECONDS + SLACK
 
 
 def test_a_template_that_builds_too_much_text_is_refused_at_once(ctx, news, api):
@@ -223,7 +228,7 @@ def test_a_template_that_builds_too_much_text_is_refused_at_once(ctx, news, api)
     response, took = timed(lambda: api.post("/campaigns", json={
         **GOOD, "text": "{% for i in range(99999) %}{{ 'x' * 500 }}{% endfor %}"}))
     assert response.status_code == 422 and "1,000,000 characters" in response.json["error"]["message"]
-    assert took < 1.5
+    assert took < SLACK
 
 
 @pytest.mark.parametrize("template", [
@@ -236,7 +241,7 @@ def test_the_time_budget_holds_for_loops_recursion_and_busy_work(template):
     with pytest.raises(TemplateError, match="longer than") as stopped:
         start = time.monotonic()
         render(template, {}, deadline=time.monotonic() + 0.3)
-    assert time.monotonic() - start < 1.0, stopped.value
+    assert time.monotonic() - start < 0.3 + SLACK, stopped.value
 
 
 @pytest.mark.parametrize("template", [
@@ -263,7 +268,7 @@ def test_the_size_limits_stop_a_template_before_it_fills_memory(template):
     with pytest.raises(TemplateError) as stopped:
         start = time.monotonic()
         render(template, {})
-    assert time.monotonic() - start < 1.5, stopped.value
+    assert time.monotonic() - start < SLACK, stopped.value
 
 
 def test_ordinary_templates_render_as_before():
@@ -279,11 +284,11 @@ def test_the_staff_preview_gives_up_on_a_runaway_template_within_its_budget(as_m
     response, took = timed(lambda: as_marketer.post("/admin/campaigns/new",
                                                     {**GOOD, "html": SLOW, "action": "preview"}))
     assert response.status_code == 200 and "longer than" in unescape(response.text)
-    assert took < render_module.RENDER_SECONDS + 2, "the preview used to hold a web thread for 13 s"
+    assert took < render_module.RENDER_SECONDS + SLACK, "the preview used to hold a web thread for 13 s"
     response, took = timed(lambda: as_marketer.post("/admin/campaigns/new",
                                                     {**GOOD, "text": HUGE, "action": "preview"}))
     assert response.status_code == 200 and "1,000,000 characters" in unescape(response.text)
-    assert took < 1.5
+    assert took < SLACK
     assert db.session.scalar(select(func.count(Campaign.id))) == 0
 
 
@@ -291,7 +296,7 @@ def test_a_stored_runaway_template_neither_hangs_the_campaign_page_nor_goes_out_
     campaign_id = saved_before_checks(news, status="draft", html=SLOW)
     page, took = timed(lambda: as_marketer.get(f"/admin/campaigns/{campaign_id}"))
     assert page.status_code == 200 and "longer than" in unescape(page.text)
-    assert took < render_module.RENDER_SECONDS + 2
+    assert took < render_module.RENDER_SECONDS + SLACK
     test_send = as_marketer.post(f"/admin/campaigns/{campaign_id}/test", {}, follow_redirects=True)
     assert "longer than" in unescape(test_send.text) and fake.requests == 0
 
@@ -396,7 +401,7 @@ def test_the_caps_hold_in_the_worker(ctx, news, fake, template, problem):
     subscribers(news, 2)
     campaign_id = saved_before_checks(news, text=template)
     _, took = timed(lambda: run_campaign(campaign_id))
-    assert took < render_module.RENDER_SECONDS + 2
+    assert took < render_module.RENDER_SECONDS + SLACK
     result = report(campaign_id)
     assert result["status"] == "failed" and result["failed"] == 2 and problem in result["error"]
 
