@@ -102,7 +102,7 @@ def test_rectification_corrects_details_as_a_ledger_event_and_a_completed_reques
     assert event.detail == {"fields": ["company", "locale", "name", "phone"]}
     (request,) = requests_of(app, ann)
     assert (request.kind, request.status) == ("rectification", "completed")
-    assert request.due_at - request.requested_at == dt.timedelta(days=30)
+    assert request.due_at == one_calendar_month_after(request.requested_at)
     assert "Tus datos se han actualizado." in client.get(path).get_data(as_text=True), "now in the new language"
 
 
@@ -259,13 +259,35 @@ def test_step_up_mail_is_a_system_mail_without_unsubscribe_headers(client, app, 
 
 # -- the domain functions directly -----------------------------------------------------
 
+def one_calendar_month_after(moment: dt.datetime) -> dt.datetime:
+    year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
+    for day in (moment.day, 30, 29, 28):  # the last day of a shorter month
+        try:
+            return moment.replace(year=year, month=month, day=day)
+        except ValueError:
+            continue
+    raise AssertionError(moment)
+
+
 def test_requests_are_due_one_month_after_they_are_made(ctx):
     contact = factories.contact("dora@example.com")
     request = rights.open_request(contact, "access")
-    assert request.due_at == request.requested_at + dt.timedelta(days=30)
+    assert request.due_at == one_calendar_month_after(request.requested_at)
     assert request.status == "open" and request.completed_at is None
     with pytest.raises(ValueError):
         rights.open_request(contact, "wishes")
+
+
+@pytest.mark.parametrize("received, due", [
+    ("2026-11-06 10:00", "2026-12-06 10:00"), ("2026-12-06 10:00", "2027-01-06 10:00"),
+    ("2027-01-31 23:59", "2027-02-28 23:59"), ("2028-01-30 08:00", "2028-02-29 08:00"),
+    ("2026-03-31 12:00", "2026-04-30 12:00"),
+])
+def test_one_month_is_a_calendar_month_whatever_the_day_it_starts(received, due):
+    utc = dt.UTC
+    start = dt.datetime.fromisoformat(received).replace(tzinfo=utc)
+    assert rights.due_date(start) == dt.datetime.fromisoformat(due).replace(tzinfo=utc)
+    assert rights.due_date(start) == one_calendar_month_after(start)
 
 
 def test_holdings_include_every_consent_event(ctx):
