@@ -106,6 +106,21 @@ def screenshot(driver, name: str, folder: Path = SCREENSHOTS) -> Path:
     return target
 
 
+def desktop(driver, name: str, folder: Path = SCREENSHOTS) -> Path:
+    """A full-page PNG of the current page at 1280 px wide (then back to the phone width)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    settled(driver)
+    height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": max(int(height), 600), "deviceScaleFactor": 1, "mobile": False})
+    target = folder / f"{name}.png"
+    target.write_bytes(driver.get_screenshot_as_png())
+    phone(driver)
+    return target
+
+
 def settled(driver, timeout: float = 10) -> None:
     """Wait until the current page has loaded completely."""
     from selenium.webdriver.support.ui import WebDriverWait

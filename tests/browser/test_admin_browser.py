@@ -14,7 +14,7 @@ from preference_center.extensions import db
 from preference_center.models import Campaign
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium_path, css, fits_the_screen, phone, screenshot, serve, settled, submit
+from .screenshots import chromium_path, css, desktop, fits_the_screen, screenshot, serve, settled, submit
 
 # The docs' admin screenshots are refreshed with
 # PC_SCREENSHOTS_DIR=docs/screenshots pytest tests/browser/test_admin_browser.py;
@@ -48,19 +48,6 @@ def select_value(driver, selector, value):
     from selenium.webdriver.support.ui import Select
 
     Select(css(driver, selector)).select_by_value(value)
-
-
-def desktop_screenshot(driver, name: str) -> None:
-    """One wide view for the docs (the shared helper shoots at phone width)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
-    settled(driver)
-    height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": max(int(height), 600), "deviceScaleFactor": 1, "mobile": False})
-    (SHOTS / f"{name}.png").write_bytes(driver.get_screenshot_as_png())
-    phone(driver)
 
 
 def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_its_report(app, site, browser, tmp_path):
@@ -149,4 +136,4 @@ def test_a_marketer_signs_in_imports_a_csv_and_schedules_a_campaign_then_reads_i
     assert browser.find_elements("css selector", "svg.bars rect.seg-sent")
     assert fits_the_screen(browser)
     screenshot(browser, "admin-report", SHOTS)
-    desktop_screenshot(browser, "admin-report-desktop")
+    desktop(browser, "admin-report-desktop", SHOTS)

@@ -17,7 +17,7 @@ from preference_center.extensions import db
 from preference_center.models import Campaign, Contact, Delivery
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium_path, css, fits_the_screen, phone, screenshot, serve, settled, submit
+from .screenshots import chromium_path, css, desktop, fits_the_screen, screenshot, serve, settled, submit
 
 # PC_SCREENSHOTS_DIR=docs/screenshots refreshes the docs' pictures; otherwise they go to a temporary folder.
 SHOTS = Path(os.environ.get("PC_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="pc-staff-shots-"))
@@ -57,19 +57,6 @@ def sign_in(browser, site):
     css(browser, "#email").send_keys("mia@example.com")
     css(browser, "#password").send_keys(PASSWORD)
     submit(browser, css(browser, "main form button[type=submit]"))
-
-
-def desktop(driver, name: str) -> None:
-    """One full-page view at 1280 px."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
-    settled(driver)
-    height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": max(int(height), 600), "deviceScaleFactor": 1, "mobile": False})
-    (SHOTS / f"{name}.png").write_bytes(driver.get_screenshot_as_png())
-    phone(driver)
 
 
 def wait_for(driver, condition, timeout: float = 10):
@@ -115,7 +102,7 @@ def test_compose_counts_live_previews_personalised_and_confirms_before_sending(a
         assert db.session.scalar(select(Campaign.status)) == "draft"
     assert fits_the_screen(browser)
     screenshot(browser, "admin-confirm-sending", SHOTS)
-    desktop(browser, "admin-confirm-sending-desktop")
+    desktop(browser, "admin-confirm-sending-desktop", SHOTS)
     # The confirm button has the focus: Enter sends.
     html = browser.find_element("tag name", "html")
     browser.switch_to.active_element.send_keys(Keys.ENTER)
@@ -143,7 +130,7 @@ def test_the_contact_list_finds_accents_pages_and_confirms_bulk_actions(app, sit
     assert len(rows) == 1 and "ana@example.com" in rows[0].text
     assert fits_the_screen(browser)
     screenshot(browser, "admin-contacts", SHOTS)
-    desktop(browser, "admin-contacts-desktop")
+    desktop(browser, "admin-contacts-desktop", SHOTS)
     css(browser, "input[name=id]").click()
     submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Continue…']"))
     assert "say why these addresses are suppressed" in browser.page_source  # nothing asked, nothing done
@@ -206,7 +193,7 @@ def test_a_branded_preference_page_in_spanish_masks_the_address_and_takes_the_tr
     css(browser, "#tracking-no").send_keys(Keys.UP)
     assert css(browser, "#tracking-yes").is_selected()
     screenshot(browser, "preferences-branded-es", SHOTS)
-    desktop(browser, "preferences-branded-es-desktop")
+    desktop(browser, "preferences-branded-es-desktop", SHOTS)
     submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Guardar mi elección sobre el seguimiento']"))
     assert "Guardado: podemos ver si abres nuestros correos" in browser.page_source
     assert css(browser, "#tracking-yes").is_selected()
@@ -246,7 +233,7 @@ def test_segments_layouts_branding_and_the_engagement_report_with_the_keyboard(a
     browser.switch_to.default_content()
     submit(browser, browser.find_element("xpath", "//button[@value='save']"))
     assert "Layout “Monthly frame” saved." in browser.page_source
-    desktop(browser, "admin-layout-desktop")
+    desktop(browser, "admin-layout-desktop", SHOTS)
 
     # The engagement figures of a sent campaign.
     with app.app_context():
@@ -270,4 +257,4 @@ def test_segments_layouts_branding_and_the_engagement_report_with_the_keyboard(a
     assert "https://example.com/shop" in css(browser, "table.top-links").text
     assert fits_the_screen(browser)
     screenshot(browser, "admin-engagement", SHOTS)
-    desktop(browser, "admin-engagement-desktop")
+    desktop(browser, "admin-engagement-desktop", SHOTS)
