@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
@@ -18,8 +20,8 @@ SAMPLE_CONTENT = "<h1>Hello {{ contact.first_name|default('there') }}</h1><p>You
 
 
 class LayoutForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    html = TextAreaField(f"HTML layout (put {layouts.MARKER} where the campaign's content goes)",
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    html = TextAreaField(_l("HTML layout (put %(marker)s where the campaign's content goes)", marker=layouts.MARKER),
                          validators=[DataRequired(), Length(max=200_000)])
 
 
@@ -29,7 +31,7 @@ def _preview(html: str):
     if topic is None or layouts.MARKER not in html:
         return None, None
     try:
-        return preview.render_for(topic, "Layout preview", html.replace(layouts.MARKER, SAMPLE_CONTENT, 1), "", None), None
+        return preview.render_for(topic, _("Layout preview"), html.replace(layouts.MARKER, SAMPLE_CONTENT, 1), "", None), None
     except preview.PreviewError as exc:
         return None, str(exc)
 
@@ -59,7 +61,7 @@ def layout_edit(layout_id: int | None = None):
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Layout “{layout.name}” saved.")
+                flash(_("Layout “%(name)s” saved.", name=layout.name))
                 return redirect(url_for("admin.layout_edit", layout_id=layout.id))
         elif not form.validate():
             status = 422
