@@ -218,3 +218,12 @@ def test_english_stays_english(as_marketer, news):
             assert not re.search(rf"\b{spanish}\b", text), (path, spanish)
     step = as_marketer.post(f"/admin/campaigns/{campaign.id}/schedule", {"at": "", "zone": "UTC"})
     assert "2 recipients, now" in page_text(step) and "Yes, send now to 2 recipients" in page_text(step)
+
+
+def test_counts_are_grouped_the_way_the_page_language_writes_them(app):
+    from preference_center.admin.views.common import grouped
+
+    with app.test_request_context("/admin/", headers=ES):
+        assert grouped(12345) == "12.345" and grouped(7) == "7"
+    with app.test_request_context("/admin/"):
+        assert grouped(12345) == "12,345" and grouped(1234) == "1,234"

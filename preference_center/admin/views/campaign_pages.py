@@ -5,8 +5,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from flask import current_app, flash, g, jsonify, redirect, render_template, request, url_for
-from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ... import audiences, campaigns, contacts, engagement, layouts, segments, topics
 from ...commands import DomainError as ValidationError
@@ -20,7 +20,7 @@ from .. import auth, bp, preview, queries
 from ..campaign_labels import LEGAL_BASIS, label
 from ..forms import CampaignForm, ScheduleForm, TestSendForm
 from ..segment_values import segment_values
-from .common import _field_error, _get, campaign_status, staff_time
+from .common import _field_error, _get, campaign_status, grouped, staff_time
 
 # The preview iframe inherits the page's policy: staff HTML mail uses inline
 # styles and remote images. Scripts stay forbidden and the frame is sandboxed.
@@ -247,25 +247,20 @@ def campaign_schedule(campaign_id: int):
     local = campaign.scheduled_at.astimezone(ZoneInfo(form.zone.data))
     if moment is None:
         flash(ngettext("Scheduled now (%(utc)s) to %(shown)s recipient.", "Scheduled now (%(utc)s) to %(shown)s recipients.",
-                       count, shown=_number(count), utc=staff_time(campaign.scheduled_at)))
+                       count, shown=grouped(count), utc=staff_time(campaign.scheduled_at)))
     else:
         chosen = f"{local:%Y-%m-%d %H:%M} {form.zone.data}"
         flash(ngettext("Scheduled for %(moment)s (%(utc)s) to %(shown)s recipient.",
-                       "Scheduled for %(moment)s (%(utc)s) to %(shown)s recipients.", count, shown=_number(count),
+                       "Scheduled for %(moment)s (%(utc)s) to %(shown)s recipients.", count, shown=grouped(count),
                        moment=chosen, utc=staff_time(campaign.scheduled_at)))
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
-
-
-def _number(count: int) -> str:
-    """A count as staff read it: grouped in thousands the page language's way."""
-    return format_decimal(count)
 
 
 def _confirm_schedule(campaign: Campaign, form: ScheduleForm, moment: dt.datetime | None, count: int,
                       changed: bool):
     """The confirmation step: how many people and when, in words, before anything is scheduled."""
     zone = form.zone.data
-    num = _number(count)
+    num = grouped(count)
     if moment is None:
         summary = ngettext("%(shown)s recipient, now", "%(shown)s recipients, now", count, shown=num)
         confirm_label = ngettext("Yes, send now to %(shown)s recipient", "Yes, send now to %(shown)s recipients", count,

@@ -5,6 +5,7 @@ import datetime as dt
 from urllib.parse import urlencode
 
 from flask import abort, g, request, url_for
+from flask_babel import format_decimal
 
 from ... import inputs
 from ...errors import DomainError as ValidationError
@@ -26,6 +27,12 @@ def no_store(response):
 @bp.app_template_filter("staff_time")
 def staff_time(moment: dt.datetime | None) -> str:
     return history.when(moment) if moment else "—"
+
+
+@bp.app_template_filter("grouped")
+def grouped(count: int) -> str:
+    """A count grouped in thousands the page language's way (1,234 / 12.345), as the confirmation step writes it."""
+    return format_decimal(count)
 
 
 @bp.app_template_filter("campaign_status")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_babel import format_decimal
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import DateField, SelectField, StringField
@@ -18,7 +17,7 @@ from .. import auth, bp
 from ..campaign_labels import relationship_choices
 from ..forms import CheckboxesField, audience_of
 from ..segment_values import segment_values
-from .common import _field_error
+from .common import _field_error, grouped
 
 
 class SegmentForm(Form):
@@ -75,7 +74,7 @@ def segment_edit(segment_id: int | None = None):
                 status = exc.status
             else:
                 db.session.commit()
-                flash(_("Segment “%(name)s” saved: %(num)s eligible now.", name=segment.name, num=format_decimal(segments.count(segment))))
+                flash(_("Segment “%(name)s” saved: %(num)s eligible now.", name=segment.name, num=grouped(segments.count(segment))))
                 return redirect(url_for("admin.segment_list"))
         else:
             status = 422
