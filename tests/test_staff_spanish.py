@@ -3,14 +3,15 @@ staff frame, remembered in a cookie), and English stays English for everyone els
 from __future__ import annotations
 
 import re
+from html import unescape
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from preference_center import campaigns, contacts, sending
 from preference_center.extensions import db
 from preference_center.i18n import LANG_COOKIE
-from preference_center.models import Campaign
+from preference_center.models import Campaign, Segment
 
 from .helpers import factories, text_of
 
@@ -164,6 +165,33 @@ def test_the_report_names_statuses_and_skip_reasons_in_spanish(as_marketer, news
         assert spanish in text, spanish
     for english in ("Report:", "in the audience", "Skipped, by reason", "Engagement", "delivered", "Sent"):
         assert english not in text, english
+
+
+def test_a_layout_is_written_and_previewed_in_spanish(as_marketer, news):
+    page = as_marketer.get("/admin/layouts/new", headers=ES)
+    text = page_text(page)
+    assert "Nueva plantilla" in text and "Plantilla HTML (pon {{ content }} donde va el contenido" in text
+    assert "Aquí va el contenido de tu campaña." in unescape(page.text), "the sample content of the preview frame"
+    assert "Hola Sample" in unescape(page.text) and "content goes here" not in page.text
+    saved = as_marketer.post("/admin/layouts/new", {"name": "Marco", "html": "<div>{{ content }}</div>",
+                                                    "action": "save"}, headers=ES, follow_redirects=True)
+    assert "Plantilla “Marco” guardada." in page_text(saved)
+    listed = page_text(as_marketer.get("/admin/layouts", headers=ES))
+    assert "Marco" in listed and " por staff:mia@example.com" in listed and " by " not in listed
+
+
+def test_a_segment_is_saved_with_a_spanish_notice_and_a_spanish_form_error(as_marketer, news):
+    missing = as_marketer.post("/admin/segments/new", {"name": "", "topic": "news"}, headers=ES)
+    assert missing.status_code == 422 and "Este campo es obligatorio." in page_text(missing)
+    assert db.session.scalar(select(func.count(Segment.id))) == 0
+    saved = as_marketer.post("/admin/segments/new", {"name": "Clientes", "topic": "news",
+                                                      "relationships": "customer"}, headers=ES,
+                             follow_redirects=True)
+    text = page_text(saved)
+    assert "Segmento “Clientes” guardado: 1 cumplen los requisitos ahora." in text
+    assert "Todavía no hay segmentos." not in text and "Cumplen los requisitos ahora" in text
+    form = page_text(as_marketer.get(f"/admin/segments/{db.session.scalar(select(Segment.id))}", headers=ES))
+    assert "cliente" in form and "Filtros (cada uno solo puede restringir, nunca añadir)" in form
 
 
 def test_the_switch_remembers_spanish_in_a_cookie_and_back(as_marketer, news):

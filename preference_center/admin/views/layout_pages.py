@@ -16,7 +16,12 @@ from .. import auth, bp, preview
 from .campaign_pages import _with_preview_csp
 from .common import _field_error
 
-SAMPLE_CONTENT = "<h1>Hello {{ contact.first_name|default('there') }}</h1><p>Your campaign's content goes here.</p>"
+
+def _sample_content() -> str:
+    """Stand-in for a campaign's content in the layout preview (a Jinja body, in the page's language)."""
+    name = "{{ contact.first_name|default(" + repr(_("there")) + ") }}"
+    greeting, content = _("Hello %(name)s", name=name), _("Your campaign's content goes here.")
+    return f"<h1>{greeting}</h1><p>{content}</p>"
 
 
 class LayoutForm(Form):
@@ -31,7 +36,8 @@ def _preview(html: str):
     if topic is None or layouts.MARKER not in html:
         return None, None
     try:
-        return preview.render_for(topic, _("Layout preview"), html.replace(layouts.MARKER, SAMPLE_CONTENT, 1), "", None), None
+        sample = html.replace(layouts.MARKER, _sample_content(), 1)
+        return preview.render_for(topic, _("Layout preview"), sample, "", None), None
     except preview.PreviewError as exc:
         return None, str(exc)
 
