@@ -22,7 +22,7 @@
     fetch(box.dataset.url + "?" + params.toString(), {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (response) { return response.json(); })
       .then(function (answer) {
-        shown.textContent = answer.error ? answer.error : answer.count.toLocaleString("en");
+        shown.textContent = answer.error ? answer.error : answer.count.toLocaleString(document.documentElement.lang || "en");
       })
       .catch(function () { shown.textContent = "—"; });
   }

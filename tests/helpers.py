@@ -281,15 +281,18 @@ class Staff:
     @staticmethod
     def _fresh_request() -> None:
         # Requests share the test's app context, where Flask-WTF caches the CSRF
-        # token of whichever client asked last and whether it was valid; each
-        # request must start without them, as it does in a real server.
+        # token of whichever client asked last and whether it was valid, and
+        # Flask-Babel the locale it chose; each request must start without them,
+        # as it does in a real server.
         if has_app_context():
             g.pop("csrf_token", None)
             g.pop("csrf_valid", None)
+            g.pop("_flask_babel", None)
 
     def login(self, email: str, password: str = PASSWORD, **kwargs):
         self._fresh_request()
         page = self.client.get("/admin/login")
+        self._fresh_request()
         return self.client.post("/admin/login", data={"csrf_token": csrf_token(page.text), "email": email,
                                                       "password": password}, **kwargs)
 

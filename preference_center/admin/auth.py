@@ -12,16 +12,19 @@ import secrets
 from functools import wraps
 
 from flask import abort, current_app, g, redirect, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from .. import actors
 from ..commands import access
 from ..extensions import db
 from ..models import StaffUser, utcnow
+from .campaign_labels import ROLE
 
 MAX_FAILURES, LOCK_FOR = access.MAX_FAILURES, access.LOCK_FOR
 # One message for unknown users, wrong passwords and locked accounts: the
 # page must not tell an attacker which addresses have accounts.
-FAILED = "Wrong email or password, or the account is locked after too many attempts. Try again later."
+FAILED = _l("Wrong email or password, or the account is locked after too many attempts. Try again later.")
 SESSION_KEYS = ("staff_id", "staff_fp", "staff_since", "staff_nonce", "staff_sid")
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -87,7 +90,7 @@ def load_staff():
     g.staff = user
     # Viewers read; the only thing they may post is signing out.
     if user.role == "viewer" and request.method not in READ_METHODS and request.endpoint != "admin.logout":
-        abort(403, "Your role (viewer) can look but not change anything.")
+        abort(403, _("Your role (viewer) can look but not change anything."))
     return None
 
 
@@ -99,7 +102,7 @@ def role_required(*roles: str):
             if g.get("staff") is None:
                 abort(401)
             if g.staff.role not in roles:
-                abort(403, f"This page is for: {', '.join(roles)}.")
+                abort(403, _("This page is for: %(roles)s.", roles=", ".join(str(ROLE.get(r, r)) for r in roles)))
             return view(*args, **kwargs)
         return wrapped
     return decorator

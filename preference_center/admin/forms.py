@@ -5,6 +5,7 @@ import datetime as dt
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
@@ -23,6 +24,7 @@ from ..imports import BASES, BASIS_NAMES, FIELDS
 from ..inputs import Form, options
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
+from .campaign_labels import relationship_choices
 
 
 class CheckboxesField(SelectMultipleField):
@@ -37,8 +39,8 @@ class ActionForm(Form):
 
 
 class LoginForm(Form):
-    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+    email = StringField(_l("Email"), validators=[DataRequired(), Length(max=320)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1000)])
 
 
 BASIS_CHOICES = options([("consent", "Consent"), ("legitimate_interest", "Legitimate interest")])
@@ -82,7 +84,7 @@ class SearchForm(Form):
     class Meta:
         csrf = False
 
-    q = StringField("Email or name", validators=[Optional(), Length(max=320)])
+    q = StringField(_l("Email or name"), validators=[Optional(), Length(max=320)])
 
 
 class SuppressForm(Form):
@@ -143,23 +145,24 @@ def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSe
 
 
 class CampaignForm(Form):
-    name = StringField("Internal name", validators=[DataRequired(), Length(max=200)])
-    topic = SelectField("Topic", validators=[DataRequired()])
-    subject = StringField("Subject", validators=[DataRequired(), Length(max=500)])
-    html = TextAreaField("HTML body", validators=[Length(max=200_000)])
-    text = TextAreaField("Text body", validators=[Length(max=200_000)])
-    relationships = CheckboxesField("Only these relationships (none ticked: everyone eligible)",
-                                    choices=options((r, r) for r in RELATIONSHIPS))
-    locales = StringField("Only these locales (comma-separated, e.g. en, es; empty: all)",
+    name = StringField(_l("Internal name"), validators=[DataRequired(), Length(max=200)])
+    topic = SelectField(_l("Topic"), validators=[DataRequired()])
+    subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=500)])
+    html = TextAreaField(_l("HTML body"), validators=[Length(max=200_000)])
+    text = TextAreaField(_l("Text body"), validators=[Length(max=200_000)])
+    relationships = CheckboxesField(_l("Only these relationships (none ticked: everyone eligible)"),
+                                    choices=options(relationship_choices(RELATIONSHIPS)))
+    locales = StringField(_l("Only these locales (comma-separated, e.g. en, es; empty: all)"),
                           validators=[Optional(), Length(max=200)])
-    companies = StringField("Only these companies (comma-separated; any case)", validators=[Optional(), Length(max=2000)])
-    sources = StringField("Only contacts from these sources (comma-separated, e.g. import:12)",
+    companies = StringField(_l("Only these companies (comma-separated; any case)"),
+                            validators=[Optional(), Length(max=2000)])
+    sources = StringField(_l("Only contacts from these sources (comma-separated, e.g. import:12)"),
                           validators=[Optional(), Length(max=2000)])
-    created_after = DateField("Created on or after", validators=[Optional()])
-    created_before = DateField("Created before", validators=[Optional()])
-    interacted_after = DateField("Last interaction on or after", validators=[Optional()])
-    interacted_before = DateField("Last interaction before", validators=[Optional()])
-    preview_email = StringField("Preview for contact (email)", validators=[Optional(), Length(max=320)])
+    created_after = DateField(_l("Created on or after"), validators=[Optional()])
+    created_before = DateField(_l("Created before"), validators=[Optional()])
+    interacted_after = DateField(_l("Last interaction on or after"), validators=[Optional()])
+    interacted_before = DateField(_l("Last interaction before"), validators=[Optional()])
+    preview_email = StringField(_l("Preview for contact (email)"), validators=[Optional(), Length(max=320)])
 
     def data_for_domain(self) -> dict:
         return {"name": self.name.data, "topic": self.topic.data, "subject": self.subject.data,
@@ -192,18 +195,20 @@ def to_utc(local: dt.datetime, zone: str) -> dt.datetime:
     try:
         tz = ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {zone!r}") from exc
+        raise ValueError(str(_l("unknown time zone %(zone)s", zone=repr(zone)))) from exc
     aware = local.replace(tzinfo=tz)
     back = aware.astimezone(dt.UTC).astimezone(tz)
     if back.replace(tzinfo=None) != local:
-        raise ValueError(f"{local:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks change then)")
+        moment = local.strftime("%Y-%m-%d %H:%M")
+        raise ValueError(str(_l("%(moment)s does not exist in %(zone)s (the clocks change then)", moment=moment,
+                                zone=zone)))
     return aware.astimezone(dt.UTC)
 
 
 class ScheduleForm(Form):
-    at = DateTimeLocalField("Send at (local time)", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+    at = DateTimeLocalField(_l("Send at (local time)"), format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
                             validators=[Optional()])
-    zone = SelectField("Time zone", default="UTC")
+    zone = SelectField(_l("Time zone"), default="UTC")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -217,7 +222,7 @@ class ScheduleForm(Form):
 
 
 class TestSendForm(Form):
-    preview_email = StringField("Fill in as contact (email, optional)", validators=[Optional(), Length(max=320)])
+    preview_email = StringField(_l("Fill in as contact (email, optional)"), validators=[Optional(), Length(max=320)])
 
 
 class UserForm(Form):

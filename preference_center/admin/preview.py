@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from .. import compose
 from ..mail import Envelope, MessageBatch, TemplateError, TransportError, get_transport
@@ -96,8 +97,8 @@ def send_test(topic: Topic, subject: str, html: str, text: str, *, to: str, cont
     try:
         results = get_transport(current_app.config).send(batch)
     except TransportError as exc:
-        raise PreviewError(f"the mail transport refused the test: {exc.message}") from exc
+        raise PreviewError(_("the mail transport refused the test: %(reason)s", reason=exc.message)) from exc
     result = results[0]
     if not result.ok:
-        raise PreviewError(f"the test could not be sent: {result.error}")
+        raise PreviewError(_("the test could not be sent: %(reason)s", reason=result.error))
     return result.provider_message_id or ""

@@ -3,6 +3,7 @@ pause and resume a sending campaign."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ...commands import DomainError
 from ...commands import campaigns as campaign_commands
@@ -18,7 +19,7 @@ def campaign_list():
     q = request.args.get("q", "")
     status = request.args.get("status", "")
     if len(q) > 200 or (status and status not in campaign_queries.STATUSES):
-        flash("Search: at most 200 characters and a known status.", "error")
+        flash(_("Search: at most 200 characters and a known status."), "error")
         return render_template("admin/campaigns.html", page=None, q="", status="",
                                statuses=campaign_queries.STATUSES, first=True), 422
     raw = request.args.get("before", "")
@@ -41,10 +42,10 @@ def campaign_duplicate(campaign_id: int):
         copy = campaign_commands.duplicate(auth.current_actor(), campaign)
     except DomainError as exc:
         db.session.rollback()
-        flash(f"Cannot duplicate: {exc}", "error")
+        flash(_("Cannot duplicate: %(reason)s", reason=exc), "error")
         return _back(campaign.id)
     db.session.commit()
-    flash(f"“{copy.name}” is a new draft: change what you need, then schedule it.")
+    flash(_("“%(name)s” is a new draft: change what you need, then schedule it.", name=copy.name))
     return redirect(url_for("admin.campaign_edit", campaign_id=copy.id), 303)
 
 
@@ -53,13 +54,13 @@ def campaign_delete(campaign_id: int):
     campaign = _get(Campaign, campaign_id)
     if request.form.get("confirm") != "1":
         return render_template(
-            "admin/confirm.html", heading=f"Delete the draft “{campaign.name}”?", summary=None, warning=None,
-            lines=["The draft and its content are removed; the audit log keeps that you deleted it. "
-                   "This cannot be undone."],
+            "admin/confirm.html", heading=_("Delete the draft “%(name)s”?", name=campaign.name), summary=None,
+            warning=None, lines=[_("The draft and its content are removed; the audit log keeps that you deleted it. "
+                                   "This cannot be undone.")],
             action=url_for("admin.campaign_delete", campaign_id=campaign.id), hidden={},
-            confirm_label="Yes, delete the draft", button_class="danger",
+            confirm_label=_("Yes, delete the draft"), button_class="danger",
             back=url_for("admin.campaign_detail", campaign_id=campaign.id), back_label=campaign.name,
-            cancel_label="No, keep it")
+            cancel_label=_("No, keep it"))
     name = campaign.name
     try:
         campaign_commands.delete_draft(auth.current_actor(), campaign)
@@ -68,7 +69,7 @@ def campaign_delete(campaign_id: int):
         flash(str(exc), "error")
         return _back(campaign_id)
     db.session.commit()
-    flash(f"Draft “{name}” deleted.")
+    flash(_("Draft “%(name)s” deleted.", name=name))
     return _back()
 
 
@@ -82,7 +83,7 @@ def campaign_pause(campaign_id: int):
         flash(str(exc), "error")
         return _back(campaign.id)
     db.session.commit()
-    flash("Paused: the batch being sent now finishes, nothing more goes out until you resume.")
+    flash(_("Paused: the batch being sent now finishes, nothing more goes out until you resume."))
     return _back(campaign.id)
 
 
@@ -99,5 +100,5 @@ def campaign_resume(campaign_id: int):
     for batch_id in queued:
         enqueue("send_batch", batch_id)
     enqueue("tick")  # plans what was not planned yet
-    flash("Resumed: sending goes on where it stopped.")
+    flash(_("Resumed: sending goes on where it stopped."))
     return _back(campaign.id)

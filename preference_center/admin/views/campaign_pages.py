@@ -5,6 +5,8 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from flask import current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from ... import audiences, campaigns, contacts, engagement, layouts, segments, topics
 from ...commands import DomainError as ValidationError
@@ -15,9 +17,10 @@ from ...mail.plaintext import html_to_text
 from ...models import Campaign, Contact, Topic, utcnow
 from ...tasks import enqueue
 from .. import auth, bp, preview, queries
+from ..campaign_labels import LEGAL_BASIS, label
 from ..forms import CampaignForm, ScheduleForm, TestSendForm
 from ..segment_values import segment_values
-from .common import _field_error, _get, staff_time
+from .common import _field_error, _get, campaign_status, grouped, staff_time
 
 # The preview iframe inherits the page's policy: staff HTML mail uses inline
 # styles and remote images. Scripts stay forbidden and the frame is sandboxed.
@@ -43,7 +46,7 @@ def _with_preview_csp(response_tuple):
 
 def _campaign_form(formdata=None, **kwargs) -> CampaignForm:
     form = CampaignForm(formdata=formdata, **kwargs)
-    form.topic.choices = [(t.key, f"{t.name} ({t.legal_basis.replace('_', ' ')})")
+    form.topic.choices = [(t.key, f"{t.name} ({label(LEGAL_BASIS, t.legal_basis)})")
                           for t in topics.all_topics(include_retired=False) if t.kind == "marketing"]
     return form
 
@@ -53,7 +56,7 @@ def campaign_audience_count():
     """The live eligible count for the compose form's topic and audience filter (JSON, for its script)."""
     topic = topics.get(request.args.get("topic", ""))
     if topic is None or topic.kind != "marketing":
-        return jsonify({"error": "choose a marketing topic"}), 422
+        return jsonify({"error": _("choose a marketing topic")}), 422
     form = _campaign_form(request.args, meta={"csrf": False})
     try:
         count = audiences.count(topic, form.data_for_domain()["audience"])
@@ -83,7 +86,7 @@ def campaign_new():
 def campaign_edit(campaign_id: int):
     campaign = _get(Campaign, campaign_id)
     if campaign.status not in campaigns.EDITABLE:
-        flash(f"A {campaign.status} campaign cannot be changed.", "error")
+        flash(_("A %(status)s campaign cannot be changed.", status=campaign_status(campaign.status)), "error")
         return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id), 303)
     return _campaign_editor(campaign)
 
@@ -105,33 +108,33 @@ def _campaign_editor(campaign: Campaign | None):
         raw = request.form.get("segment") or ""
         segment = segments.get(int(raw)) if raw.isdigit() else None
         if segment is None:
-            form.topic.errors = ["choose a segment"]
+            form.topic.errors = [_("choose a segment")]
             status = 422
         else:
             topic = db.session.get(Topic, segment.topic_id)
             form = _campaign_form(None, **{**{k: form[k].data for k in ("name", "subject", "html", "text")},
                                           **segment_values(topic.key, segment.filters or {})})
-            flash(f"Topic and filters of the segment “{segment.name}” are in: check them, then save.")
+            flash(_("Topic and filters of the segment “%(name)s” are in: check them, then save.", name=segment.name))
     elif request.method == "POST" and form.validate():
         data = form.data_for_domain()
         if request.form.get("action") == "apply_layout":
             layout = layouts.get(int(request.form.get("layout") or 0)) if (request.form.get("layout") or "").isdigit() \
                 else None
             if layout is None:
-                form.html.errors = ["choose a layout to wrap the HTML body in"]
+                form.html.errors = [_("choose a layout to wrap the HTML body in")]
                 status = 422
             else:
                 form.html.data = layouts.wrap(layout, data["html"])
-                flash(f"The HTML body is wrapped in the layout “{layout.name}”: check it, then save.")
+                flash(_("The HTML body is wrapped in the layout “%(name)s”: check it, then save.", name=layout.name))
         elif request.form.get("action") == "text_from_html":
             # Written from the HTML on request, shown for staff to check; nothing is saved yet.
             form.text.data = html_to_text(data["html"])
-            flash("The text version was written from the HTML: check it, then save.")
+            flash(_("The text version was written from the HTML: check it, then save."))
         elif request.form.get("action") == "preview":
             topic = topics.get(data["topic"])
             contact = _preview_contact(form.preview_email.data)
             if form.preview_email.data and contact is None:
-                form.preview_email.errors = ["no contact with that address; showing a sample recipient"]
+                form.preview_email.errors = [_("no contact with that address; showing a sample recipient")]
             try:
                 rendered = preview.render_for(topic, data["subject"], data["html"], data["text"], contact)
             except preview.PreviewError as exc:
@@ -140,10 +143,10 @@ def _campaign_editor(campaign: Campaign | None):
             try:
                 if campaign is None:
                     campaign = campaign_commands.create(auth.current_actor(), data)
-                    message = "Draft saved. Preview it, send yourself a test, then schedule it."
+                    message = _("Draft saved. Preview it, send yourself a test, then schedule it.")
                 else:
                     campaign_commands.edit(auth.current_actor(), campaign, data)
-                    message = "Changes saved."
+                    message = _("Changes saved.")
             except ValidationError as exc:
                 db.session.rollback()
                 _field_error(form, exc)
@@ -206,7 +209,7 @@ def campaign_test(campaign_id: int):
         return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
     campaign_commands.record_test_send(auth.current_actor(), campaign, g.staff.email, message_id)
     db.session.commit()
-    flash(f"Test sent to {g.staff.email}.")
+    flash(_("Test sent to %(address)s.", address=g.staff.email))
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
 
 
@@ -222,7 +225,7 @@ def campaign_schedule(campaign_id: int):
         form.at.errors = [str(exc)]
         return _campaign_page(campaign, schedule_form=form, status=422)
     if moment is not None and moment < utcnow() - dt.timedelta(minutes=1):
-        form.at.errors = ["that moment has passed; leave the time empty to send now"]
+        form.at.errors = [_("that moment has passed; leave the time empty to send now")]
         return _campaign_page(campaign, schedule_form=form, status=422)
     try:
         count = audiences.of_campaign(campaign)
@@ -242,41 +245,51 @@ def campaign_schedule(campaign_id: int):
     if campaign.scheduled_at <= utcnow():
         enqueue("tick")
     local = campaign.scheduled_at.astimezone(ZoneInfo(form.zone.data))
-    when = "now" if moment is None else f"for {local:%Y-%m-%d %H:%M} {form.zone.data}"
-    flash(f"Scheduled {when} ({staff_time(campaign.scheduled_at)}) to {count:,} recipients.")
+    if moment is None:
+        flash(ngettext("Scheduled now (%(utc)s) to %(shown)s recipient.", "Scheduled now (%(utc)s) to %(shown)s recipients.",
+                       count, shown=grouped(count), utc=staff_time(campaign.scheduled_at)))
+    else:
+        chosen = f"{local:%Y-%m-%d %H:%M} {form.zone.data}"
+        flash(ngettext("Scheduled for %(moment)s (%(utc)s) to %(shown)s recipient.",
+                       "Scheduled for %(moment)s (%(utc)s) to %(shown)s recipients.", count, shown=grouped(count),
+                       moment=chosen, utc=staff_time(campaign.scheduled_at)))
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
-
-
-def _recipients(count: int) -> str:
-    return f"{count:,} recipient" + ("" if count == 1 else "s")
 
 
 def _confirm_schedule(campaign: Campaign, form: ScheduleForm, moment: dt.datetime | None, count: int,
                       changed: bool):
     """The confirmation step: how many people and when, in words, before anything is scheduled."""
     zone = form.zone.data
+    num = grouped(count)
     if moment is None:
-        when, label = "now", f"Yes, send now to {_recipients(count)}"
+        summary = ngettext("%(shown)s recipient, now", "%(shown)s recipients, now", count, shown=num)
+        confirm_label = ngettext("Yes, send now to %(shown)s recipient", "Yes, send now to %(shown)s recipients", count,
+                                 shown=num)
     else:
         local = moment.astimezone(ZoneInfo(zone))
-        when = f"at {local:%Y-%m-%d %H:%M} {zone}" + ("" if zone == "UTC" else f" ({moment:%H:%M} UTC)")
-        label = f"Yes, schedule for {_recipients(count)}"
+        at = f"{local:%Y-%m-%d %H:%M} {zone}" + ("" if zone == "UTC" else f" ({moment:%H:%M} UTC)")
+        summary = ngettext("%(shown)s recipient, at %(moment)s", "%(shown)s recipients, at %(moment)s", count, shown=num,
+                           moment=at)
+        confirm_label = ngettext("Yes, schedule for %(shown)s recipient", "Yes, schedule for %(shown)s recipients", count,
+                                 shown=num)
     warning = None
     if changed:
-        warning = f"The audience changed since you looked: it is now {_recipients(count)}. Check again, then confirm."
+        warning = ngettext("The audience changed since you looked: it is now %(shown)s recipient. Check again, then confirm.",
+                           "The audience changed since you looked: it is now %(shown)s recipients. Check again, then "
+                           "confirm.", count, shown=num)
     elif count == 0:
-        warning = "Nobody would receive this campaign now: check the topic and the audience filter."
-    lines = [f"Campaign “{campaign.name}”, subject “{campaign.subject}”."]
+        warning = _("Nobody would receive this campaign now: check the topic and the audience filter.")
+    lines = [_("Campaign “%(name)s”, subject “%(subject)s”.", name=campaign.name, subject=campaign.subject)]
     if moment is None:
-        lines.append("No time was given, so it starts as soon as you confirm.")
+        lines.append(_("No time was given, so it starts as soon as you confirm."))
     else:
-        lines.append("The count is who is eligible now; people who opt out before then are skipped.")
+        lines.append(_("The count is who is eligible now; people who opt out before then are skipped."))
     return render_template(
-        "admin/confirm.html", heading="Confirm sending", summary=f"{_recipients(count)}, {when}", lines=lines,
+        "admin/confirm.html", heading=_("Confirm sending"), summary=summary, lines=lines,
         warning=warning, action=url_for("admin.campaign_schedule", campaign_id=campaign.id),
         hidden={"at": request.form.get("at", ""), "zone": zone, "count": str(count)},
-        confirm_label=label, button_class="", back=url_for("admin.campaign_detail", campaign_id=campaign.id),
-        back_label=campaign.name, cancel_label="No, go back"), 409 if changed else 200
+        confirm_label=confirm_label, button_class="", back=url_for("admin.campaign_detail", campaign_id=campaign.id),
+        back_label=campaign.name, cancel_label=_("No, go back")), 409 if changed else 200
 
 
 @bp.post("/campaigns/<int:campaign_id>/cancel")
@@ -285,12 +298,12 @@ def campaign_cancel(campaign_id: int):
     if request.form.get("confirm") != "1":
         back = url_for("admin.campaign_detail", campaign_id=campaign.id)
         return render_template(
-            "admin/confirm.html", heading=f"Cancel “{campaign.name}”?", summary=None, warning=None,
-            lines=["Nothing more is sent once cancelled; messages already handed to the provider stay sent. "
-                   "A cancelled campaign cannot be scheduled again."],
+            "admin/confirm.html", heading=_("Cancel “%(name)s”?", name=campaign.name), summary=None, warning=None,
+            lines=[_("Nothing more is sent once cancelled; messages already handed to the provider stay sent. "
+                     "A cancelled campaign cannot be scheduled again.")],
             action=url_for("admin.campaign_cancel", campaign_id=campaign.id), hidden={},
-            confirm_label="Yes, cancel the campaign", button_class="danger", back=back, back_label=campaign.name,
-            cancel_label="No, keep it")
+            confirm_label=_("Yes, cancel the campaign"), button_class="danger", back=back, back_label=campaign.name,
+            cancel_label=_("No, keep it"))
     try:
         campaign_commands.cancel(auth.current_actor(), campaign)
     except ValidationError as exc:
@@ -298,7 +311,7 @@ def campaign_cancel(campaign_id: int):
         flash(str(exc), "error")
         return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
     db.session.commit()
-    flash("Campaign cancelled; nothing more will be sent.")
+    flash(_("Campaign cancelled; nothing more will be sent."))
     return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
 
 

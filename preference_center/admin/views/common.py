@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlencode
 
-from flask import abort, g
+from flask import abort, g, request, url_for
+from flask_babel import format_decimal
 
 from ... import inputs
 from ...errors import DomainError as ValidationError
 from ...extensions import db
 from ...models import utcnow
-from .. import auth, bp, history
+from ...public.forms import LANGUAGE_NAMES
+from .. import auth, bp, campaign_labels, history
 
 bp.before_request(auth.load_staff)
 
@@ -26,9 +29,59 @@ def staff_time(moment: dt.datetime | None) -> str:
     return history.when(moment) if moment else "—"
 
 
+@bp.app_template_filter("grouped")
+def grouped(count: int) -> str:
+    """A count grouped in thousands the page language's way (1,234 / 12.345), as the confirmation step writes it."""
+    return format_decimal(count)
+
+
+@bp.app_template_filter("campaign_status")
+def campaign_status(value: str | None) -> str:
+    return campaign_labels.label(campaign_labels.CAMPAIGN_STATUS, value)
+
+
+@bp.app_template_filter("delivery_status")
+def delivery_status(value: str | None) -> str:
+    return campaign_labels.label(campaign_labels.DELIVERY_STATUS, value)
+
+
+@bp.app_template_filter("skip_reason")
+def skip_reason(value: str | None) -> str:
+    return campaign_labels.label(campaign_labels.SKIP_REASON, value)
+
+
+@bp.app_template_filter("relationship_label")
+def relationship_label(value: str | None) -> str:
+    return campaign_labels.label(campaign_labels.RELATIONSHIP, value)
+
+
+@bp.app_template_filter("basis_label")
+def basis_label(value: str | None) -> str:
+    return campaign_labels.label(campaign_labels.LEGAL_BASIS, value)
+
+
+@bp.app_template_filter("audience_filter")
+def audience_filter(value: str | None) -> str:
+    return campaign_labels.label(campaign_labels.AUDIENCE_FILTER, value)
+
+
+@bp.app_template_filter("role_label")
+def role_label(value: str | None) -> str:
+    return campaign_labels.label(campaign_labels.ROLE, value)
+
+
+def language_url(code: str) -> str:
+    """This page in another language: a GET keeps its query; after a POST, the dashboard (a form is not re-sent)."""
+    if request.method != "GET":
+        return url_for("admin.dashboard", lang=code)
+    args = {k: v for k, v in request.args.to_dict(flat=False).items() if k != "lang"}
+    return f"{request.path}?{urlencode({**args, 'lang': [code]}, doseq=True)}"
+
+
 @bp.app_context_processor
 def staff_globals():
-    return {"staff_user": g.get("staff"), "now_utc": utcnow()}
+    return {"staff_user": g.get("staff"), "now_utc": utcnow(), "staff_language_url": language_url,
+            "staff_language_names": LANGUAGE_NAMES}
 
 
 def _field_error(form, exc: ValidationError) -> None:

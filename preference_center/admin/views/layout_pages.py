@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
@@ -14,12 +16,17 @@ from .. import auth, bp, preview
 from .campaign_pages import _with_preview_csp
 from .common import _field_error
 
-SAMPLE_CONTENT = "<h1>Hello {{ contact.first_name|default('there') }}</h1><p>Your campaign's content goes here.</p>"
+
+def _sample_content() -> str:
+    """Stand-in for a campaign's content in the layout preview (a Jinja body, in the page's language)."""
+    name = "{{ contact.first_name|default(" + repr(_("there")) + ") }}"
+    greeting, content = _("Hello %(name)s", name=name), _("Your campaign's content goes here.")
+    return f"<h1>{greeting}</h1><p>{content}</p>"
 
 
 class LayoutForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    html = TextAreaField(f"HTML layout (put {layouts.MARKER} where the campaign's content goes)",
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    html = TextAreaField(_l("HTML layout (put %(marker)s where the campaign's content goes)", marker=layouts.MARKER),
                          validators=[DataRequired(), Length(max=200_000)])
 
 
@@ -29,7 +36,8 @@ def _preview(html: str):
     if topic is None or layouts.MARKER not in html:
         return None, None
     try:
-        return preview.render_for(topic, "Layout preview", html.replace(layouts.MARKER, SAMPLE_CONTENT, 1), "", None), None
+        sample = html.replace(layouts.MARKER, _sample_content(), 1)
+        return preview.render_for(topic, _("Layout preview"), sample, "", None), None
     except preview.PreviewError as exc:
         return None, str(exc)
 
@@ -59,7 +67,7 @@ def layout_edit(layout_id: int | None = None):
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Layout “{layout.name}” saved.")
+                flash(_("Layout “%(name)s” saved.", name=layout.name))
                 return redirect(url_for("admin.layout_edit", layout_id=layout.id))
         elif not form.validate():
             status = 422

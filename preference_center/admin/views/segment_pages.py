@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -12,24 +14,27 @@ from ...extensions import db
 from ...inputs import Form, options
 from ...models import RELATIONSHIPS, Topic
 from .. import auth, bp
+from ..campaign_labels import relationship_choices
 from ..forms import CheckboxesField, audience_of
 from ..segment_values import segment_values
-from .common import _field_error
+from .common import _field_error, grouped
 
 
 class SegmentForm(Form):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    topic = SelectField("Topic", validators=[DataRequired()])
-    relationships = CheckboxesField("Only these relationships (none ticked: everyone eligible)",
-                                    choices=options((r, r) for r in RELATIONSHIPS))
-    locales = StringField("Only these locales (comma-separated, e.g. en, es)", validators=[Optional(), Length(max=200)])
-    companies = StringField("Only these companies (comma-separated; any case)", validators=[Optional(), Length(max=2000)])
-    sources = StringField("Only contacts from these sources (comma-separated, e.g. import:12)",
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    topic = SelectField(_l("Topic"), validators=[DataRequired()])
+    relationships = CheckboxesField(_l("Only these relationships (none ticked: everyone eligible)"),
+                                    choices=options(relationship_choices(RELATIONSHIPS)))
+    locales = StringField(_l("Only these locales (comma-separated, e.g. en, es)"),
+                          validators=[Optional(), Length(max=200)])
+    companies = StringField(_l("Only these companies (comma-separated; any case)"),
+                            validators=[Optional(), Length(max=2000)])
+    sources = StringField(_l("Only contacts from these sources (comma-separated, e.g. import:12)"),
                           validators=[Optional(), Length(max=2000)])
-    created_after = DateField("Created on or after", validators=[Optional()])
-    created_before = DateField("Created before", validators=[Optional()])
-    interacted_after = DateField("Last interaction on or after", validators=[Optional()])
-    interacted_before = DateField("Last interaction before", validators=[Optional()])
+    created_after = DateField(_l("Created on or after"), validators=[Optional()])
+    created_before = DateField(_l("Created before"), validators=[Optional()])
+    interacted_after = DateField(_l("Last interaction on or after"), validators=[Optional()])
+    interacted_before = DateField(_l("Last interaction before"), validators=[Optional()])
 
 
 def _form(formdata=None, **values) -> SegmentForm:
@@ -69,7 +74,7 @@ def segment_edit(segment_id: int | None = None):
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Segment “{segment.name}” saved: {segments.count(segment):,} eligible now.")
+                flash(_("Segment “%(name)s” saved: %(num)s eligible now.", name=segment.name, num=grouped(segments.count(segment))))
                 return redirect(url_for("admin.segment_list"))
         else:
             status = 422

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from ...commands import access
 from ...extensions import db
@@ -26,9 +27,9 @@ def login():
         db.session.commit()
         if user is not None:
             return redirect(auth.safe_next(request.args.get("next")))
-        error = auth.FAILED
+        error = str(auth.FAILED)
     elif request.method == "POST":
-        error = auth.FAILED if not form.errors.get("csrf_token") else "The form expired; please try again."
+        error = str(auth.FAILED) if not form.errors.get("csrf_token") else _("The form expired; please try again.")
     return render_template("admin/login.html", form=form, error=error), 401 if error else 200
 
 
@@ -37,7 +38,7 @@ def logout():
     access.sign_out(auth.current_actor(), session.get("staff_sid"))
     db.session.commit()
     auth.end_session()
-    flash("You are signed out.")
+    flash(_("You are signed out."))
     return redirect(url_for("admin.login"))
 
 
