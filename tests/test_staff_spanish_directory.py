@@ -68,7 +68,7 @@ def test_the_contact_list_is_in_spanish(admin, ann):
     page = spanish(admin, "/admin/contacts")
     assert_reads(page, ["Añadir un contacto", "Buscar correo, nombre o empresa", "Estado en el tema", "Filtrar",
                         "1 contacto coincide.", "Los más recientes primero, 1 en esta página.",
-                        "Exportar estos 1 como CSV", "cliente", "activo", "Actuar sobre los contactos",
+                        "Exportar este contacto como CSV", "el único que coincide con los filtros", "cliente", "activo", "Actuar sobre los contactos",
                         "Dejar de enviar correo de marketing (bloqueo: marketing)", "Continuar…"],
                  ["Add a contact", "contact matches", "Newest first", "Act on contacts", "Stop marketing mail",
                   "customer", "active"])
