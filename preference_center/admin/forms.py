@@ -44,9 +44,6 @@ class LoginForm(Form):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
 
 
-BASIS_CHOICES = options([("consent", "Consent"), ("legitimate_interest", "Legitimate interest")])
-
-
 class TopicForm(Form):
     key = StringField(_l("Key (used in the API and in links; cannot change)"),
                       validators=[DataRequired(), Length(max=64)])

@@ -50,7 +50,7 @@ LABELS = {
     "delivery_status": {"queued": _l("queued"), "sending": _l("sending"), "sent": _l("sent"),
                         "failed": _l("failed"), "unknown": _l("unknown"), "skipped": _l("skipped")},
     "webhook_status": {"pending": _l("pending"), "delivered": _l("delivered")},
-    "role": {"admin": _l("admin"), "marketer": _l("marketer"), "viewer": _l("viewer")},
+    "role": {"admin": _l("admin"), "marketer": _l("marketer"), "viewer": _l("viewer"), "client": _l("client")},
     "topic_status": {"live": _l("live"), "retired": _l("retired")},
 }
 
