@@ -297,7 +297,7 @@ def test_an_admin_lifts_a_bounce_suppression_and_mail_flows_again(as_admin, news
     contacts.suppress(ann.email_hash, "all", "hard_bounce", source="webhook:sendgrid", contact=ann)
     db.session.commit()
     page = text_of(as_admin.get(f"/admin/contacts/{ann.id}").text)
-    assert "all : hard_bounce" in page and "Lift suppression" in page
+    assert "all mail : hard bounce" in page and "Lift suppression" in page
     response = as_admin.post(f"/admin/contacts/{ann.id}/lift-suppression",
                              {"scope": "all", "why": "mailbox works again, confirmed by phone"})
     assert response.status_code == 302

@@ -153,7 +153,7 @@ def test_the_preview_counts_what_will_happen_and_lists_invalid_lines_without_cha
     assert "relationship must be one of" in job.preview["invalid"][1]["error"]
     assert ledger_count() == before and contacts.find("new@example.com") is None
     page = text_of(as_marketer.get(f"/admin/imports/{job.id}").text)
-    assert "1 new contacts" in page and "3 invalid rows" in page and "1 skipped: erased" in page
+    assert "1 new contact 1 existing contact updated" in page and "3 invalid rows" in page and "1 skipped: erased" in page
     assert "5 not-an-address invalid email address" in page
     assert "Import 3 contacts" in page
 
@@ -214,7 +214,7 @@ def test_an_import_records_every_change_as_a_ledger_event_from_the_import(as_mar
     assert job.stored_path is None and not list((Path(app.config["PC_INSTANCE_PATH"]) / "uploads").glob("*"))
     assert all("value" not in i for i in job.preview["invalid"]), "no addresses kept once the file is gone"
     page = text_of(as_marketer.get(f"/admin/imports/{job.id}").text)
-    assert "1 new contacts" in page and f"source import:{job.id}" in page
+    assert "1 new contact " in page and f"source import:{job.id}" in page
     audit = as_marketer.get("/admin/audit").text
     assert "import.start" in audit and "staff:mia@example.com" in audit
 

@@ -161,7 +161,7 @@ def test_the_report_names_statuses_and_skip_reasons_in_spanish(as_marketer, news
     assert "se dio de baja del tema <code>unsubscribed</code>" in page.text
     assert '<span class="key key-sent">Enviados</span>' in page.text
     for spanish in ("Informe: Invierno", "en la audiencia", "Omitidos, por motivo", "Entregas a lo largo del tiempo",
-                    "Interacción", "entregados", "enviada"):
+                    "Interacción", "entregados", "enviado"):
         assert spanish in text, spanish
     for english in ("Report:", "in the audience", "Skipped, by reason", "Engagement", "delivered", "Sent"):
         assert english not in text, english

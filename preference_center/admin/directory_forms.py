@@ -1,31 +1,36 @@
 """Forms of the contact list: its filters, one contact's profile, and a bulk action."""
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from ..directory import TOPIC_STATES, Filters
 from ..inputs import Form, options
 from ..models import CONTACT_STATUSES, RELATIONSHIPS
+from .labels import choices
 
 
-def _any(label: str = "any") -> list[tuple[str, str]]:
-    return [("", label)]
+def _any() -> list[tuple[str, object]]:
+    return [("", _l("any"))]
 
 
 class ListFilterForm(Form):
     class Meta:
         csrf = False
 
-    q = StringField("Search email, name or company", validators=[Optional(), Length(max=320)])
-    status = SelectField("Status", choices=options(_any() + [(s, s) for s in CONTACT_STATUSES]), validators=[Optional()])
-    relationship = SelectField("Relationship", choices=options(_any() + [(r, r) for r in RELATIONSHIPS]),
+    q = StringField(_l("Search email, name or company"), validators=[Optional(), Length(max=320)])
+    status = SelectField(_l("Status"), choices=options(_any() + choices("contact_status", CONTACT_STATUSES)),
+                         validators=[Optional()])
+    relationship = SelectField(_l("Relationship"), choices=options(_any() + choices("relationship", RELATIONSHIPS)),
                                validators=[Optional()])
-    topic = SelectField("Topic", validators=[Optional()])
-    topic_state = SelectField("Topic state", choices=options(_any() + [(s, s) for s in TOPIC_STATES]), validators=[Optional()])
-    suppressed = SelectField("Suppressed", choices=options(_any() + [("yes", "suppressed"), ("no", "not suppressed")]),
+    topic = SelectField(_l("Topic"), validators=[Optional()])
+    topic_state = SelectField(_l("Topic state"), choices=options(_any() + choices("topic_state", TOPIC_STATES)),
+                              validators=[Optional()])
+    suppressed = SelectField(_l("Suppressed"), choices=options(_any() + [("yes", _l("suppressed")),
+                                                                       ("no", _l("not suppressed"))]),
                              validators=[Optional()])
-    source = StringField("Source (e.g. import:12, api, staff:…)", validators=[Optional(), Length(max=200)])
+    source = StringField(_l("Source (e.g. import:12, api, staff:…)"), validators=[Optional(), Length(max=200)])
 
     def filters(self) -> Filters:
         return Filters(**{name: (getattr(self, name).data or "").strip() for name in
@@ -33,13 +38,14 @@ class ListFilterForm(Form):
 
 
 class ContactForm(Form):
-    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
-    name = StringField("Name", validators=[Optional(), Length(max=200)])
-    company = StringField("Company", validators=[Optional(), Length(max=200)])
-    title = StringField("Title", validators=[Optional(), Length(max=200)])
-    phone = StringField("Phone", validators=[Optional(), Length(max=50)])
-    locale = StringField("Locale (e.g. en, es-MX)", validators=[Optional(), Length(max=16)])
-    relationship = SelectField("Relationship", choices=options((r, r) for r in RELATIONSHIPS), default="prospect")
+    email = StringField(_l("Email"), validators=[DataRequired(), Length(max=320)])
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
+    company = StringField(_l("Company"), validators=[Optional(), Length(max=200)])
+    title = StringField(_l("Title"), validators=[Optional(), Length(max=200)])
+    phone = StringField(_l("Phone"), validators=[Optional(), Length(max=50)])
+    locale = StringField(_l("Locale (e.g. en, es-MX)"), validators=[Optional(), Length(max=16)])
+    relationship = SelectField(_l("Relationship"), choices=options(choices("relationship", RELATIONSHIPS)),
+                               default="prospect")
 
     def profile(self) -> dict:
         return {name: (getattr(self, name).data or "").strip() for name in
@@ -47,9 +53,9 @@ class ContactForm(Form):
 
 
 class BulkForm(Form):
-    action = SelectField("With the chosen contacts", choices=options([
-        ("suppress_marketing", "Stop marketing mail (suppress: marketing)"),
-        ("suppress_all", "Stop all mail (suppress: all)"),
-        ("ask", "Ask for consent (double opt-in mail)")]))
-    topic = SelectField("Topic to ask for", validators=[Optional()])
-    reason = TextAreaField("Reason (for a suppression)", validators=[Optional(), Length(max=64)])
+    action = SelectField(_l("With the chosen contacts"), choices=options([
+        ("suppress_marketing", _l("Stop marketing mail (suppress: marketing)")),
+        ("suppress_all", _l("Stop all mail (suppress: all)")),
+        ("ask", _l("Ask for consent (double opt-in mail)"))]))
+    topic = SelectField(_l("Topic to ask for"), validators=[Optional()])
+    reason = TextAreaField(_l("Reason (for a suppression)"), validators=[Optional(), Length(max=64)])

@@ -5,6 +5,7 @@ import datetime as dt
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
@@ -20,11 +21,12 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..imports import BASES, BASIS_NAMES, FIELDS
+from ..imports import BASES, FIELDS
 from ..inputs import Form, options
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
 from .campaign_labels import relationship_choices
+from .labels import choices, label
 
 
 class CheckboxesField(SelectMultipleField):
@@ -43,20 +45,19 @@ class LoginForm(Form):
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1000)])
 
 
-BASIS_CHOICES = options([("consent", "Consent"), ("legitimate_interest", "Legitimate interest")])
-
-
 class TopicForm(Form):
-    key = StringField("Key (used in the API and in links; cannot change)",
+    key = StringField(_l("Key (used in the API and in links; cannot change)"),
                       validators=[DataRequired(), Length(max=64)])
-    name = StringField("Name shown to recipients", validators=[DataRequired(), Length(max=200)])
-    kind = SelectField("Kind (cannot change later)", choices=options([
-        ("marketing", "Marketing: newsletters, offers; people can always opt out"),
-        ("system", "System: orders, invoices, account notices; sent on the basis of the contract")]))
-    legal_basis = SelectField("Legal basis (marketing topics)", choices=BASIS_CHOICES, validators=[Optional()])
+    name = StringField(_l("Name shown to recipients"), validators=[DataRequired(), Length(max=200)])
+    kind = SelectField(_l("Kind (cannot change later)"), choices=options([
+        ("marketing", _l("Marketing: newsletters, offers; people can always opt out")),
+        ("system", _l("System: orders, invoices, account notices; sent on the basis of the contract"))]))
+    legal_basis = SelectField(_l("Legal basis (marketing topics)"),
+                              choices=options(choices("legal_basis", ("consent", "legitimate_interest"))),
+                              validators=[Optional()])
     default_relationships = CheckboxesField(
-        "On by default for (legitimate interest only)", choices=options((r, r) for r in RELATIONSHIPS))
-    description = TextAreaField("Description shown on the preference page", validators=[Length(max=5000)])
+        _l("On by default for (legitimate interest only)"), choices=options(choices("relationship", RELATIONSHIPS)))
+    description = TextAreaField(_l("Description shown on the preference page"), validators=[Length(max=5000)])
 
     def data_for_domain(self) -> dict:
         data = {"name": self.name.data, "description": self.description.data or ""}
@@ -88,41 +89,46 @@ class SearchForm(Form):
 
 
 class SuppressForm(Form):
-    scope = SelectField("Block", choices=options([
-        ("marketing", "Marketing only (system mail such as invoices still goes out)"),
-        ("all", "All mail, including system mail")]))
-    reason = StringField("Reason (kept in the ledger)", validators=[DataRequired(), Length(max=60)])
+    scope = SelectField(_l("Block"), choices=options([
+        ("marketing", _l("Marketing only (system mail such as invoices still goes out)")),
+        ("all", _l("All mail, including system mail"))]))
+    reason = StringField(_l("Reason (kept in the ledger)"), validators=[DataRequired(), Length(max=60)])
 
 
 class LiftSuppressionForm(Form):
-    scope = SelectField("Suppression", choices=options([("marketing", "Marketing"), ("all", "All mail")]))
-    why = StringField("Why it is lifted (kept in the ledger)", validators=[DataRequired(), Length(max=200)])
+    scope = SelectField(_l("Suppression"), choices=options(choices("suppression_scope")))
+    why = StringField(_l("Why it is lifted (kept in the ledger)"), validators=[DataRequired(), Length(max=200)])
 
 
 class UploadForm(Form):
-    file = FileField("CSV file (UTF-8; comma, semicolon or tab separated)", validators=[FileRequired()])
+    file = FileField(_l("CSV file (UTF-8; comma, semicolon or tab separated)"), validators=[FileRequired()])
 
 
 class ImportSettingsForm(Form):
-    has_header = BooleanField("The first row names the columns")
-    legal_basis = SelectField("Legal basis for holding these contacts",
-                              choices=options([("", "— choose —")] + [(b, BASIS_NAMES[b]) for b in BASES]),
+    has_header = BooleanField(_l("The first row names the columns"))
+    legal_basis = SelectField(_l("Legal basis for holding these contacts"),
+                              choices=options([("", _l("— choose —"))] + choices("import_basis", BASES)),
                               validators=[Optional()])
-    source_text = StringField("Where do these contacts come from?", validators=[Length(max=150)])
-    third_party = StringField("The company that gave us the list (empty if we collected it ourselves)",
+    source_text = StringField(_l("Where do these contacts come from?"), validators=[Length(max=150)])
+    third_party = StringField(_l("The company that gave us the list (empty if we collected it ourselves)"),
                               validators=[Length(max=200)])
-    share_evidence = StringField("Its evidence that these people consented to sharing their address with us",
+    share_evidence = StringField(_l("Its evidence that these people consented to sharing their address with us"),
                                  validators=[Length(max=500)])
-    default_relationship = SelectField("Relationship for rows that have none",
-                                       choices=options([("", "keep / prospect")] + [(r, r) for r in RELATIONSHIPS]),
+    default_relationship = SelectField(_l("Relationship for rows that have none"),
+                                       choices=options([("", _l("keep / prospect"))] +
+                                                       choices("relationship", RELATIONSHIPS)),
                                        validators=[Optional()])
-    topic = SelectField("Subscribe them to (consent only)", choices=options([("", "— no subscription —")]),
+    topic = SelectField(_l("Subscribe them to (consent only)"), choices=options([("", _l("— no subscription —"))]),
                         validators=[Optional()])
     consent_collected = BooleanField(
-        "I confirm these people gave their consent to this topic, collected as described in the source above.")
+        _l("I confirm these people gave their consent to this topic, collected as described in the source above."))
     confirmed_opt_in = BooleanField(
-        "Their consent was confirmed (double opt-in or signed form), so they may be sent mail right away. "
-        "Leave unticked to record it as awaiting confirmation.")
+        _l("Their consent was confirmed (double opt-in or signed form), so they may be sent mail right away. "
+           "Leave unticked to record it as awaiting confirmation."))
+    # The column selects (map_email, map_name…) are added per file by import_settings_form.
+    COLUMN_LABELS = {"email": _l("Email address (required)"), "name": _l("Name"), "company": _l("Company"),
+                     "title": _l("Title"), "phone": _l("Phone"), "locale": _l("Locale"),
+                     "relationship": _l("Relationship")}
 
     def mapping(self) -> dict:
         return {name: int(self[f"map_{name}"].data) for name in FIELDS if self[f"map_{name}"].data not in (None, "")}
@@ -130,17 +136,19 @@ class ImportSettingsForm(Form):
 
 def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSettingsForm:
     """The settings form with one column select per contact field."""
-    choices = options([("", "— not in the file —")] + [(str(i), f"{i + 1}: {name}") for i, name in enumerate(columns)])
+    columns_offered = options([("", _l("— not in the file —"))] +
+                              [(str(i), f"{i + 1}: {name}") for i, name in enumerate(columns)])
 
     class Form(ImportSettingsForm):
         pass
 
     for name in FIELDS:
-        label = "Email address (required)" if name == "email" else name.capitalize()
-        setattr(Form, f"map_{name}", SelectField(label, choices=choices, validators=[Optional()]))
+        column = ImportSettingsForm.COLUMN_LABELS.get(name, name.capitalize())
+        setattr(Form, f"map_{name}", SelectField(column, choices=columns_offered, validators=[Optional()]))
     form = Form(**kwargs)
-    form.topic.choices = options([("", "— no subscription —")] + [
-        (t.key, f"{t.name} ({t.key}, basis: {t.legal_basis.replace('_', ' ')})") for t in topics])
+    form.topic.choices = options([("", _l("— no subscription —"))] + [
+        (t.key, _("%(name)s (%(key)s, basis: %(basis)s)", name=t.name, key=t.key,
+                  basis=label(t.legal_basis, "legal_basis"))) for t in topics])
     return form
 
 
@@ -226,40 +234,41 @@ class TestSendForm(Form):
 
 
 class UserForm(Form):
-    email = StringField("Email", validators=[DataRequired(), Length(max=320)])
-    role = SelectField("Role", choices=options((r, r) for r in ROLES))
-    password = PasswordField("Initial password (10+ characters)", validators=[DataRequired(), Length(min=10, max=1000)])
+    email = StringField(_l("Email"), validators=[DataRequired(), Length(max=320)])
+    role = SelectField(_l("Role"), choices=options(choices("role", ROLES)))
+    password = PasswordField(_l("Initial password (10+ characters)"),
+                             validators=[DataRequired(), Length(min=10, max=1000)])
 
 
 class TokenForm(Form):
-    name = StringField("Token name (which system uses it)", validators=[DataRequired(), Length(max=100)])
-    admin = BooleanField("Admin token: may read every system message, not only the ones it sent")
+    name = StringField(_l("Token name (which system uses it)"), validators=[DataRequired(), Length(max=100)])
+    admin = BooleanField(_l("Admin token: may read every system message, not only the ones it sent"))
 
 
 class RequestFilterForm(Form):
     class Meta:
         csrf = False
 
-    status = SelectField("Show", choices=options([("open", "Open"), ("completed", "Completed"),
-                                                  ("refused", "Refused"), ("all", "All")]),
+    status = SelectField(_l("Show"), choices=options(choices("request_status") + [("all", _l("All"))]),
                          default="open", validators=[Optional()])
 
 
 class WordingForm(Form):
     """Publish a new consent wording: a new version, never an edit."""
 
-    locale = SelectField("Language", choices=options([("en", "English (en)"), ("es", "Spanish (es)")]),
+    locale = SelectField(_l("Language"), choices=options([("en", _l("English (en)")), ("es", _l("Spanish (es)"))]),
                          validators=[DataRequired()])
-    version = StringField("Version", validators=[DataRequired(), Length(max=32)])
-    text = TextAreaField("Wording, exactly as people will see it", validators=[DataRequired(), Length(max=5000)])
+    version = StringField(_l("Version"), validators=[DataRequired(), Length(max=32)])
+    text = TextAreaField(_l("Wording, exactly as people will see it"), validators=[DataRequired(), Length(max=5000)])
 
 
 class RefuseForm(Form):
-    reason = TextAreaField("Why the request is refused (shown and mailed to the person)",
+    reason = TextAreaField(_l("Why the request is refused (shown and mailed to the person)"),
                            validators=[DataRequired(), Length(max=2000)])
 
 
 class ExtendForm(Form):
-    months = SelectField("Extend by", choices=options([("1", "one month"), ("2", "two months")]), validators=[DataRequired()])
-    reason = TextAreaField("Why more time is needed (mailed to the person)", validators=[DataRequired(),
-                                                                                        Length(max=2000)])
+    months = SelectField(_l("Extend by"), choices=options([("1", _l("one month")), ("2", _l("two months"))]),
+                         validators=[DataRequired()])
+    reason = TextAreaField(_l("Why more time is needed (mailed to the person)"), validators=[DataRequired(),
+                                                                                            Length(max=2000)])

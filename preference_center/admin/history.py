@@ -4,21 +4,25 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import ConsentEvent, Contact, Topic
+from .labels import label
 
+# Each is a whole phrase that follows what was done ("unsubscribed from News" + "via the unsubscribe page").
 SOURCES = {
-    "preferences-page": "via the preferences page",
-    "unsubscribe-page": "via the unsubscribe page",
-    "one-click": "via the one-click unsubscribe of their email program",
-    "unsubscribe-undo": "by undoing an unsubscribe",
-    "subscribe-form": "via the public subscription form",
-    "subscribe-confirm": "by opening the confirmation link",
-    "data-rights-page": "via the data rights page",
-    "cli": "from the command line",
-    "test": "by a test",
+    "preferences-page": _l("via the preferences page"),
+    "unsubscribe-page": _l("via the unsubscribe page"),
+    "one-click": _l("via the one-click unsubscribe of their email program"),
+    "unsubscribe-undo": _l("by undoing an unsubscribe"),
+    "subscribe-form": _l("via the public subscription form"),
+    "subscribe-confirm": _l("by opening the confirmation link"),
+    "data-rights-page": _l("via the data rights page"),
+    "cli": _l("from the command line"),
+    "test": _l("by a test"),
 }
 
 
@@ -36,71 +40,86 @@ def when(moment: dt.datetime) -> str:
 
 
 def how(source: str) -> str:
-    """Where a change came from, in words."""
+    """Where a change came from, in words (in the language of the request)."""
     if source in SOURCES:
-        return SOURCES[source]
-    kind, _, rest = source.partition(":")
+        return str(SOURCES[source])
+    kind, _sep, rest = source.partition(":")
     if kind == "import":
-        job, _, text = rest.partition(":")
-        return f"via CSV import #{job}" + (f" ({text})" if text else "")
+        job, _sep, text = rest.partition(":")
+        if text:
+            return _("via CSV import #%(job)s (%(text)s)", job=job, text=text)
+        return _("via CSV import #%(job)s", job=job)
     if kind == "staff":
-        return f"by staff member {rest}"
+        return _("by staff member %(who)s", who=rest)
     if kind == "api":
-        token, _, text = rest.partition(":")
-        return f"via the API (token {token})" + (f", {text}" if text else "")
+        token, _sep, text = rest.partition(":")
+        if text:
+            return _("via the API (token %(token)s), %(text)s", token=token, text=text)
+        return _("via the API (token %(token)s)", token=token)
     if kind in ("sendgrid", "webhook", "provider"):
-        return f"reported by the mail provider ({rest or kind})"
-    return f"via {source}"
+        return _("reported by the mail provider (%(name)s)", name=rest or kind)
+    return _("via %(source)s", source=source)
 
 
 def _what(event: ConsentEvent, topic: Topic | None) -> str:
-    name = topic.name if topic else "a topic"
+    name = topic.name if topic else _("a topic")
     detail = event.detail or {}
     action, scope = event.action, event.scope
+    everything = detail.get("scope") == "all"
+    reason = detail.get("reason") or _("no reason given")
     if action == "grant" and scope == "topic":
-        verb = "granted consent to" if event.legal_basis == "consent" else "subscribed to"
-        return f"{verb} {name}" + ("" if event.confirmed else " (not confirmed yet)")
+        if event.legal_basis == "consent":
+            if event.confirmed:
+                return _("granted consent to %(topic)s", topic=name)
+            return _("granted consent to %(topic)s (not confirmed yet)", topic=name)
+        if event.confirmed:
+            return _("subscribed to %(topic)s", topic=name)
+        return _("subscribed to %(topic)s (not confirmed yet)", topic=name)
     if action == "grant":
-        return "allowed marketing email again"
+        return _("allowed marketing email again")
     if action == "withdraw" and scope == "topic":
-        return f"unsubscribed from {name}"
+        return _("unsubscribed from %(topic)s", topic=name)
     if action == "withdraw":
-        return "unsubscribed from all marketing"
+        return _("unsubscribed from all marketing")
     if action == "object":
-        return f"objected to {name}" if scope == "topic" else "objected to direct marketing"
+        return _("objected to %(topic)s", topic=name) if scope == "topic" else _("objected to direct marketing")
     if action == "restrict":
-        return "asked us to restrict processing"
+        return _("asked us to restrict processing")
     if action == "lift_restriction":
-        return "restriction of processing lifted"
+        return _("restriction of processing lifted")
     if action == "rectify":
-        return "details corrected: " + ", ".join(detail.get("fields") or [])
+        return _("details corrected: %(fields)s", fields=", ".join(detail.get("fields") or []))
     if action == "erase":
-        return "personal data erased"
+        return _("personal data erased")
     if action == "export":
-        return "a copy of the data was downloaded"
+        return _("a copy of the data was downloaded")
     if action == "suppress":
-        scope_words = "all mail" if detail.get("scope") == "all" else "marketing mail"
-        return f"address blocked from {scope_words} ({detail.get('reason', 'no reason given')})"
+        if everything:
+            return _("address blocked from all mail (%(reason)s)", reason=reason)
+        return _("address blocked from marketing mail (%(reason)s)", reason=reason)
     if action == "lift_suppression":
-        scope_words = "all mail" if detail.get("scope") == "all" else "marketing mail"
-        return (f"block from {scope_words} ({detail.get('reason', 'no reason given')}) lifted: "
-                f"{detail.get('why', 'no reason given')}")
+        why = detail.get("why") or _("no reason given")
+        if everything:
+            return _("block from all mail (%(reason)s) lifted: %(why)s", reason=reason, why=why)
+        return _("block from marketing mail (%(reason)s) lifted: %(why)s", reason=reason, why=why)
     if action == "relationship":
-        return f"relationship recorded as {detail.get('relationship', 'unknown')}"
+        return _("relationship recorded as %(relationship)s",
+                 relationship=label(detail.get("relationship"), "relationship") or _("unknown"))
     if action == "tracking":
-        return "agreed to open and click tracking" if detail.get("allowed") else "refused open and click tracking"
+        return _("agreed to open and click tracking") if detail.get("allowed") else _("refused open and click tracking")
     return action
 
 
 def sentence(event: ConsentEvent, topic: Topic | None) -> str:
-    """'2026-11-25 14:03 UTC — granted consent to News via preferences page (IP 203.0.113.7), consent text v1'."""
-    text = f"{when(event.occurred_at)} — {_what(event, topic)} {how(event.source)}"
+    """'2026-11-25 14:03 UTC — granted consent to News via the preferences page (IP 203.0.113.7), consent text v1'."""
+    text = _("%(when)s — %(what)s %(how)s", when=when(event.occurred_at), what=_what(event, topic),
+             how=how(event.source))
     if event.ip:
-        text += f" (IP {event.ip})"
+        text += _(" (IP %(ip)s)", ip=event.ip)
     if event.consent_text_version:
-        text += f", consent text v{event.consent_text_version}"
+        text += _(", consent text v%(version)s", version=event.consent_text_version)
     if event.redacted:
-        text += " [personal details erased]"
+        text += _(" [personal details erased]")
     return text
 
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField
 from wtforms import BooleanField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
@@ -18,19 +20,19 @@ from .common import _field_error
 
 
 class BrandingForm(Form):
-    org_name = StringField("Organisation name", validators=[Optional(), Length(max=200)])
-    logo = FileField("Logo (PNG, JPEG, GIF or WebP, at most 200 kB)")
-    remove_logo = BooleanField("Remove the logo")
-    accent = StringField("Accent colour (hex, e.g. #0b5cad)", validators=[Optional(), Length(max=7)])
-    privacy_url = StringField("Privacy-policy address (https://…)", validators=[Optional(), Length(max=500)])
-    postal_address = StringField("Postal address (shown in every mail)", validators=[Optional(), Length(max=500)])
-    sender_name = StringField("Sender name", validators=[Optional(), Length(max=200)])
-    sender_email = StringField("Sender address", validators=[Optional(), Length(max=320)])
+    org_name = StringField(_l("Organisation name"), validators=[Optional(), Length(max=200)])
+    logo = FileField(_l("Logo (PNG, JPEG, GIF or WebP, at most 200 kB)"))
+    remove_logo = BooleanField(_l("Remove the logo"))
+    accent = StringField(_l("Accent colour (hex, e.g. #0b5cad)"), validators=[Optional(), Length(max=7)])
+    privacy_url = StringField(_l("Privacy-policy address (https://…)"), validators=[Optional(), Length(max=500)])
+    postal_address = StringField(_l("Postal address (shown in every mail)"), validators=[Optional(), Length(max=500)])
+    sender_name = StringField(_l("Sender name"), validators=[Optional(), Length(max=200)])
+    sender_email = StringField(_l("Sender address"), validators=[Optional(), Length(max=320)])
 
 
 class TranslationForm(Form):
-    name = StringField("Name", validators=[Optional(), Length(max=200)])
-    description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
+    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=2000)])
 
 
 @bp.route("/settings/branding", methods=["GET", "POST"])
@@ -53,7 +55,7 @@ def branding_settings():
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Branding saved: {', '.join(changed)}." if changed else "Nothing changed.")
+                flash(_("Branding saved: %(fields)s.", fields=", ".join(changed)) if changed else _("Nothing changed."))
                 return redirect(url_for("admin.branding_settings"))
         else:
             status = 422
@@ -80,7 +82,8 @@ def topic_translations(key: str):
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Translations saved: {', '.join(changed)}." if changed else "Nothing changed.")
+                flash(_("Translations saved: %(languages)s.", languages=", ".join(changed)) if changed
+                      else _("Nothing changed."))
                 return redirect(url_for("admin.topic_translations", key=topic.key))
         else:
             status = 422
@@ -99,5 +102,6 @@ def topic_tracking(key: str):
         flash(str(exc), "error")
         return redirect(url_for("admin.topic_edit", key=topic.key), 303)
     db.session.commit()
-    flash("Open and click tracking is on for recipients who agreed." if enabled else "Open and click tracking is off.")
+    flash(_("Open and click tracking is on for recipients who agreed.") if enabled
+          else _("Open and click tracking is off."))
     return redirect(url_for("admin.topic_edit", key=topic.key), 303)

@@ -5,6 +5,7 @@ The list, search, export, bulk actions, adding and editing live in directory_pag
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ... import contacts, directory, rights, topics
 from ...commands import DomainError, consent, people, requests
@@ -12,6 +13,7 @@ from ...extensions import db
 from ...models import Contact
 from .. import auth, bp, history
 from ..forms import LiftSuppressionForm, SuppressForm
+from ..labels import label
 from .common import _get
 
 
@@ -20,7 +22,8 @@ def _contact_page(contact: Contact, form: SuppressForm, status: int = 200,
     blocks = contacts.suppression_rows(contact)
     lift_form = lift_form or LiftSuppressionForm(formdata=None)
     liftable = [b for b in blocks if b.reason not in contacts.KEPT_FOR_THE_PERSON]
-    lift_form.scope.choices = [(b.scope, f"{b.scope} ({b.reason})") for b in liftable]
+    lift_form.scope.choices = [(b.scope, _("%(scope)s (%(reason)s)", scope=label(b.scope, "suppression_scope"),
+                                          reason=label(b.reason, "suppression_reason"))) for b in liftable]
     return render_template(
         "admin/contact.html", contact=contact, form=form, lift_form=lift_form, blocks=blocks, liftable=liftable,
         kept=contacts.KEPT_FOR_THE_PERSON,
@@ -56,7 +59,8 @@ def contact_suppress(contact_id: int):
         form.reason.errors = [str(exc)]
         return _contact_page(contact, form, exc.status)
     db.session.commit()
-    flash("The address is suppressed." if form.scope.data == "all" else "Marketing mail to this address is stopped.")
+    flash(_("The address is suppressed.") if form.scope.data == "all"
+          else _("Marketing mail to this address is stopped."))
     return redirect(url_for("admin.contact_detail", contact_id=contact.id))
 
 
@@ -67,14 +71,14 @@ def contact_ask(contact_id: int):
     topic = topics.get(request.form.get("topic", ""))
     try:
         if topic is None:
-            raise DomainError("choose a topic", "topic")
+            raise DomainError(_("choose a topic"), "topic")
         consent.grant(auth.current_actor(), contact, topic, confirmed=False)
     except DomainError as exc:
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
     db.session.commit()
-    flash(f"A link to confirm {topic.name} is on its way to {contact.email}.")
+    flash(_("A link to confirm %(topic)s is on its way to %(email)s.", topic=topic.name, email=contact.email))
     return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
 
 
@@ -93,5 +97,6 @@ def contact_lift_suppression(contact_id: int):
         form.scope.errors = [str(error)]
         return _contact_page(contact, SuppressForm(formdata=None), error.status, lift_form=form)
     db.session.commit()
-    flash(f"The {lifted.scope} suppression ({lifted.reason}) is lifted.")
+    flash(_("The suppression of %(scope)s (%(reason)s) is lifted.", scope=label(lifted.scope, "suppression_scope"),
+            reason=label(lifted.reason, "suppression_reason")))
     return redirect(url_for("admin.contact_detail", contact_id=contact.id))

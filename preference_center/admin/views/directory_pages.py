@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from ... import directory, topics
 from ...commands import DomainError
@@ -10,12 +13,13 @@ from ...extensions import db
 from ...models import Contact
 from .. import auth, bp
 from ..directory_forms import BulkForm, ContactForm, ListFilterForm
+from ..labels import label
 from .common import _field_error, _get
 
 
 def _filter_form() -> ListFilterForm:
     form = ListFilterForm(request.args)
-    form.topic.choices = [("", "any")] + [(t.key, t.name) for t in topics.all_topics(include_retired=True)]
+    form.topic.choices = [("", _l("any"))] + [(t.key, t.name) for t in topics.all_topics(include_retired=True)]
     return form
 
 
@@ -40,7 +44,7 @@ def contact_list():
     form = _filter_form()
     if request.args and not form.validate():
         problems = "; ".join(f"{form[name].label.text}: {' '.join(errors)}" for name, errors in form.errors.items())
-        flash(f"Filters: {problems}", "error")
+        flash(_("Filters: %(problems)s", problems=problems), "error")
         return render_template("admin/contacts.html", form=form, page=None, filters=directory.Filters(),
                                bulk=_bulk_form()), 422
     filters = form.filters()
@@ -77,30 +81,40 @@ def _chosen_ids(filters: directory.Filters) -> list[int]:
 def contact_bulk():
     form = _bulk_form(request.form)
     filter_form = ListFilterForm(request.form)
-    filter_form.topic.choices = [("", "any")] + [(t.key, t.name) for t in topics.all_topics(include_retired=True)]
+    filter_form.topic.choices = [("", _l("any"))] + [(t.key, t.name) for t in topics.all_topics(include_retired=True)]
     back = url_for("admin.contact_list", **(filter_form.filters().query_args() if filter_form.validate() else {}))
     if not form.validate_on_submit():
-        flash("Bulk action: " + "; ".join(" ".join(e) for e in form.errors.values()), "error")
+        flash(_("Bulk action: %(problems)s", problems="; ".join(" ".join(e) for e in form.errors.values())), "error")
         return redirect(back, 303)
     ids = _chosen_ids(filter_form.filters())
     action = form.action.data
     if action.startswith("suppress") and not (form.reason.data or "").strip():
-        flash("Bulk action: say why these addresses are suppressed (the reason is kept with each).", "error")
+        flash(_("Bulk action: say why these addresses are suppressed (the reason is kept with each)."), "error")
         return redirect(back, 303)
     if request.form.get("confirm") != "1":
         topic = topics.get(form.topic.data or "")
-        what = {"suppress_marketing": "Stop marketing mail to", "suppress_all": "Stop all mail to",
-                "ask": f"Ask for consent to {topic.name if topic else '?'} from"}[action]
+        count = format(len(ids), ",")
+        if action == "suppress_marketing":
+            heading = ngettext("Stop marketing mail to %(count)s contact?", "Stop marketing mail to %(count)s contacts?",
+                               len(ids), count=count)
+        elif action == "suppress_all":
+            heading = ngettext("Stop all mail to %(count)s contact?", "Stop all mail to %(count)s contacts?",
+                               len(ids), count=count)
+        else:
+            heading = ngettext("Ask for consent to %(topic)s from %(count)s contact?",
+                               "Ask for consent to %(topic)s from %(count)s contacts?", len(ids),
+                               topic=topic.name if topic else "?", count=count)
         return render_template(
-            "admin/confirm.html", heading=f"{what} {len(ids):,} contact{'' if len(ids) == 1 else 's'}?",
-            summary=None, warning=None if ids else "No contact is chosen.",
-            lines=["Each contact gets its own ledger event and audit entry; contacts the action does not apply to "
-                   "are skipped and counted."] + (["Each gets the double opt-in mail now."] if action == "ask" else []),
+            "admin/confirm.html", heading=heading,
+            summary=None, warning=None if ids else _("No contact is chosen."),
+            lines=[_("Each contact gets its own ledger event and audit entry; contacts the action does not apply to "
+                     "are skipped and counted.")] + ([_("Each gets the double opt-in mail now.")]
+                                                     if action == "ask" else []),
             action=url_for("admin.contact_bulk"),
             hidden={"action": action, "topic": form.topic.data or "", "reason": form.reason.data or "",
                     "ids": ",".join(map(str, ids))},
-            confirm_label="Yes, do it", button_class="danger" if action != "ask" else "", back=back,
-            back_label="Contacts", cancel_label="No, go back")
+            confirm_label=_("Yes, do it"), button_class="danger" if action != "ask" else "", back=back,
+            back_label=_("Contacts"), cancel_label=_("No, go back"))
     try:
         if action == "ask":
             outcome = directory_commands.ask_many(auth.current_actor(), ids, topics.get(form.topic.data or ""))
@@ -112,9 +126,10 @@ def contact_bulk():
         flash(str(exc), "error")
         return redirect(back, 303)
     db.session.commit()
-    skipped = ", ".join(f"{n} {why}" for why, n in outcome.skipped.items())
-    flash(f"Done for {outcome.done:,} contact{'' if outcome.done == 1 else 's'}." + (f" Skipped: {skipped}." if skipped
-                                                                                   else ""))
+    count = format(outcome.done, ",")
+    done = ngettext("Done for %(count)s contact.", "Done for %(count)s contacts.", outcome.done, count=count)
+    skipped = ", ".join(f"{n} {label(why, 'skip_reason')}" for why, n in outcome.skipped.items())
+    flash(_("%(done)s Skipped: %(skipped)s.", done=done, skipped=skipped) if skipped else done)
     return redirect(back, 303)
 
 
@@ -132,7 +147,8 @@ def contact_new():
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Contact {contact.email} added. It has no subscription: ask for consent from its page.")
+                flash(_("Contact %(email)s added. It has no subscription: ask for consent from its page.",
+                        email=contact.email))
                 return redirect(url_for("admin.contact_detail", contact_id=contact.id))
         else:
             status = 422
@@ -143,7 +159,7 @@ def contact_new():
 def contact_edit(contact_id: int):
     contact: Contact = _get(Contact, contact_id)
     if contact.status == "erased":
-        flash("An erased contact has nothing left to edit.", "error")
+        flash(_("An erased contact has nothing left to edit."), "error")
         return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
     if request.method == "POST":
         form = ContactForm(request.form)
@@ -161,7 +177,7 @@ def contact_edit(contact_id: int):
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Saved: {', '.join(changed)}." if changed else "Nothing changed.")
+                flash(_("Saved: %(fields)s.", fields=", ".join(changed)) if changed else _("Nothing changed."))
                 return redirect(url_for("admin.contact_detail", contact_id=contact.id))
         else:
             status = 422

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ... import imports, topics
 from ...commands import DomainError as ValidationError
@@ -63,7 +64,7 @@ def _import_page(job: ImportJob, form=None, status: int = 200):
         "admin/import.html", job=job, form=form, running=running,
         topic=db.session.get(Topic, job.topic_id) if job.topic_id else None,
         sample=imports.sample(job) if job.status == "previewed" else [],
-        inline_limit=imports.inline_limit(), basis_names=imports.BASIS_NAMES,
+        inline_limit=imports.inline_limit(),
     ), status
 
 
@@ -119,8 +120,10 @@ def import_run(job_id: int):
     db.session.commit()
     if job.total <= imports.inline_limit():
         job = imports.run(job.id)
-        flash(f"Import finished: {job.created_count} new, {job.updated_count} updated."
-              if job.status == "done" else f"Import failed: {job.error}", "error" if job.status != "done" else "ok")
+        flash(_("Import finished: %(new)s new, %(updated)s updated.", new=job.created_count,
+                updated=job.updated_count)
+              if job.status == "done" else _("Import failed: %(error)s", error=job.error),
+              "error" if job.status != "done" else "ok")
     else:
         enqueue("import_csv", job.id)
     return redirect(url_for("admin.import_detail", job_id=job_id))
@@ -146,5 +149,5 @@ def import_discard(job_id: int):
     except ValidationError as exc:
         return _import_refused(job_id, exc)
     db.session.commit()
-    flash("Import discarded and its file deleted.")
+    flash(_("Import discarded and its file deleted."))
     return redirect(url_for("admin.import_list"))

@@ -5,6 +5,8 @@ import datetime as dt
 import json
 
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
@@ -17,6 +19,7 @@ from ...inputs import Form
 from ...models import Topic, utcnow
 from .. import auth, bp
 from ..forms import options
+from ..labels import choices, label
 from .common import _field_error
 from .contact_pages import _contact
 
@@ -36,11 +39,12 @@ def contact_proof(contact_id: int):
 class LogRequestForm(Form):
     """A request a person made by phone, letter or in person, logged by staff."""
 
-    kind = SelectField("What the person asked for", choices=options((k, k) for k in rights.KINDS),
+    kind = SelectField(_l("What the person asked for"), choices=options(choices("request_kind", rights.KINDS)),
                        validators=[DataRequired()])
-    channel = SelectField("How it reached us", choices=options(requests.CHANNELS.items()), validators=[DataRequired()])
-    received = DateField("Received on (UTC)", validators=[DataRequired()])
-    note = StringField("Note (no email addresses: it is kept after an erasure)", validators=[Length(max=500)])
+    channel = SelectField(_l("How it reached us"), choices=options(choices("request_channel", requests.CHANNELS)),
+                          validators=[DataRequired()])
+    received = DateField(_l("Received on (UTC)"), validators=[DataRequired()])
+    note = StringField(_l("Note (no email addresses: it is kept after an erasure)"), validators=[Length(max=500)])
 
 
 @bp.post("/contacts/<int:contact_id>/requests")
@@ -50,8 +54,8 @@ def contact_log_request(contact_id: int):
     contact = _contact(contact_id)
     form = LogRequestForm()
     if not form.validate_on_submit():
-        flash("Log a request: " + "; ".join(f"{form[name].label.text}: {' '.join(errors)}"
-                                            for name, errors in form.errors.items()), "error")
+        flash(_("Log a request: %(problems)s", problems="; ".join(f"{form[name].label.text}: {' '.join(errors)}"
+                                                                  for name, errors in form.errors.items())), "error")
         return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303), 422
     # A day, not a time: today's request counts from now, an earlier one from that day's noon.
     now = utcnow()
@@ -67,14 +71,15 @@ def contact_log_request(contact_id: int):
         response.status_code = exc.status
         return response
     db.session.commit()
-    flash(f"The {logged.kind} request is logged, due {logged.due_at:%Y-%m-%d}.")
+    due = logged.due_at.strftime("%Y-%m-%d")
+    flash(_("The %(kind)s request is logged, due %(date)s.", kind=label(logged.kind, "request_kind"), date=due))
     return redirect(url_for("admin.request_list"), 303)
 
 
 class AssessmentForm(Form):
-    purpose = StringField("Why we write, in one line (recipients read it in every mail of the topic)",
+    purpose = StringField(_l("Why we write, in one line (recipients read it in every mail of the topic)"),
                           validators=[DataRequired(), Length(max=300)])
-    text = TextAreaField("The assessment: purpose, necessity, balance against the person's interests, safeguards",
+    text = TextAreaField(_l("The assessment: purpose, necessity, balance against the person's interests, safeguards"),
                          validators=[DataRequired(), Length(max=20_000)])
 
 
@@ -93,7 +98,7 @@ def topic_assessment(key: str):
     status = 200
     if request.method == "POST":
         if g.staff.role != "admin":
-            abort(403, "Only admins approve an assessment.")
+            abort(403, _("Only admins approve an assessment."))
         if form.validate_on_submit():
             try:
                 row = assessment_commands.record(auth.current_actor(), topic, form.purpose.data, form.text.data)
@@ -103,7 +108,7 @@ def topic_assessment(key: str):
                 status = exc.status
             else:
                 db.session.commit()
-                flash(f"Assessment version {row.version} is recorded, approved by you.")
+                flash(_("Assessment version %(version)s is recorded, approved by you.", version=row.version))
                 return redirect(url_for("admin.topic_assessment", key=topic.key), 303)
         else:
             status = 422

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ...commands import DomainError, requests
 from ...extensions import db
@@ -49,8 +50,8 @@ def request_complete(request_id: int):
     except DomainError as exc:
         return _refused(exc)
     db.session.commit()
-    return _done("The contact is erased and the request completed." if data_request.kind == "erasure"
-                 else "Request completed.")
+    return _done(_("The contact is erased and the request completed.") if data_request.kind == "erasure"
+                 else _("Request completed."))
 
 
 @bp.post("/requests/<int:request_id>/resend")
@@ -61,7 +62,7 @@ def request_resend(request_id: int):
     except DomainError as exc:
         return _refused(exc)
     db.session.commit()
-    return _done("A fresh link is on its way to the person.")
+    return _done(_("A fresh link is on its way to the person."))
 
 
 @bp.post("/requests/<int:request_id>/refuse")
@@ -70,13 +71,13 @@ def request_refuse(request_id: int):
     data_request = _get(DataRequest, request_id)
     form = RefuseForm()
     if not form.validate_on_submit():
-        return _refused(DomainError("say why the request is refused: the person is shown the reason", "reason"))
+        return _refused(DomainError(_("say why the request is refused: the person is shown the reason"), "reason"))
     try:
         requests.refuse(auth.current_actor(), data_request, form.reason.data)
     except DomainError as exc:
         return _refused(exc)
     db.session.commit()
-    return _done("Request refused; the person is told why.")
+    return _done(_("Request refused; the person is told why."))
 
 
 @bp.post("/requests/<int:request_id>/extend")
@@ -85,12 +86,13 @@ def request_extend(request_id: int):
     data_request = _get(DataRequest, request_id)
     form = ExtendForm()
     if not form.validate_on_submit():
-        problem = "; ".join(f"{name}: {', '.join(errors)}" for name, errors in form.errors.items())
-        return _refused(DomainError(f"a deadline is extended by one or two months, with a reason ({problem})",
-                                    "months"))
+        problem = "; ".join(f"{form[name].label.text}: {', '.join(errors)}" for name, errors in form.errors.items())
+        return _refused(DomainError(_("a deadline is extended by one or two months, with a reason (%(problem)s)",
+                                      problem=problem), "months"))
     try:
         requests.extend(auth.current_actor(), data_request, int(form.months.data), form.reason.data)
     except DomainError as exc:
         return _refused(exc)
     db.session.commit()
-    return _done(f"Deadline extended to {data_request.due_at:%Y-%m-%d}; the person is told why.")
+    due = data_request.due_at.strftime("%Y-%m-%d")
+    return _done(_("Deadline extended to %(date)s; the person is told why.", date=due))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ... import engagement, topics
 from ...commands import DomainError
@@ -30,7 +31,7 @@ def topic_new():
             _field_error(form, exc)
         else:
             db.session.commit()
-            flash(f"Topic {topic.name} created.")
+            flash(_("Topic %(name)s created.", name=topic.name))
             return redirect(url_for("admin.topic_list"))
     if request.method == "POST":
         status = 422
@@ -50,7 +51,7 @@ def topic_edit(key: str):
             _field_error(form, exc)
         else:
             db.session.commit()
-            flash(f"Topic {topic.name} saved." if changed else "Nothing changed.")
+            flash(_("Topic %(name)s saved.", name=topic.name) if changed else _("Nothing changed."))
             return redirect(url_for("admin.topic_list"))
     if request.method == "POST":
         status = 422
@@ -63,14 +64,15 @@ def topic_retire(key: str):
     topic = topics.get(key) or abort(404)
     if request.form.get("confirm") != "1":
         return render_template(
-            "admin/confirm.html", heading=f"Retire “{topic.name}”?", summary=None, warning=None,
-            lines=["A retired topic is no longer offered on the preference page and nothing more is sent for it; "
-                   "scheduled campaigns of this topic send nothing. You can restore it later."],
-            action=url_for("admin.topic_retire", key=topic.key), hidden={}, confirm_label="Yes, retire it",
-            button_class="danger", back=url_for("admin.topic_list"), back_label="Topics", cancel_label="No, keep it")
+            "admin/confirm.html", heading=_("Retire “%(name)s”?", name=topic.name), summary=None, warning=None,
+            lines=[_("A retired topic is no longer offered on the preference page and nothing more is sent for it; "
+                     "scheduled campaigns of this topic send nothing. You can restore it later.")],
+            action=url_for("admin.topic_retire", key=topic.key), hidden={}, confirm_label=_("Yes, retire it"),
+            button_class="danger", back=url_for("admin.topic_list"), back_label=_("Topics"),
+            cancel_label=_("No, keep it"))
     topic_commands.retire(auth.current_actor(), topic)
     db.session.commit()
-    flash(f"Topic {topic.name} retired: it is no longer offered or sent.")
+    flash(_("Topic %(name)s retired: it is no longer offered or sent.", name=topic.name))
     return redirect(url_for("admin.topic_list"))
 
 
@@ -79,5 +81,5 @@ def topic_restore(key: str):
     topic = topics.get(key) or abort(404)
     topic_commands.restore(auth.current_actor(), topic)
     db.session.commit()
-    flash(f"Topic {topic.name} is live again.")
+    flash(_("Topic %(name)s is live again.", name=topic.name))
     return redirect(url_for("admin.topic_list"))

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from ...commands import DomainError, access
 from ...extensions import db
 from ...models import ApiToken, StaffUser
 from .. import auth, bp, queries
 from ..forms import TokenForm, UserForm
+from ..labels import label
 from .common import _get
 
 ADMIN_ROLES = ("admin",)
@@ -31,7 +33,7 @@ def user_create():
             (form.password if exc.field == "password" else form.email).errors = [str(exc)]
         else:
             db.session.commit()
-            flash(f"{user.email} can now sign in as {user.role}.")
+            flash(_("%(email)s can now sign in as %(role)s.", email=user.email, role=label(user.role, "role")))
             return redirect(url_for("admin.user_list"))
     return render_template("admin/users.html", users=queries.staff_users(), form=form), 422
 
@@ -46,7 +48,7 @@ def user_deactivate(user_id: int):
         flash(f"{exc}.", "error")
         return redirect(url_for("admin.user_list"))
     db.session.commit()
-    flash(f"{user.email} is deactivated and signed out everywhere.")
+    flash(_("%(email)s is deactivated and signed out everywhere.", email=user.email))
     return redirect(url_for("admin.user_list"))
 
 
@@ -56,7 +58,7 @@ def user_activate(user_id: int):
     user = _get(StaffUser, user_id)
     access.activate_user(auth.current_actor(), user)
     db.session.commit()
-    flash(f"{user.email} can sign in again.")
+    flash(_("%(email)s can sign in again.", email=user.email))
     return redirect(url_for("admin.user_list"))
 
 
@@ -92,5 +94,5 @@ def token_revoke(token_id: int):
     token = _get(ApiToken, token_id)
     if access.revoke_token(auth.current_actor(), token):
         db.session.commit()
-        flash(f"Token {token.name} revoked.")
+        flash(_("Token %(name)s revoked.", name=token.name))
     return redirect(url_for("admin.token_list"))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, Regexp
@@ -22,12 +24,12 @@ LOG_ROWS = 200
 
 
 class WebhookForm(Form):
-    name = StringField("Name (which system receives it)", validators=[
+    name = StringField(_l("Name (which system receives it)"), validators=[
         DataRequired(), Length(max=64),
-        Regexp(r"^[a-z0-9][a-z0-9_.-]{0,63}$", message="1-64 of a-z, 0-9, '_', '.', '-'")])
-    url = StringField("URL (https://…)", validators=[DataRequired(), Length(max=endpoints.URL_MAX)])
-    events = CheckboxesField("Changes to send", choices=list(change_feed.TYPES),
-                             validators=[DataRequired(message="choose at least one change")])
+        Regexp(r"^[a-z0-9][a-z0-9_.-]{0,63}$", message=_l("1-64 of a-z, 0-9, '_', '.', '-'"))])
+    url = StringField(_l("URL (https://…)"), validators=[DataRequired(), Length(max=endpoints.URL_MAX)])
+    events = CheckboxesField(_l("Changes to send"), choices=list(change_feed.TYPES),
+                             validators=[DataRequired(message=_l("choose at least one change"))])
 
 
 def _list(form: WebhookForm, secret: str | None = None, created: WebhookEndpoint | None = None):
@@ -47,7 +49,7 @@ def webhook_create():
     form = WebhookForm()
     if form.validate_on_submit():
         if endpoints.get(form.name.data) is not None:
-            form.name.errors = ["a webhook with that name exists; change it on its own page or pick another name"]
+            form.name.errors = [_("a webhook with that name exists; change it on its own page or pick another name")]
         else:
             try:
                 endpoint, secret = webhook_commands.put(auth.current_actor(), form.name.data, form.url.data,
@@ -77,7 +79,7 @@ def webhook_enable(endpoint_id: int):
     endpoint = _get(WebhookEndpoint, endpoint_id)
     if webhook_commands.enable(auth.current_actor(), endpoint):
         db.session.commit()
-        flash(f"{endpoint.name} is enabled again; its waiting messages go out now, in order.")
+        flash(_("%(name)s is enabled again; its waiting messages go out now, in order.", name=endpoint.name))
     return redirect(url_for("admin.webhook_detail", endpoint_id=endpoint_id))
 
 
@@ -92,7 +94,7 @@ def webhook_retry(endpoint_id: int, message_id: int):
         flash(f"{exc}.", "error")
     else:
         db.session.commit()
-        flash("The message will be attempted again now (after this person's earlier messages).")
+        flash(_("The message will be attempted again now (after this person's earlier messages)."))
     return redirect(url_for("admin.webhook_detail", endpoint_id=endpoint_id))
 
 
@@ -103,5 +105,5 @@ def webhook_delete(endpoint_id: int):
     name = endpoint.name
     webhook_commands.delete(auth.current_actor(), endpoint)
     db.session.commit()
-    flash(f"{name} is deleted, with the messages it had not received.")
+    flash(_("%(name)s is deleted, with the messages it had not received.", name=name))
     return redirect(url_for("admin.webhook_list"))

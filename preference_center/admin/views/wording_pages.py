@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 
 from ...commands import DomainError, wordings
 from ...extensions import db
@@ -32,5 +33,6 @@ def wording_publish():
         _field_error(form, exc)
         return _page(form, exc.status)
     db.session.commit()
-    flash(f"Version {wording.version} ({wording.locale}) is published; the public form shows it from now on.")
+    flash(_("Version %(version)s (%(locale)s) is published; the public form shows it from now on.",
+            version=wording.version, locale=wording.locale))
     return redirect(url_for("admin.wording_list"), 303)
