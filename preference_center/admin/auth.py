@@ -19,7 +19,7 @@ from .. import actors
 from ..commands import access
 from ..extensions import db
 from ..models import StaffUser, utcnow
-from .campaign_labels import ROLE
+from .labels import label
 
 MAX_FAILURES, LOCK_FOR = access.MAX_FAILURES, access.LOCK_FOR
 # One message for unknown users, wrong passwords and locked accounts: the
@@ -102,7 +102,7 @@ def role_required(*roles: str):
             if g.get("staff") is None:
                 abort(401)
             if g.staff.role not in roles:
-                abort(403, _("This page is for: %(roles)s.", roles=", ".join(str(ROLE.get(r, r)) for r in roles)))
+                abort(403, _("This page is for: %(roles)s.", roles=", ".join(label(r, "role") for r in roles)))
             return view(*args, **kwargs)
         return wrapped
     return decorator

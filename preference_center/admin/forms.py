@@ -25,7 +25,6 @@ from ..imports import BASES, FIELDS
 from ..inputs import Form, options
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
-from .campaign_labels import relationship_choices
 from .labels import choices, label
 
 
@@ -159,7 +158,7 @@ class CampaignForm(Form):
     html = TextAreaField(_l("HTML body"), validators=[Length(max=200_000)])
     text = TextAreaField(_l("Text body"), validators=[Length(max=200_000)])
     relationships = CheckboxesField(_l("Only these relationships (none ticked: everyone eligible)"),
-                                    choices=options(relationship_choices(RELATIONSHIPS)))
+                                    choices=options(choices('relationship', RELATIONSHIPS)))
     locales = StringField(_l("Only these locales (comma-separated, e.g. en, es; empty: all)"),
                           validators=[Optional(), Length(max=200)])
     companies = StringField(_l("Only these companies (comma-separated; any case)"),

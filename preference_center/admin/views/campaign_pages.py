@@ -17,10 +17,10 @@ from ...mail.plaintext import html_to_text
 from ...models import Campaign, Contact, Topic, utcnow
 from ...tasks import enqueue
 from .. import auth, bp, preview, queries
-from ..campaign_labels import LEGAL_BASIS, label
 from ..forms import CampaignForm, ScheduleForm, TestSendForm
+from ..labels import label
 from ..segment_values import segment_values
-from .common import _field_error, _get, campaign_status, grouped, staff_time
+from .common import _field_error, _get, grouped, staff_time
 
 # The preview iframe inherits the page's policy: staff HTML mail uses inline
 # styles and remote images. Scripts stay forbidden and the frame is sandboxed.
@@ -46,7 +46,7 @@ def _with_preview_csp(response_tuple):
 
 def _campaign_form(formdata=None, **kwargs) -> CampaignForm:
     form = CampaignForm(formdata=formdata, **kwargs)
-    form.topic.choices = [(t.key, f"{t.name} ({label(LEGAL_BASIS, t.legal_basis)})")
+    form.topic.choices = [(t.key, f"{t.name} ({label(t.legal_basis, 'legal_basis')})")
                           for t in topics.all_topics(include_retired=False) if t.kind == "marketing"]
     return form
 
@@ -86,7 +86,7 @@ def campaign_new():
 def campaign_edit(campaign_id: int):
     campaign = _get(Campaign, campaign_id)
     if campaign.status not in campaigns.EDITABLE:
-        flash(_("A %(status)s campaign cannot be changed.", status=campaign_status(campaign.status)), "error")
+        flash(_("A %(status)s campaign cannot be changed.", status=label(campaign.status, "campaign_status")), "error")
         return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id), 303)
     return _campaign_editor(campaign)
 

@@ -12,7 +12,7 @@ from ...errors import DomainError as ValidationError
 from ...extensions import db
 from ...models import utcnow
 from ...public.forms import LANGUAGE_NAMES
-from .. import auth, bp, campaign_labels, history
+from .. import auth, bp, history
 
 bp.before_request(auth.load_staff)
 
@@ -33,41 +33,6 @@ def staff_time(moment: dt.datetime | None) -> str:
 def grouped(count: int) -> str:
     """A count grouped in thousands the page language's way (1,234 / 12.345), as the confirmation step writes it."""
     return format_decimal(count)
-
-
-@bp.app_template_filter("campaign_status")
-def campaign_status(value: str | None) -> str:
-    return campaign_labels.label(campaign_labels.CAMPAIGN_STATUS, value)
-
-
-@bp.app_template_filter("delivery_status")
-def delivery_status(value: str | None) -> str:
-    return campaign_labels.label(campaign_labels.DELIVERY_STATUS, value)
-
-
-@bp.app_template_filter("skip_reason")
-def skip_reason(value: str | None) -> str:
-    return campaign_labels.label(campaign_labels.SKIP_REASON, value)
-
-
-@bp.app_template_filter("relationship_label")
-def relationship_label(value: str | None) -> str:
-    return campaign_labels.label(campaign_labels.RELATIONSHIP, value)
-
-
-@bp.app_template_filter("basis_label")
-def basis_label(value: str | None) -> str:
-    return campaign_labels.label(campaign_labels.LEGAL_BASIS, value)
-
-
-@bp.app_template_filter("audience_filter")
-def audience_filter(value: str | None) -> str:
-    return campaign_labels.label(campaign_labels.AUDIENCE_FILTER, value)
-
-
-@bp.app_template_filter("role_label")
-def role_label(value: str | None) -> str:
-    return campaign_labels.label(campaign_labels.ROLE, value)
 
 
 def language_url(code: str) -> str:

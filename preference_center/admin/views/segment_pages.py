@@ -14,8 +14,8 @@ from ...extensions import db
 from ...inputs import Form, options
 from ...models import RELATIONSHIPS, Topic
 from .. import auth, bp
-from ..campaign_labels import relationship_choices
 from ..forms import CheckboxesField, audience_of
+from ..labels import choices
 from ..segment_values import segment_values
 from .common import _field_error, grouped
 
@@ -24,7 +24,7 @@ class SegmentForm(Form):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
     topic = SelectField(_l("Topic"), validators=[DataRequired()])
     relationships = CheckboxesField(_l("Only these relationships (none ticked: everyone eligible)"),
-                                    choices=options(relationship_choices(RELATIONSHIPS)))
+                                    choices=options(choices('relationship', RELATIONSHIPS)))
     locales = StringField(_l("Only these locales (comma-separated, e.g. en, es)"),
                           validators=[Optional(), Length(max=200)])
     companies = StringField(_l("Only these companies (comma-separated; any case)"),
