@@ -11,6 +11,7 @@ from ...commands import DomainError
 from ...commands import branding as branding_commands
 from ...commands import tracking as tracking_commands
 from ...extensions import db
+from ...i18n import localized
 from ...inputs import Form
 from ...models import Branding
 from .. import auth, bp
@@ -76,7 +77,7 @@ def topic_translations(key: str):
                     auth.current_actor(), topic, code, form.name.data, form.description.data)]
             except DomainError as exc:
                 db.session.rollback()
-                flash(str(exc), "error")
+                flash(localized(exc), "error")
                 status = exc.status
             else:
                 db.session.commit()
@@ -96,7 +97,7 @@ def topic_tracking(key: str):
         tracking_commands.set_topic(auth.current_actor(), topic, enabled)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(url_for("admin.topic_edit", key=topic.key), 303)
     db.session.commit()
     flash("Open and click tracking is on for recipients who agreed." if enabled else "Open and click tracking is off.")

@@ -8,7 +8,9 @@ from flask import flash, redirect, render_template, request, url_for
 
 from ... import contacts, directory, rights, topics
 from ...commands import DomainError, consent, people, requests
+from ...errors import N_
 from ...extensions import db
+from ...i18n import localized
 from ...models import Contact
 from .. import auth, bp, history
 from ..forms import LiftSuppressionForm, SuppressForm
@@ -53,7 +55,7 @@ def contact_suppress(contact_id: int):
         people.suppress(auth.current_actor(), form.scope.data, form.reason.data, contact=contact)
     except DomainError as exc:
         db.session.rollback()
-        form.reason.errors = [str(exc)]
+        form.reason.errors = [localized(exc)]
         return _contact_page(contact, form, exc.status)
     db.session.commit()
     flash("The address is suppressed." if form.scope.data == "all" else "Marketing mail to this address is stopped.")
@@ -67,11 +69,11 @@ def contact_ask(contact_id: int):
     topic = topics.get(request.form.get("topic", ""))
     try:
         if topic is None:
-            raise DomainError("choose a topic", "topic")
+            raise DomainError(N_("choose a topic"), "topic")
         consent.grant(auth.current_actor(), contact, topic, confirmed=False)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
     db.session.commit()
     flash(f"A link to confirm {topic.name} is on its way to {contact.email}.")
@@ -90,7 +92,7 @@ def contact_lift_suppression(contact_id: int):
         lifted = people.lift_suppression(auth.current_actor(), contact, form.scope.data, form.why.data)
     except DomainError as error:
         db.session.rollback()
-        form.scope.errors = [str(error)]
+        form.scope.errors = [localized(error)]
         return _contact_page(contact, SuppressForm(formdata=None), error.status, lift_form=form)
     db.session.commit()
     flash(f"The {lifted.scope} suppression ({lifted.reason}) is lifted.")

@@ -7,6 +7,7 @@ from ... import directory, topics
 from ...commands import DomainError
 from ...commands import directory as directory_commands
 from ...extensions import db
+from ...i18n import localized
 from ...models import Contact
 from .. import auth, bp
 from ..directory_forms import BulkForm, ContactForm, ListFilterForm
@@ -109,7 +110,7 @@ def contact_bulk():
             outcome = directory_commands.suppress_many(auth.current_actor(), ids, scope, form.reason.data or "")
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(back, 303)
     db.session.commit()
     skipped = ", ".join(f"{n} {why}" for why, n in outcome.skipped.items())

@@ -5,6 +5,7 @@ from flask import flash, g, redirect, render_template, url_for
 
 from ...commands import DomainError, access
 from ...extensions import db
+from ...i18n import localized
 from ...models import ApiToken, StaffUser
 from .. import auth, bp, queries
 from ..forms import TokenForm, UserForm
@@ -28,7 +29,7 @@ def user_create():
             user = access.create_user(auth.current_actor(), form.email.data, form.role.data, form.password.data)
         except DomainError as exc:
             db.session.rollback()
-            (form.password if exc.field == "password" else form.email).errors = [str(exc)]
+            (form.password if exc.field == "password" else form.email).errors = [localized(exc)]
         else:
             db.session.commit()
             flash(f"{user.email} can now sign in as {user.role}.")
@@ -43,7 +44,7 @@ def user_deactivate(user_id: int):
     try:
         access.deactivate_user(auth.current_actor(), user, own_id=g.staff.id)
     except DomainError as exc:
-        flash(f"{exc}.", "error")
+        flash(f"{localized(exc)}.", "error")
         return redirect(url_for("admin.user_list"))
     db.session.commit()
     flash(f"{user.email} is deactivated and signed out everywhere.")
@@ -77,7 +78,7 @@ def token_create():
             token, plaintext = access.create_token(auth.current_actor(), form.name.data, admin=form.admin.data)
         except DomainError as exc:
             db.session.rollback()
-            form.name.errors = [str(exc)]
+            form.name.errors = [localized(exc)]
         else:
             db.session.commit()
             # Shown once, in this response only: never in a redirect or the session.
