@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from preference_center import campaigns, change_feed
-from preference_center.errors import N_, DomainError, Text, word
+from preference_center.errors import N_, Code, DomainError, Text, word
 from preference_center.extensions import db
 from preference_center.i18n import localized
 from preference_center.models import ApiToken, Campaign, Contact, MailTemplate, Topic
@@ -132,6 +132,20 @@ def test_the_error_page_names_its_status_in_spanish(as_viewer):
     page = as_viewer.get("/admin/users", headers=ES)
     assert page.status_code == 403
     assert "Error 403" in text_of(page.text)  # the same words in both languages, now marked and translated
+
+
+def test_a_refusal_no_door_mapped_is_a_page_in_its_language_and_english_json(app):
+    error = DomainError(N_("this link was used already: ask the person for a new one"), code=Code.CONFLICT)
+    with app.test_request_context("/admin/anything", headers=ES):
+        page = app.make_response(app.handle_user_exception(error))
+        assert page.status_code == 409
+        text = text_of(page.get_data(as_text=True))
+        assert "No es posible" in text and "este enlace ya se usó: pide a la persona uno nuevo" in text
+        assert "Error 409" in text and "used already" not in text
+    with app.test_request_context("/api/v1/anything", headers=ES):
+        answer = app.make_response(app.handle_user_exception(error))
+        assert answer.status_code == 409 and answer.json == {"error": {
+            "code": "conflict", "message": "this link was used already: ask the person for a new one"}}
 
 
 # -- the API answers in English, word for word ----------------------------------------
