@@ -7,7 +7,8 @@ import pickle
 import pytest
 from sqlalchemy import func, select
 
-from preference_center import campaigns, change_feed
+from preference_center import actors, campaigns, change_feed
+from preference_center.commands import people
 from preference_center.errors import N_, Code, DomainError, Text, word
 from preference_center.extensions import db
 from preference_center.i18n import localized
@@ -126,6 +127,19 @@ def test_a_webhook_url_refused_inside_a_refusal_is_spanish_all_the_way(as_admin)
     assert page.status_code == 422
     assert "url: la URL debe empezar por https:// (o http://)" in text_of(page.text)
     assert "url: the URL must start with https:// (or http://)" in text_of(as_admin.post("/admin/webhooks", form).text)
+
+
+def test_a_bulk_action_names_why_it_skipped_a_contact_in_spanish(news, as_marketer):
+    live, gone = factories.contact("live@example.com"), factories.contact("gone@example.com")
+    db.session.commit()
+    people.erase(actors.staff("mia@example.com"), gone)
+    db.session.commit()
+    form = {"action": "ask", "topic": "news", "confirm": "1", "ids": f"{live.id},{gone.id}"}
+    done = as_marketer.post("/admin/contacts/bulk", form, headers=ES, follow_redirects=True)
+    text = text_of(done.text)  # (the words around the reason are the directory page's own, translated there)
+    assert "1 este contacto se ha suprimido" in text and "has been erased" not in text
+    english = as_marketer.post("/admin/contacts/bulk", {**form, "ids": str(gone.id)}, follow_redirects=True)
+    assert "Skipped: 1 this contact has been erased." in text_of(english.text)
 
 
 def test_the_error_page_names_its_status_in_spanish(as_viewer):

@@ -113,7 +113,7 @@ def contact_bulk():
         flash(localized(exc), "error")
         return redirect(back, 303)
     db.session.commit()
-    skipped = ", ".join(f"{n} {why}" for why, n in outcome.skipped.items())
+    skipped = ", ".join(f"{n} {localized(why)}" for why, n in outcome.skipped.items())
     flash(f"Done for {outcome.done:,} contact{'' if outcome.done == 1 else 's'}." + (f" Skipped: {skipped}." if skipped
                                                                                    else ""))
     return redirect(back, 303)
