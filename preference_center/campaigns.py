@@ -75,13 +75,15 @@ def edit(campaign: Campaign, data: dict) -> Campaign:
     """Change a draft or scheduled campaign (a scheduled one keeps its time); never one that started."""
     fields = _fields(data)
     if campaign.status not in EDITABLE:
-        raise ValidationError(N_("a %(status)s campaign cannot be changed", status=word(campaign.status)), "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be changed", status=word(campaign.status)), "status",
+                              code="conflict")
     # Conditional: if the scheduler started it a moment ago, the change does not apply.
     result = db.session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(EDITABLE))
                                 .values(**fields))
     if not result.rowcount:
         db.session.refresh(campaign)
-        raise ValidationError(N_("a %(status)s campaign cannot be changed", status=word(campaign.status)), "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be changed", status=word(campaign.status)), "status",
+                              code="conflict")
     db.session.refresh(campaign)
     return campaign
 
@@ -104,7 +106,8 @@ def parse_time(value) -> dt.datetime | None:
 def schedule(campaign: Campaign, at: dt.datetime | None) -> Campaign:
     """Schedule a draft (or move a scheduled campaign); its templates and audience are checked again first."""
     if campaign.status not in ("draft", "scheduled"):
-        raise ValidationError(N_("a %(status)s campaign cannot be scheduled", status=word(campaign.status)), "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be scheduled", status=word(campaign.status)), "status",
+                              code="conflict")
     # A campaign saved before today's checks existed must not reach the worker unchecked.
     rules.check_audience(campaign.audience)
     _check_rendering(db.session.get(Topic, campaign.topic_id), campaign.subject, campaign.html, campaign.text)
@@ -116,7 +119,8 @@ def schedule(campaign: Campaign, at: dt.datetime | None) -> Campaign:
 def cancel(campaign: Campaign) -> Campaign:
     """Stop a campaign; batches not yet sent are skipped as cancelled."""
     if campaign.status not in OPEN:
-        raise ValidationError(N_("a %(status)s campaign cannot be cancelled", status=word(campaign.status)), "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be cancelled", status=word(campaign.status)), "status",
+                              code="conflict")
     db.session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(OPEN))
                        .values(status="cancelled", cancelled_at=utcnow()))
     db.session.refresh(campaign)
@@ -203,7 +207,8 @@ def delete_draft(campaign: Campaign) -> None:
                                                        Campaign.status == CampaignStatus.DRAFT)
                                 .execution_options(synchronize_session=False))
     if not result.rowcount:
-        raise ValidationError(N_("only a draft can be deleted; this campaign is %(status)s", status=word(campaign.status)), "status",
+        raise ValidationError(N_("only a draft can be deleted; this campaign is %(status)s",
+                                 status=word(campaign.status)), "status",
                               code="conflict")
     db.session.expunge(campaign)
 
@@ -230,7 +235,8 @@ def _move(campaign: Campaign, from_status: str, to_status: str, verb: str) -> No
                                 .values(status=to_status).execution_options(synchronize_session=False))
     db.session.refresh(campaign)
     if not result.rowcount:
-        raise ValidationError(N_("only a sending campaign can be paused; this one is %(status)s", status=word(campaign.status))
-                              if verb == "paused" else N_("only a paused campaign can be resumed; this one is %(status)s",
-                                                           status=word(campaign.status)),
+        status = word(campaign.status)
+        raise ValidationError(N_("only a sending campaign can be paused; this one is %(status)s", status=status)
+                              if verb == "paused"
+                              else N_("only a paused campaign can be resumed; this one is %(status)s", status=status),
                               "status", code="conflict")

@@ -56,10 +56,12 @@ def clean_profile(fields: dict) -> dict:
         problem = value and characters.refused(value)
         if problem:
             # One line of text: a subject or a greeting built from it cannot break, whichever door stored it.
-            raise ValidationError(N_("%(field)s must be one line of text; it holds %(problem)s", field=name, problem=problem), name)
+            raise ValidationError(N_("%(field)s must be one line of text; it holds %(problem)s", field=name,
+                                     problem=problem), name)
         value = (value or "").strip() or None
         if value is not None and len(value) > FIELD_LIMITS[name]:
-            raise ValidationError(N_("%(field)s is longer than %(limit)s characters", field=name, limit=FIELD_LIMITS[name]), name)
+            raise ValidationError(N_("%(field)s is longer than %(limit)s characters", field=name,
+                                     limit=FIELD_LIMITS[name]), name)
         if name == "locale" and value is not None:
             if not LOCALE.match(value):
                 raise ValidationError(N_("locale must look like 'en' or 'es-MX'"), name)
@@ -236,7 +238,8 @@ def lift_suppression(contact: Contact, scope: str, *, why: str, source: str, ip:
     if row is None:
         raise ValidationError(N_("this address has no %(scope)r suppression", scope=scope), "scope")
     if row.reason in KEPT_FOR_THE_PERSON:
-        raise ValidationError(N_("this suppression cannot be lifted: %(why)s", why=KEPT_FOR_THE_PERSON[row.reason]), "scope",
+        raise ValidationError(N_("this suppression cannot be lifted: %(why)s", why=KEPT_FOR_THE_PERSON[row.reason]),
+                              "scope",
                               code="conflict")
     why = (why or "").strip()
     if not why:

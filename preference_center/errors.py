@@ -59,7 +59,7 @@ def N_(msgid: str, /, **params) -> Text:
 
 
 def word(value: str) -> Text:
-    """A stored value (a state, a kind) named inside a message: English as it is, translated where the catalogue has it."""
+    """A stored value (a state, a kind) named in a message: English as it is, translated where the catalogue has it."""
     return Text(str(value), str(value))
 
 

@@ -24,7 +24,8 @@ def create_user(actor: Actor, email: str, role: str, password: str) -> StaffUser
     try:
         user = staff.create_user(email, role, password)
     except InvalidEmail as exc:
-        raise DomainError(N_("invalid email address: %(reason)s", reason=exc.args[0]), "email", code=Code.INVALID_EMAIL) from exc
+        raise DomainError(N_("invalid email address: %(reason)s", reason=exc.args[0]), "email",
+                          code=Code.INVALID_EMAIL) from exc
     except ValueError as exc:
         raise DomainError(exc.args[0], "email" if "exists" in str(exc) else "password") from exc
     audit.record(actor, "staff.create", target_type="staff_user", target_id=user.email, detail={"role": role})

@@ -78,7 +78,8 @@ def _targets(contact_ids: list[int]) -> list[Contact]:
     if not contact_ids:
         raise DomainError(N_("choose at least one contact"), "contacts")
     if len(contact_ids) > BULK_LIMIT:
-        raise DomainError(N_("at most %(limit)s contacts at once: narrow the filter", limit=format(BULK_LIMIT, ",")), "contacts")
+        raise DomainError(N_("at most %(limit)s contacts at once: narrow the filter", limit=format(BULK_LIMIT, ",")),
+                          "contacts")
     found = list(db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id)))
     return [people.settled(contact) for contact in found]
 

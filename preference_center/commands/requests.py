@@ -40,7 +40,8 @@ def receive(actor: Actor, contact: Contact, kind: str) -> DataRequest:
 
 def _open(request: DataRequest) -> Contact | None:
     if request.status != RequestStatus.OPEN:
-        raise DomainError(N_("this request is already %(status)s", status=word(request.status)), "status", code=Code.CONFLICT)
+        raise DomainError(N_("this request is already %(status)s", status=word(request.status)), "status",
+                          code=Code.CONFLICT)
     return db.session.get(Contact, request.contact_id) if request.contact_id else None
 
 
@@ -169,7 +170,8 @@ def log_received(actor: Actor, contact: Contact, kind: str, channel: str, receiv
         raise DomainError(N_("the note is longer than %(limit)s characters", limit=NOTE_MAX), "note")
     erasure.refuse_addresses(note, "note")
     if rights.latest_open(contact, kind) is not None:
-        raise DomainError(N_("an %(kind)s request of this person is open already: answer that one", kind=word(kind)), "kind",
+        raise DomainError(N_("an %(kind)s request of this person is open already: answer that one", kind=word(kind)),
+                          "kind",
                           code=Code.CONFLICT)
     request = rights.open_request(contact, kind, received=received,
                                   detail={"channel": channel, "note": note, "logged_by": actor.label})

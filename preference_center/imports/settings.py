@@ -43,7 +43,8 @@ class Settings:
 def configure(job: ImportJob, settings: Settings) -> ImportJob:
     """Check and store how to read the file and on what basis; the file's rows are not touched."""
     if job.status not in ("uploaded", "previewed"):
-        raise ImportProblem(N_("this import is %(status)s; its settings can no longer change", status=job.status), "status")
+        raise ImportProblem(N_("this import is %(status)s; its settings can no longer change", status=job.status),
+                            "status")
     width = len(job.columns)
     mapping = {}
     for name, index in (settings.mapping or {}).items():
@@ -73,7 +74,8 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
     for name, value, limit in (("third_party", third_party, THIRD_PARTY_MAX), ("share_evidence", evidence,
                                                                                EVIDENCE_MAX)):
         if value and len(value) > limit:
-            raise ImportProblem(N_("%(field)s is longer than %(limit)s characters", field=name.replace('_', ' '), limit=limit),
+            raise ImportProblem(N_("%(field)s is longer than %(limit)s characters", field=name.replace('_', ' '),
+                                   limit=limit),
                                 name)
         erasure.refuse_addresses(value, name)
     if evidence and not third_party:
