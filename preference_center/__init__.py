@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -13,6 +14,7 @@ from . import config as settings
 from . import inputs, logs
 from .errors import DomainError
 from .extensions import csrf, db, migrate
+from .i18n import localized
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -140,8 +142,8 @@ def register_errors(app: Flask) -> None:
         db.session.rollback()
         if wants_json():
             return jsonify({"error": {"code": error.code, "message": error.message}}), error.status
-        return render_template("error.html", status=error.status, title="Not possible",
-                               message=error.message), error.status
+        return render_template("error.html", status=error.status, title=_("Not possible"),
+                               message=localized(error)), error.status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

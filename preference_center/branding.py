@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from . import characters
 from .emails import InvalidEmail, normalize
-from .errors import DomainError
+from .errors import N_, DomainError
 from .extensions import db
 from .models import Branding, Topic, TopicTranslation
 
@@ -88,31 +88,33 @@ def _clean(fields: dict) -> dict:
     for name in FIELDS:
         value = (fields.get(name) or "").strip()
         if len(value) > LIMITS[name]:
-            raise DomainError(f"{name.replace('_', ' ')} is longer than {LIMITS[name]} characters", name)
+            raise DomainError(N_("%(field)s is longer than %(limit)s characters", field=name.replace('_', ' '),
+                                  limit=LIMITS[name]), name)
         problem = value and characters.refused(value)
         if problem:
-            raise DomainError(f"{name.replace('_', ' ')} must be one line of text; it holds {problem}", name)
+            raise DomainError(N_("%(field)s must be one line of text; it holds %(problem)s", field=name.replace('_', ' '),
+                                  problem=problem), name)
         cleaned[name] = value or None
     if cleaned["accent"] and not ACCENT.match(cleaned["accent"]):
-        raise DomainError("the accent colour is a hex colour such as #1d4ed8", "accent")
+        raise DomainError(N_("the accent colour is a hex colour such as #1d4ed8"), "accent")
     if cleaned["privacy_url"] and not re.match(r"^https?://[^\s/]+\.[^\s]+$", cleaned["privacy_url"]):
-        raise DomainError("the privacy-policy link is a web address starting with https://", "privacy_url")
+        raise DomainError(N_("the privacy-policy link is a web address starting with https://"), "privacy_url")
     if cleaned["sender_email"]:
         try:
             cleaned["sender_email"] = normalize(cleaned["sender_email"])
         except InvalidEmail as exc:
-            raise DomainError(f"sender address: {exc}", "sender_email") from exc
+            raise DomainError(N_("sender address: %(reason)s", reason=exc.args[0]), "sender_email") from exc
     return cleaned
 
 
 def check_logo(data: bytes, content_type: str) -> str:
     """The logo's media type, if it is a PNG, JPEG, GIF or WebP of at most 200 kB (by its bytes, not its name)."""
     if len(data) > LOGO_MAX_BYTES:
-        raise DomainError(f"the logo is larger than {LOGO_MAX_BYTES // 1000} kB", "logo")
+        raise DomainError(N_("the logo is larger than %(limit)s kB", limit=LOGO_MAX_BYTES // 1000), "logo")
     for kind, magic in LOGO_TYPES.items():
         if data.startswith(magic) and (kind != "image/webp" or data[8:12] == b"WEBP"):
             return kind
-    raise DomainError("the logo must be a PNG, JPEG, GIF or WebP image", "logo")
+    raise DomainError(N_("the logo must be a PNG, JPEG, GIF or WebP image"), "logo")
 
 
 def save(fields: dict, *, logo_data: bytes | None, logo_content_type: str | None, remove_logo: bool,
@@ -193,14 +195,15 @@ def translate(topic: Topic, locale: str, name: str, description: str) -> bool:
     supported = current_app.config.get("PC_LOCALES") or ["en"]
     default = current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
     if locale not in supported or locale == default:
-        raise DomainError(f"translations are for {', '.join(x for x in supported if x != default) or 'no language'}",
+        raise DomainError(N_("translations are for %(languages)s",
+                              languages=', '.join(x for x in supported if x != default) or 'no language'),
                           "locale")
     name, description = (name or "").strip(), (description or "").strip()
     if len(name) > 200 or len(description) > 2000:
-        raise DomainError("the name is at most 200 characters and the description 2,000", "name")
+        raise DomainError(N_("the name is at most 200 characters and the description 2,000"), "name")
     problem = (name and characters.refused(name)) or (description and characters.refused(description, multiline=True))
     if problem:
-        raise DomainError(f"the translation holds {problem}", "name")
+        raise DomainError(N_("the translation holds %(problem)s", problem=problem), "name")
     row = translations_of(topic).get(locale)
     g.pop("_topic_translations", None)
     if not name:

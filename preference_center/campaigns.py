@@ -7,6 +7,7 @@ from sqlalchemy import delete, func, select, update
 
 from . import compose, rules
 from .contacts import ValidationError
+from .errors import N_, word
 from .extensions import db
 from .mail import TemplateError, check
 from .models import Campaign, CampaignBatch, DailyStat, Delivery, Topic, utcnow
@@ -26,15 +27,15 @@ def _fields(data: dict) -> dict:
         if value is None and not required:
             return ""
         if not isinstance(value, str) or (required and not value.strip()):
-            raise ValidationError(f"{key} is required and must be a string", key)
+            raise ValidationError(N_("%(field)s is required and must be a string", field=key), key)
         if len(value) > limit:
-            raise ValidationError(f"{key} is longer than {limit} characters", key)
+            raise ValidationError(N_("%(field)s is longer than %(limit)s characters", field=key, limit=limit), key)
         return value
 
     name, subject = text("name", limit=200), text("subject", limit=500)
     html, body = text("html", required=False), text("text", required=False)
     if not html.strip() and not body.strip():
-        raise ValidationError("a campaign needs a text or an HTML body", "text")
+        raise ValidationError(N_("a campaign needs a text or an HTML body"), "text")
     for key, source in (("subject", subject), ("html", html), ("text", body)):
         try:
             check(source)
@@ -42,12 +43,12 @@ def _fields(data: dict) -> dict:
             raise ValidationError(f"{key}: {exc}", key) from exc
     topic = db.session.scalar(select(Topic).where(Topic.key == data.get("topic"))) if isinstance(data.get("topic"), str) else None
     if topic is None:
-        raise ValidationError(f"unknown topic {data.get('topic')!r}", "topic", code="unknown_topic")
+        raise ValidationError(N_("unknown topic %(topic)r", topic=data.get('topic')), "topic", code="unknown_topic")
     if topic.kind != "marketing":
-        raise ValidationError("campaigns go to marketing topics; send system messages with /messages",
+        raise ValidationError(N_("campaigns go to marketing topics; send system messages with /messages"),
                               "topic", code="system_topic")
     if topic.retired:
-        raise ValidationError("this topic is retired", "topic")
+        raise ValidationError(N_("this topic is retired"), "topic")
     audience = rules.check_audience(data.get("audience"))
     _check_rendering(topic, subject, html, body)
     return dict(name=name, topic_id=topic.id, subject=subject, html=html, text=body, audience=audience)
@@ -74,13 +75,15 @@ def edit(campaign: Campaign, data: dict) -> Campaign:
     """Change a draft or scheduled campaign (a scheduled one keeps its time); never one that started."""
     fields = _fields(data)
     if campaign.status not in EDITABLE:
-        raise ValidationError(f"a {campaign.status} campaign cannot be changed", "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be changed", status=word(campaign.status)), "status",
+                              code="conflict")
     # Conditional: if the scheduler started it a moment ago, the change does not apply.
     result = db.session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(EDITABLE))
                                 .values(**fields))
     if not result.rowcount:
         db.session.refresh(campaign)
-        raise ValidationError(f"a {campaign.status} campaign cannot be changed", "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be changed", status=word(campaign.status)), "status",
+                              code="conflict")
     db.session.refresh(campaign)
     return campaign
 
@@ -90,11 +93,11 @@ def parse_time(value) -> dt.datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValidationError("at must be an ISO-8601 time or null", "at")
+        raise ValidationError(N_("at must be an ISO-8601 time or null"), "at")
     try:
         moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValidationError("at must be an ISO-8601 time such as 2026-12-01T09:00:00+01:00", "at") from exc
+        raise ValidationError(N_("at must be an ISO-8601 time such as 2026-12-01T09:00:00+01:00"), "at") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC)
@@ -103,7 +106,8 @@ def parse_time(value) -> dt.datetime | None:
 def schedule(campaign: Campaign, at: dt.datetime | None) -> Campaign:
     """Schedule a draft (or move a scheduled campaign); its templates and audience are checked again first."""
     if campaign.status not in ("draft", "scheduled"):
-        raise ValidationError(f"a {campaign.status} campaign cannot be scheduled", "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be scheduled", status=word(campaign.status)), "status",
+                              code="conflict")
     # A campaign saved before today's checks existed must not reach the worker unchecked.
     rules.check_audience(campaign.audience)
     _check_rendering(db.session.get(Topic, campaign.topic_id), campaign.subject, campaign.html, campaign.text)
@@ -115,7 +119,8 @@ def schedule(campaign: Campaign, at: dt.datetime | None) -> Campaign:
 def cancel(campaign: Campaign) -> Campaign:
     """Stop a campaign; batches not yet sent are skipped as cancelled."""
     if campaign.status not in OPEN:
-        raise ValidationError(f"a {campaign.status} campaign cannot be cancelled", "status", code="conflict")
+        raise ValidationError(N_("a %(status)s campaign cannot be cancelled", status=word(campaign.status)), "status",
+                              code="conflict")
     db.session.execute(update(Campaign).where(Campaign.id == campaign.id, Campaign.status.in_(OPEN))
                        .values(status="cancelled", cancelled_at=utcnow()))
     db.session.refresh(campaign)
@@ -202,7 +207,8 @@ def delete_draft(campaign: Campaign) -> None:
                                                        Campaign.status == CampaignStatus.DRAFT)
                                 .execution_options(synchronize_session=False))
     if not result.rowcount:
-        raise ValidationError(f"only a draft can be deleted; this campaign is {campaign.status}", "status",
+        raise ValidationError(N_("only a draft can be deleted; this campaign is %(status)s",
+                                 status=word(campaign.status)), "status",
                               code="conflict")
     db.session.expunge(campaign)
 
@@ -229,5 +235,8 @@ def _move(campaign: Campaign, from_status: str, to_status: str, verb: str) -> No
                                 .values(status=to_status).execution_options(synchronize_session=False))
     db.session.refresh(campaign)
     if not result.rowcount:
-        raise ValidationError(f"only a {from_status} campaign can be {verb}; this one is {campaign.status}",
+        status = word(campaign.status)
+        raise ValidationError(N_("only a sending campaign can be paused; this one is %(status)s", status=status)
+                              if verb == "paused"
+                              else N_("only a paused campaign can be resumed; this one is %(status)s", status=status),
                               "status", code="conflict")

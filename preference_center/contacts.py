@@ -14,7 +14,7 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from . import bulk, characters, erasure, ledger
 from .emails import email_hash, normalize
-from .errors import ValidationError
+from .errors import N_, ValidationError
 from .extensions import db
 from .models import RELATIONSHIPS, Contact, Subscription, Suppression, SystemMessage, Topic, utcnow
 from .rules import Decision, may_send
@@ -52,22 +52,25 @@ def clean_profile(fields: dict) -> dict:
             continue
         value = fields[name]
         if value is not None and not isinstance(value, str):
-            raise ValidationError(f"{name} must be a string or null", name)
+            raise ValidationError(N_("%(field)s must be a string or null", field=name), name)
         problem = value and characters.refused(value)
         if problem:
             # One line of text: a subject or a greeting built from it cannot break, whichever door stored it.
-            raise ValidationError(f"{name} must be one line of text; it holds {problem}", name)
+            raise ValidationError(N_("%(field)s must be one line of text; it holds %(problem)s", field=name,
+                                     problem=problem), name)
         value = (value or "").strip() or None
         if value is not None and len(value) > FIELD_LIMITS[name]:
-            raise ValidationError(f"{name} is longer than {FIELD_LIMITS[name]} characters", name)
+            raise ValidationError(N_("%(field)s is longer than %(limit)s characters", field=name,
+                                     limit=FIELD_LIMITS[name]), name)
         if name == "locale" and value is not None:
             if not LOCALE.match(value):
-                raise ValidationError("locale must look like 'en' or 'es-MX'", name)
+                raise ValidationError(N_("locale must look like 'en' or 'es-MX'"), name)
             value = value.replace("_", "-")
         cleaned[name] = value
     if "relationship" in fields:
         if fields["relationship"] not in RELATIONSHIPS:
-            raise ValidationError(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "relationship")
+            raise ValidationError(N_("relationship must be one of %(relationships)s", relationships=', '.join(RELATIONSHIPS)),
+                                  "relationship")
         cleaned["relationship"] = fields["relationship"]
     return cleaned
 
@@ -222,24 +225,25 @@ def suppress(contact_hash: str, scope: str, reason: str, *, source: str, contact
 
 # Suppressions staff may not lift: the person's own opt-out (only their fresh
 # consent lifts it) and erasure (the address stays blocked for good).
-KEPT_FOR_THE_PERSON = {"opt_out": "the person opted out of marketing themselves; only their own fresh consent "
-                                  "lifts it", "erased": "the person's data was erased; the address stays blocked"}
+KEPT_FOR_THE_PERSON = {"opt_out": N_("the person opted out of marketing themselves; only their own fresh consent "
+                                      "lifts it"), "erased": N_("the person's data was erased; the address stays blocked")}
 
 
 def lift_suppression(contact: Contact, scope: str, *, why: str, source: str, ip: str | None = None) -> Suppression:
     """Remove a suppression staff may lift (a bounce, a complaint, a manual block), recorded in the ledger."""
     if contact.status == "erased":
-        raise ValidationError("this contact has been erased", code="erased")
+        raise ValidationError(N_("this contact has been erased"), code="erased")
     row = db.session.scalar(select(Suppression).where(Suppression.email_hash == contact.email_hash,
                                                       Suppression.scope == scope))
     if row is None:
-        raise ValidationError(f"this address has no {scope!r} suppression", "scope")
+        raise ValidationError(N_("this address has no %(scope)r suppression", scope=scope), "scope")
     if row.reason in KEPT_FOR_THE_PERSON:
-        raise ValidationError(f"this suppression cannot be lifted: {KEPT_FOR_THE_PERSON[row.reason]}", "scope",
+        raise ValidationError(N_("this suppression cannot be lifted: %(why)s", why=KEPT_FOR_THE_PERSON[row.reason]),
+                              "scope",
                               code="conflict")
     why = (why or "").strip()
     if not why:
-        raise ValidationError("say why the suppression is lifted", "why")
+        raise ValidationError(N_("say why the suppression is lifted"), "why")
     ledger.append(ledger.LIFT_SUPPRESSION, contact=contact, scope=ledger.CONTACT, source=source, ip=ip,
                   detail={"scope": scope, "reason": row.reason, "why": why[:200]})
     db.session.delete(row)
@@ -253,11 +257,11 @@ def consent_spec(contact: Contact, *, action: str, topic: Topic | None, source: 
                  detail: dict | None = None, occurred_at: dt.datetime | None = None) -> dict:
     """Check a grant or withdrawal and describe its ledger event (for `ledger.append(**spec)`)."""
     if action not in (ledger.GRANT, ledger.WITHDRAW, ledger.OBJECT):
-        raise ValidationError("action must be grant or withdraw", "action")
+        raise ValidationError(N_("action must be grant or withdraw"), "action")
     if contact.status == "erased":
-        raise ValidationError("this contact has been erased", code="erased")
+        raise ValidationError(N_("this contact has been erased"), code="erased")
     if topic is not None and topic.kind == "system" and action != ledger.GRANT:
-        raise ValidationError("system topics cannot be unsubscribed from; they are part of the service",
+        raise ValidationError(N_("system topics cannot be unsubscribed from; they are part of the service"),
                               "topic", code="system_topic")
     scope = ledger.TOPIC if topic is not None else ledger.ALL_MARKETING
     basis = legal_basis or (topic.legal_basis if topic is not None else None)

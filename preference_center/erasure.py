@@ -37,7 +37,7 @@ from sqlalchemy import Text, cast, event, or_, select, update
 from sqlalchemy.engine import Engine
 
 from . import provider_erasure
-from .errors import DomainError
+from .errors import N_, DomainError
 from .extensions import db
 from .models import AuditLog, Contact, DataRequest, Delivery, ImportJob, Suppression, WebhookEvent, utcnow
 
@@ -70,8 +70,8 @@ def traces_of(contact: Contact) -> Traces:
 def refuse_addresses(text: str | None, field: str) -> None:
     """Sources and reasons are codes or plain words: an email address in one would outlive an erasure."""
     if text and ADDRESS.search(text):
-        raise DomainError(f"{field} must not contain an email address: it is kept after the person's data is "
-                          "erased (use the contact's id, or describe the case without the address)", field)
+        raise DomainError(N_("%(field)s must not contain an email address: it is kept after the person's data is "
+                              "erased (use the contact's id, or describe the case without the address)", field=field), field)
 
 
 # -- the scrub ----------------------------------------------------------------------------

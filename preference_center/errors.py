@@ -3,6 +3,10 @@
 A door answers with `status` (API: a JSON error; staff pages: a form error or
 flash with that status; CLI: exit code 1). Nothing is changed by a command
 that raised: the door rolls the transaction back.
+
+A message built with `N_()` is the English text (what `str()`, the API, logs
+and the CLI show) and remembers its message id and parameters, so the staff
+pages translate it where they show it (`i18n.localized`), never where it is raised.
 """
 from __future__ import annotations
 
@@ -33,6 +37,30 @@ STATUS = {
     Code.NOT_FOUND: 404,
     Code.FORBIDDEN: 403,
 }
+
+
+class Text(str):
+    """English text that remembers the message id and parameters it was made from (see `N_`)."""
+
+    def __new__(cls, english: str, msgid: str | None = None, params: dict | None = None):
+        self = super().__new__(cls, english)
+        self.msgid = msgid  # None: plain English, shown as it is
+        self.params = params or {}
+        return self
+
+    def with_english(self, english: str) -> Text:
+        """This message with another English text (a library's own words the API has always answered)."""
+        return Text(english, self.msgid, self.params)
+
+
+def N_(msgid: str, /, **params) -> Text:
+    """A domain message, gettext's N_: marked now, the English `msgid % params`, translated where a page shows it."""
+    return Text(msgid % params if params else msgid, msgid, params)
+
+
+def word(value: str) -> Text:
+    """A stored value (a state, a kind) named in a message: English as it is, translated where the catalogue has it."""
+    return Text(str(value), str(value))
 
 
 class DomainError(ValueError):

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, current_app, g, request
-from flask_babel import Babel, get_locale, refresh
+from flask_babel import Babel, get_locale, gettext, refresh
+
+from .errors import Text
 
 LANG_COOKIE = "pc_lang"
 LANG_COOKIE_AGE = 365 * 86400
@@ -47,6 +49,18 @@ def use_contact_locale(locale: str | None) -> None:
     """Tell the selector which contact this page is for (call before rendering)."""
     g.contact_locale = locale
     refresh()
+
+
+def localized(error: BaseException | str) -> str:
+    """An error's message in this page's language when it was made with `errors.N_`, else its text as it is."""
+    message = error if isinstance(error, str) else getattr(error, "message", None)
+    if not isinstance(message, Text) and isinstance(error, BaseException) and error.args:
+        message = error.args[0]
+    if not isinstance(message, Text) or not message.msgid:
+        return str(error)
+    # A parameter that is itself a message made with N_() is shown in the same language; other text stays as is.
+    params = {name: localized(value) if isinstance(value, Text) else value for name, value in message.params.items()}
+    return gettext(message.msgid, **params)
 
 
 def _remember_switch(response):

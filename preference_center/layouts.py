@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from . import characters
-from .errors import Code, DomainError
+from .errors import N_, Code, DomainError
 from .extensions import db
 from .mail import TemplateError
 from .mail.personal import compile_part
@@ -31,11 +31,12 @@ def check(name: str, html: str) -> tuple[str, str]:
     """The cleaned name and HTML; DomainError naming the field if either is wrong."""
     name = (name or "").strip()
     if not name or len(name) > 200 or characters.refused(name):
-        raise DomainError("a layout needs a one-line name of at most 200 characters", "name")
+        raise DomainError(N_("a layout needs a one-line name of at most 200 characters"), "name")
     if not isinstance(html, str) or len(html) > 200_000:
-        raise DomainError("the layout is longer than 200,000 characters", "html")
+        raise DomainError(N_("the layout is longer than 200,000 characters"), "html")
     if html.count(MARKER) != 1:
-        raise DomainError(f"the layout needs {MARKER} exactly once, where the campaign's content goes", "html")
+        raise DomainError(N_("the layout needs %(marker)s exactly once, where the campaign's content goes",
+                              marker=MARKER), "html")
     try:
         compile_part("html", html.replace(MARKER, ""), True)
     except TemplateError as exc:
@@ -48,7 +49,7 @@ def save(name: str, html: str, *, layout: MailTemplate | None, by: str) -> MailT
     name, html = check(name, html)
     taken = db.session.scalar(select(MailTemplate.id).where(MailTemplate.name == name))
     if taken is not None and (layout is None or taken != layout.id):
-        raise DomainError("another layout has this name", "name", code=Code.CONFLICT)
+        raise DomainError(N_("another layout has this name"), "name", code=Code.CONFLICT)
     if layout is None:
         layout = MailTemplate(name=name, html=html, updated_by=by)
         db.session.add(layout)

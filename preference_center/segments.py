@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from . import audiences, characters, rules
-from .errors import Code, DomainError
+from .errors import N_, Code, DomainError
 from .extensions import db
 from .models import Segment, Topic
 
@@ -27,14 +27,14 @@ def save(name: str, topic_key: str, filters: dict, *, segment: Segment | None, b
     """Create or change a segment; DomainError naming the field if something is wrong."""
     name = (name or "").strip()
     if not name or len(name) > 200 or characters.refused(name):
-        raise DomainError("a segment needs a one-line name of at most 200 characters", "name")
+        raise DomainError(N_("a segment needs a one-line name of at most 200 characters"), "name")
     topic = db.session.scalar(select(Topic).where(Topic.key == topic_key))
     if topic is None or topic.kind != "marketing":
-        raise DomainError("choose a marketing topic", "topic")
+        raise DomainError(N_("choose a marketing topic"), "topic")
     filters = rules.check_audience(filters)
     taken = db.session.scalar(select(Segment.id).where(Segment.name == name))
     if taken is not None and (segment is None or taken != segment.id):
-        raise DomainError("another segment has this name", "name", code=Code.CONFLICT)
+        raise DomainError(N_("another segment has this name"), "name", code=Code.CONFLICT)
     if segment is None:
         segment = Segment(name=name, topic_id=topic.id, filters=filters, updated_by=by)
         db.session.add(segment)

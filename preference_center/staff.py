@@ -6,6 +6,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 
 from .emails import normalize
+from .errors import N_
 from .extensions import db
 from .models import StaffUser
 
@@ -30,12 +31,12 @@ def check_password(user: StaffUser, password: str) -> bool:
 
 def create_user(email: str, role: str, password: str) -> StaffUser:
     if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        raise ValueError(N_("role must be one of %(roles)s", roles=', '.join(ROLES)))
     if len(password) < 10:
-        raise ValueError("passwords need at least 10 characters")
+        raise ValueError(N_("passwords need at least 10 characters"))
     address = normalize(email)
     if db.session.scalar(select(StaffUser).where(StaffUser.email == address)) is not None:
-        raise ValueError(f"a staff user {address} exists already")
+        raise ValueError(N_("a staff user %(address)s exists already", address=address))
     user = StaffUser(email=address, role=role, password_hash=hash_password(password))
     db.session.add(user)
     return user

@@ -13,6 +13,7 @@ from enum import StrEnum
 from sqlalchemy import select
 
 from . import characters
+from .errors import N_
 from .extensions import db
 from .models import ApiToken, SystemMessage, utcnow
 
@@ -37,11 +38,11 @@ def _digest(plaintext: str) -> str:
 def create(name: str, *, admin: bool = False) -> tuple[ApiToken, str]:
     """Make a token (an admin token when `admin`); the plaintext is returned once and never stored."""
     if not isinstance(name, str) or not name or len(name) > NAME_MAX:
-        raise ValueError(f"a token name of 1 to {NAME_MAX} characters is required")
+        raise ValueError(N_("a token name of 1 to %(limit)s characters is required", limit=NAME_MAX))
     if characters.refused(name) or _SURROGATE.search(name) or name != name.strip():
-        raise ValueError("a token name is one line of printable characters, without surrounding spaces")
+        raise ValueError(N_("a token name is one line of printable characters, without surrounding spaces"))
     if db.session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
-        raise ValueError(f"a token named {name!r} exists already")
+        raise ValueError(N_("a token named %(name)r exists already", name=name))
     plaintext = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(name=name, token_hash=_digest(plaintext), prefix=plaintext[:10],
                      role=TokenRole.ADMIN if admin else TokenRole.CLIENT)

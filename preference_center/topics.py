@@ -11,7 +11,7 @@ import re
 
 from sqlalchemy import select
 
-from .errors import ValidationError
+from .errors import N_, ValidationError
 from .extensions import db
 from .models import LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS, Topic
 from .states import DEFAULT_RELATIONSHIPS_ALLOWED
@@ -36,32 +36,34 @@ def _clean(kind: str, data: dict, current: Topic | None) -> dict:
     """Validate the changeable fields against the topic's kind; return them cleaned."""
     name = data.get("name", current.name if current else None)
     if not isinstance(name, str) or not name.strip():
-        raise ValidationError("a topic needs a name", "name")
+        raise ValidationError(N_("a topic needs a name"), "name")
     if len(name.strip()) > NAME_MAX:
-        raise ValidationError(f"name is longer than {NAME_MAX} characters", "name")
+        raise ValidationError(N_("name is longer than %(limit)s characters", limit=NAME_MAX), "name")
     default_basis = "contract" if kind == "system" else (current.legal_basis if current else None)
     basis = data.get("legal_basis") or default_basis
     if basis not in LEGAL_BASES:
-        raise ValidationError(f"legal_basis must be one of: {', '.join(LEGAL_BASES)}", "legal_basis")
+        raise ValidationError(N_("legal_basis must be one of: %(bases)s", bases=', '.join(LEGAL_BASES)), "legal_basis")
     if kind == "system" and basis != "contract":
-        raise ValidationError("system topics have legal basis 'contract'", "legal_basis")
+        raise ValidationError(N_("system topics have legal basis 'contract'"), "legal_basis")
     if kind == "marketing" and basis == "contract":
-        raise ValidationError("marketing topics need 'consent' or 'legitimate_interest'", "legal_basis")
+        raise ValidationError(N_("marketing topics need 'consent' or 'legitimate_interest'"), "legal_basis")
     relationships = data.get("default_relationships",
                              list(current.default_relationships or []) if current else [])
     relationships = relationships or []
     if not isinstance(relationships, (list, tuple)) or any(r not in RELATIONSHIPS for r in relationships):
-        raise ValidationError(f"default_relationships must be drawn from: {', '.join(RELATIONSHIPS)}",
+        raise ValidationError(N_("default_relationships must be drawn from: %(relationships)s",
+                                  relationships=', '.join(RELATIONSHIPS)),
                               "default_relationships")
     if relationships and basis != "legitimate_interest":
-        raise ValidationError("default relationships only apply to legitimate-interest topics",
+        raise ValidationError(N_("default relationships only apply to legitimate-interest topics"),
                               "default_relationships")
     if any(r not in DEFAULT_RELATIONSHIPS_ALLOWED for r in relationships):
-        raise ValidationError("legitimate interest reaches customers only by default; prospects, partners, "
-                              "suppliers and candidates need their consent", "default_relationships")
+        raise ValidationError(N_("legitimate interest reaches customers only by default; prospects, partners, "
+                                  "suppliers and candidates need their consent"), "default_relationships")
     description = data.get("description", current.description if current else "") or ""
     if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
-        raise ValidationError(f"description must be text of at most {DESCRIPTION_MAX} characters", "description")
+        raise ValidationError(N_("description must be text of at most %(limit)s characters", limit=DESCRIPTION_MAX),
+                              "description")
     return {"name": name.strip(), "legal_basis": basis, "description": description.strip(),
             "default_relationships": list(dict.fromkeys(relationships))}
 
@@ -69,12 +71,12 @@ def _clean(kind: str, data: dict, current: Topic | None) -> dict:
 def create(key: str, data: dict) -> Topic:
     """A new topic; `kind` is fixed from here on."""
     if not isinstance(key, str) or not KEY.match(key):
-        raise ValidationError("topic keys are 1-64 of a-z, 0-9, '_', '.', '-' and start with a letter or digit", "key")
+        raise ValidationError(N_("topic keys are 1-64 of a-z, 0-9, '_', '.', '-' and start with a letter or digit"), "key")
     if get(key) is not None:
-        raise ValidationError(f"a topic with key {key!r} exists already", "key", code="conflict")
+        raise ValidationError(N_("a topic with key %(key)r exists already", key=key), "key", code="conflict")
     kind = data.get("kind")
     if kind not in TOPIC_KINDS:
-        raise ValidationError(f"kind must be one of: {', '.join(TOPIC_KINDS)}", "kind")
+        raise ValidationError(N_("kind must be one of: %(kinds)s", kinds=', '.join(TOPIC_KINDS)), "kind")
     topic = Topic(key=key, kind=kind, retired=False, **_clean(kind, data, None))
     db.session.add(topic)
     db.session.flush()
@@ -84,7 +86,7 @@ def create(key: str, data: dict) -> Topic:
 def update(topic: Topic, data: dict) -> list[str]:
     """Change name, basis, relationships or description; return the names of changed fields."""
     if data.get("kind", topic.kind) != topic.kind:
-        raise ValidationError("a topic's kind cannot change; create a new topic instead", "kind", code="conflict")
+        raise ValidationError(N_("a topic's kind cannot change; create a new topic instead"), "kind", code="conflict")
     cleaned = _clean(topic.kind, data, topic)
     changed = [k for k, v in cleaned.items() if getattr(topic, k) != v]
     for key in changed:

@@ -11,7 +11,9 @@ from preference_center.states import RequestKind
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = [("preference_center/**.py", "python"), ("templates/**.html", "jinja2"), ("templates/**.txt", "jinja2")]
 OPTIONS = {pattern: {"extensions": "jinja2.ext.i18n"} for pattern, method in METHODS if method == "jinja2"}
-KEYWORDS = {"_": None, "_l": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2), "lazy_ngettext": (1, 2)}
+# `N_` builds the domain errors' messages (errors.N_), translated where a staff page shows them.
+KEYWORDS = {"_": None, "_l": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2), "lazy_ngettext": (1, 2),
+            "N_": None}
 # `._("global")` is the sendgrid client's URL builder, not a translation.
 NOT_TEXT = {"global"}
 

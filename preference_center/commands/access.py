@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from .. import actors, audit, staff, tokens
 from ..actors import Actor
 from ..emails import InvalidEmail, normalize
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError
 from ..extensions import db
 from ..models import ApiToken, StaffSession, StaffUser, utcnow
 
@@ -24,9 +24,10 @@ def create_user(actor: Actor, email: str, role: str, password: str) -> StaffUser
     try:
         user = staff.create_user(email, role, password)
     except InvalidEmail as exc:
-        raise DomainError(f"invalid email address: {exc}", "email", code=Code.INVALID_EMAIL) from exc
+        raise DomainError(N_("invalid email address: %(reason)s", reason=exc.args[0]), "email",
+                          code=Code.INVALID_EMAIL) from exc
     except ValueError as exc:
-        raise DomainError(str(exc), "email" if "exists" in str(exc) else "password") from exc
+        raise DomainError(exc.args[0], "email" if "exists" in str(exc) else "password") from exc
     audit.record(actor, "staff.create", target_type="staff_user", target_id=user.email, detail={"role": role})
     return user
 
@@ -34,7 +35,7 @@ def create_user(actor: Actor, email: str, role: str, password: str) -> StaffUser
 def deactivate_user(actor: Actor, user: StaffUser, *, own_id: int | None = None) -> None:
     """Stop a user signing in; every session of theirs ends."""
     if own_id is not None and user.id == own_id:
-        raise DomainError("you cannot deactivate yourself", code=Code.CONFLICT)
+        raise DomainError(N_("you cannot deactivate yourself"), code=Code.CONFLICT)
     if user.active:
         user.active = False
         end_sessions(user)
@@ -52,7 +53,7 @@ def create_token(actor: Actor, name: str, *, admin: bool = False) -> tuple[ApiTo
     try:
         token, plaintext = tokens.create((name or "").strip(), admin=admin)
     except ValueError as exc:
-        raise DomainError(str(exc), "name", code=Code.CONFLICT if "exists" in str(exc) else Code.VALIDATION) from exc
+        raise DomainError(exc.args[0], "name", code=Code.CONFLICT if "exists" in str(exc) else Code.VALIDATION) from exc
     audit.record(actor, "token.create", target_type="api_token", target_id=token.name, detail={"role": token.role})
     return token, plaintext
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from .. import audit, erasure
 from ..actors import Actor
-from ..errors import DomainError
+from ..errors import N_, DomainError
 from ..extensions import db
 from ..models import InterestAssessment, Topic
 
@@ -18,14 +18,14 @@ TEXT_MAX = 20_000
 def record(actor: Actor, topic: Topic, purpose: str, text: str) -> InterestAssessment:
     """A new version of `topic`'s assessment (legitimate-interest marketing topics only), approved by `actor`."""
     if topic.kind != "marketing" or topic.legal_basis != "legitimate_interest":
-        raise DomainError("only legitimate-interest marketing topics carry an assessment", "topic")
+        raise DomainError(N_("only legitimate-interest marketing topics carry an assessment"), "topic")
     purpose, text = (purpose or "").strip(), (text or "").strip()
     if not purpose or len(purpose) > PURPOSE_MAX or "\n" in purpose:
-        raise DomainError(f"say in one line of at most {PURPOSE_MAX} characters why we write (recipients read it)",
-                          "purpose")
+        raise DomainError(N_("say in one line of at most %(limit)s characters why we write (recipients read it)",
+                              limit=PURPOSE_MAX), "purpose")
     if not text or len(text) > TEXT_MAX:
-        raise DomainError(f"the assessment (purpose, necessity, balance, safeguards) is required, at most {TEXT_MAX} "
-                          "characters", "text")
+        raise DomainError(N_("the assessment (purpose, necessity, balance, safeguards) is required, at most "
+                              "%(limit)s characters", limit=TEXT_MAX), "text")
     erasure.refuse_addresses(text, "text")
     version = (db.session.scalar(select(func.max(InterestAssessment.version))
                                  .where(InterestAssessment.topic_id == topic.id)) or 0) + 1

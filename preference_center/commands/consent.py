@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from .. import audit, contacts, ledger, notify, optouts
 from ..actors import Actor
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError
 from ..extensions import db
 from ..links import LinkError
 from ..models import ConsentEvent, ConsentText, Contact, Subscription, Suppression, Topic
@@ -68,14 +68,14 @@ def barrier(contact: Contact, topic: Topic | None) -> str | None:
 
 def _marketing_topic(topic: Topic | None) -> None:
     if topic is not None and topic.kind != TopicKind.MARKETING:
-        raise DomainError("system topics need no consent and cannot be unsubscribed from; they are part of the "
-                          "service", "topic", code=Code.SYSTEM_TOPIC)
+        raise DomainError(N_("system topics need no consent and cannot be unsubscribed from; they are part of the "
+                          "service"), "topic", code=Code.SYSTEM_TOPIC)
 
 
 def _basis(topic: Topic | None, legal_basis: str | None) -> str:
     basis = legal_basis or (topic.legal_basis if topic is not None else LegalBasis.CONSENT)
     if basis not in MARKETING_BASES:
-        raise DomainError("marketing grants carry the legal basis 'consent' or 'legitimate_interest'", "legal_basis")
+        raise DomainError(N_("marketing grants carry the legal basis 'consent' or 'legitimate_interest'"), "legal_basis")
     if basis == LegalBasis.LEGITIMATE_INTEREST and (topic is None or topic.legal_basis == LegalBasis.CONSENT):
         # Legitimate interest is the topic's own basis, never a grant's way around consent.
         where = f"the topic {topic.name} is sent on consent" if topic is not None else "all marketing needs consent"
@@ -97,14 +97,15 @@ def grant(actor: Actor, contact: Contact, topic: Topic | None, *, confirmed: boo
     _marketing_topic(topic)
     basis = _basis(topic, legal_basis)
     if topic is not None and topic.retired:
-        raise DomainError(f"the topic {topic.name} is retired", "topic")
+        raise DomainError(N_("the topic %(name)s is retired", name=topic.name), "topic")
     if contact.status == "erased":
-        raise DomainError("this contact has been erased", code=Code.ERASED)
+        raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
     if confirmed and not actor.is_the_person:
         why = barrier(contact, topic)
         if why is not None:
-            raise DomainError(f"only the person can confirm this ({why}): send the grant unconfirmed and a "
-                              "confirmation mail goes to the address", "confirmed", code=Code.NEEDS_CONFIRMATION)
+            raise DomainError(N_("only the person can confirm this (%(why)s): send the grant unconfirmed and a "
+                                  "confirmation mail goes to the address", why=why), "confirmed",
+                              code=Code.NEEDS_CONFIRMATION)
     wording = consent_text or _published(consent_text_version, contact.locale)
     event = contacts.record_consent(
         contact, action=ledger.GRANT, topic=topic, source=source or actor.source, legal_basis=basis,
@@ -123,7 +124,7 @@ def withdraw(actor: Actor, contact: Contact, topic: Topic | None, *, ip: str | N
     """Withdraw from one marketing topic or all marketing; None when that already holds (idempotent)."""
     _marketing_topic(topic)
     if contact.status == "erased":
-        raise DomainError("this contact has been erased", code=Code.ERASED)
+        raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
     if topic is None:
         if contact.marketing_opt_out_event_id is not None:
             return None

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from .. import audit, contacts, directory
 from ..actors import Actor
 from ..emails import InvalidEmail, normalize
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError
 from ..extensions import db
 from ..models import Contact, Topic
 from ..states import ContactStatus, Relationship
@@ -37,14 +37,15 @@ def _address(email: str) -> str:
     try:
         return normalize(email)
     except InvalidEmail as exc:
-        raise DomainError(str(exc), "email") from exc
+        raise DomainError(exc.args[0], "email") from exc
 
 
 def _relationship(value: str | None) -> str | None:
     if value in (None, ""):
         return None
     if value not in tuple(Relationship):
-        raise DomainError(f"relationship must be one of {', '.join(Relationship)}", "relationship")
+        raise DomainError(N_("relationship must be one of %(relationships)s", relationships=', '.join(Relationship)),
+                          "relationship")
     return value
 
 
@@ -52,7 +53,7 @@ def add(actor: Actor, email: str, fields: dict) -> Contact:
     """Create one contact (profile and relationship); refused if the address is a contact already."""
     address = _address(email)
     if contacts.find(address) is not None:
-        raise DomainError("a contact with this address exists already: edit it instead", "email",
+        raise DomainError(N_("a contact with this address exists already: edit it instead"), "email",
                           code=Code.CONFLICT)
     relationship = _relationship(fields.get("relationship"))
     profile = {k: (fields.get(k) or None) for k in contacts.PROFILE_FIELDS if k in fields}
@@ -63,7 +64,7 @@ def add(actor: Actor, email: str, fields: dict) -> Contact:
 def edit(actor: Actor, contact: Contact, fields: dict) -> list[str]:
     """Correct one contact's profile and relationship; the names of the fields that changed."""
     if contact.status == ContactStatus.ERASED:
-        raise DomainError("this contact has been erased", code=Code.ERASED)
+        raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
     relationship = _relationship(fields.get("relationship"))
     changed = people.rectify(actor, contact, {k: (fields.get(k) or None) for k in contacts.PROFILE_FIELDS
                                               if k in fields})
@@ -75,9 +76,10 @@ def edit(actor: Actor, contact: Contact, fields: dict) -> list[str]:
 
 def _targets(contact_ids: list[int]) -> list[Contact]:
     if not contact_ids:
-        raise DomainError("choose at least one contact", "contacts")
+        raise DomainError(N_("choose at least one contact"), "contacts")
     if len(contact_ids) > BULK_LIMIT:
-        raise DomainError(f"at most {BULK_LIMIT:,} contacts at once: narrow the filter", "contacts")
+        raise DomainError(N_("at most %(limit)s contacts at once: narrow the filter", limit=format(BULK_LIMIT, ",")),
+                          "contacts")
     found = list(db.session.scalars(select(Contact).where(Contact.id.in_(contact_ids)).order_by(Contact.id)))
     return [people.settled(contact) for contact in found]
 
@@ -98,7 +100,7 @@ def suppress_many(actor: Actor, contact_ids: list[int], scope: str, reason: str)
 def ask_many(actor: Actor, contact_ids: list[int], topic: Topic | None) -> BulkOutcome:
     """Ask each chosen contact to confirm a consent topic: a pending grant and the double opt-in mail."""
     if topic is None or topic.kind != "marketing" or topic.legal_basis != "consent" or topic.retired:
-        raise DomainError("choose a live consent topic", "topic")
+        raise DomainError(N_("choose a live consent topic"), "topic")
     outcome = BulkOutcome()
     for contact in _targets(contact_ids):
         try:

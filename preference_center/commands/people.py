@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .. import access_copy, audit, contacts, erasure, ledger, links, notify, optouts, rights
 from ..actors import Actor, ActorKind
 from ..emails import normalize
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError
 from ..extensions import db
 from ..models import ConsentEvent, Contact, DataRequest, Suppression, utcnow
 from ..states import ContactStatus, RequestKind, RequestStatus, SuppressionReason, SuppressionScope
@@ -48,7 +48,7 @@ def get(contact_id: int) -> Contact | None:
 def require(email: str) -> Contact:
     contact = find(email)
     if contact is None:
-        raise DomainError("no contact with that email address", "email", code=Code.NOT_FOUND)
+        raise DomainError(N_("no contact with that email address"), "email", code=Code.NOT_FOUND)
     return contact
 
 
@@ -92,7 +92,7 @@ def rectify(actor: Actor, contact: Contact, fields: dict) -> list[str]:
 
 def _live(contact: Contact) -> None:
     if contact.status == ContactStatus.ERASED:
-        raise DomainError("this contact has been erased", code=Code.ERASED)
+        raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
 
 
 # -- rights ---------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def export(actor: Actor, contact: Contact, fmt: str) -> str | bytes:
     access request. JSON and ZIP are the complete copy (access_copy.complete)."""
     _live(contact)
     if fmt not in rights.EXPORT_FORMATS:
-        raise DomainError(f"format must be one of {', '.join(rights.EXPORT_FORMATS)}", "format")
+        raise DomainError(N_("format must be one of %(formats)s", formats=', '.join(rights.EXPORT_FORMATS)), "format")
     event = ledger.append(ledger.EXPORT, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
                           user_agent=actor.user_agent, detail={"format": fmt})
     request = rights.latest_open(contact, (RequestKind.ACCESS, RequestKind.PORTABILITY))
@@ -195,9 +195,9 @@ def hand_over(actor: Actor, contact: Contact, argument) -> bytes:
     handover = (request.detail or {}).get("handover") if request is not None else None
     if (request is None or request.contact_id != contact.id or not handover or not isinstance(nonce, str)
             or handover.get("nonce_hash") != hashlib.sha256(nonce.encode()).hexdigest()):
-        raise DomainError("this link is not valid", code=Code.NOT_FOUND)
+        raise DomainError(N_("this link is not valid"), code=Code.NOT_FOUND)
     if handover.get("used_at") is not None:
-        raise DomainError("this link was used already: ask the person for a new one", code=Code.CONFLICT)
+        raise DomainError(N_("this link was used already: ask the person for a new one"), code=Code.CONFLICT)
     event = ledger.append(ledger.EXPORT, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
                           user_agent=actor.user_agent, detail={"format": "zip", "handover": True})
     request.detail = {**request.detail, "handover": {**handover, "used_at": utcnow().isoformat()}}
@@ -215,14 +215,14 @@ def suppress(actor: Actor, scope: str, reason: str, *, contact: Contact | None =
              email_hash: str | None = None) -> Suppression | None:
     """Block an address (scope `all` or `marketing`); None when it was already blocked with that scope."""
     if scope not in tuple(SuppressionScope):
-        raise DomainError("scope must be 'all' or 'marketing'", "scope")
+        raise DomainError(N_("scope must be 'all' or 'marketing'"), "scope")
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("say why the address is suppressed", "reason")
+        raise DomainError(N_("say why the address is suppressed"), "reason")
     erasure.refuse_addresses(reason, "reason")
     address_hash = email_hash or (contact.email_hash if contact is not None else None)
     if address_hash is None:
-        raise DomainError("nothing to suppress", "email")
+        raise DomainError(N_("nothing to suppress"), "email")
     live = contact if contact is not None and contact.status != ContactStatus.ERASED else None
     exists_already = db.session.scalar(select(Suppression.id).where(
         Suppression.email_hash == address_hash, Suppression.scope == scope))
@@ -258,7 +258,7 @@ def ask_address_change(actor: Actor, contact: Contact, new_email: str) -> str:
     _live(contact)
     address = normalize(new_email)  # InvalidEmail for what is no address
     if address == contact.email:
-        raise DomainError("that is the address we already have", "email")
+        raise DomainError(N_("that is the address we already have"), "email")
     change = links.make(links.CHANGE_ADDRESS, contact, address)
     url = links.url("/p/", links.make(links.PREFERENCES, contact)) + "/data/address/" + change
     notify.later((address, "Confirm your new email address",
@@ -273,9 +273,9 @@ def change_address(actor: Actor, contact: Contact, new_email: str) -> ConsentEve
     _live(contact)
     address = normalize(new_email)
     if address == contact.email:
-        raise DomainError("the address is changed already", "email", code=Code.CONFLICT)
+        raise DomainError(N_("the address is changed already"), "email", code=Code.CONFLICT)
     if contacts.find(address) is not None:
-        raise DomainError("another contact has that address: erase one of them first", "email", code=Code.CONFLICT)
+        raise DomainError(N_("another contact has that address: erase one of them first"), "email", code=Code.CONFLICT)
     new_hash = contacts.hash_of(address)
     event = ledger.append(ledger.RECTIFY, contact=contact, scope=ledger.CONTACT, source=actor.source, ip=actor.ip,
                           user_agent=actor.user_agent, detail={"fields": ["email"]},

@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 
 from .. import audit, erasure, notify, rights
 from ..actors import Actor
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError, word
 from ..extensions import db
 from ..models import Contact, DataRequest, utcnow
 from ..states import ContactStatus, RequestKind, RequestStatus
@@ -29,7 +29,7 @@ STEP_UP_KINDS = {"export": RequestKind.PORTABILITY, "erase": RequestKind.ERASURE
 def receive(actor: Actor, contact: Contact, kind: str) -> DataRequest:
     """Log a request (or return the one of that kind still open); the step-up link that fulfils it goes out."""
     if contact.status == ContactStatus.ERASED:
-        raise DomainError("this contact has been erased", code=Code.ERASED)
+        raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
     request = rights.latest_open(contact, kind)
     if request is None:
         request = rights.open_request(contact, kind)
@@ -40,16 +40,18 @@ def receive(actor: Actor, contact: Contact, kind: str) -> DataRequest:
 
 def _open(request: DataRequest) -> Contact | None:
     if request.status != RequestStatus.OPEN:
-        raise DomainError(f"this request is already {request.status}", "status", code=Code.CONFLICT)
+        raise DomainError(N_("this request is already %(status)s", status=word(request.status)), "status",
+                          code=Code.CONFLICT)
     return db.session.get(Contact, request.contact_id) if request.contact_id else None
 
 
 def _reason(reason: str | None, what: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError(f"say why the request is {what}: the person is shown the reason", "reason")
+        raise DomainError(N_("say why the request is refused: the person is shown the reason") if what == "refused"
+                          else N_("say why the request is extended: the person is shown the reason"), "reason")
     if len(reason) > REASON_MAX:
-        raise DomainError(f"the reason is longer than {REASON_MAX} characters", "reason")
+        raise DomainError(N_("the reason is longer than %(limit)s characters", limit=REASON_MAX), "reason")
     return reason
 
 
@@ -61,7 +63,7 @@ def carry_out(actor: Actor, request: DataRequest) -> DataRequest:
     """
     contact = _open(request)
     if contact is None:
-        raise DomainError("the request has no contact any more", code=Code.CONFLICT)
+        raise DomainError(N_("the request has no contact any more"), code=Code.CONFLICT)
     kind = request.kind
     if kind == RequestKind.ERASURE:
         if contact.status == ContactStatus.ERASED:
@@ -70,15 +72,16 @@ def carry_out(actor: Actor, request: DataRequest) -> DataRequest:
             people.erase(actor, people.settled(contact))  # completes this request
         return request
     if kind in (RequestKind.ACCESS, RequestKind.PORTABILITY):
-        raise DomainError("a copy is delivered when the person downloads it through the link mailed to them; "
-                          "send the link again, or refuse the request with a reason", "status",
+        raise DomainError(N_("a copy is delivered when the person downloads it through the link mailed to them; "
+                          "send the link again, or refuse the request with a reason"), "status",
                           code=Code.CONFLICT)
     holds = {RequestKind.RESTRICTION: contact.status == ContactStatus.RESTRICTED,
              RequestKind.OBJECTION: rights.has_objected(contact),
              RequestKind.RECTIFICATION: False}.get(kind, False)
     if not holds:
-        raise DomainError(f"the {kind} has not been carried out: do it first (the person's data page or the "
-                          "contact page), or refuse the request with a reason", "status", code=Code.CONFLICT)
+        raise DomainError(N_("the %(kind)s has not been carried out: do it first (the person's data page or the "
+                              "contact page), or refuse the request with a reason", kind=word(kind)), "status",
+                          code=Code.CONFLICT)
     rights.complete(request, detail={"completed_by": actor.label})
     audit.record(actor, "data_request.complete", target_type="data_request", target_id=request.id,
                  detail={"kind": kind})
@@ -89,11 +92,12 @@ def resend_link(actor: Actor, request: DataRequest) -> DataRequest:
     """Mail the person a fresh link that fulfils their access, portability or erasure request."""
     contact = _open(request)
     if contact is None or contact.status == ContactStatus.ERASED:
-        raise DomainError("the contact is erased; nothing can be sent", code=Code.CONFLICT)
+        raise DomainError(N_("the contact is erased; nothing can be sent"), code=Code.CONFLICT)
     action = {RequestKind.ERASURE: "erase"}.get(request.kind, "export" if request.kind in (
         RequestKind.ACCESS, RequestKind.PORTABILITY) else None)
     if action is None:
-        raise DomainError(f"a {request.kind} request has no link to send", "status", code=Code.CONFLICT)
+        raise DomainError(N_("a %(kind)s request has no link to send", kind=word(request.kind)), "status",
+                          code=Code.CONFLICT)
     contact_id = contact.id
     notify.later_step_up(contact, action)
     audit.record(actor, "data_request.resend_link", target_type="data_request", target_id=request.id,
@@ -123,9 +127,9 @@ def extend(actor: Actor, request: DataRequest, months: int, reason: str) -> Data
     """Extend the deadline once, by one or two months from the original one, with a reason the person is told."""
     contact = _open(request)
     if request.extended_at is not None:
-        raise DomainError("a request can be extended only once", "months", code=Code.CONFLICT)
+        raise DomainError(N_("a request can be extended only once"), "months", code=Code.CONFLICT)
     if months not in (1, 2):
-        raise DomainError("a deadline can be extended by one or two months", "months")
+        raise DomainError(N_("a deadline can be extended by one or two months"), "months")
     reason = _reason(reason, "extended")
     request.due_at = rights.due_date(request.due_at, months)
     request.extension_reason = reason
@@ -152,21 +156,22 @@ def log_received(actor: Actor, contact: Contact, kind: str, channel: str, receiv
                  note: str | None = None) -> DataRequest:
     """Log a request staff received outside the links (phone, letter…): due one month after it was received."""
     if contact.status == ContactStatus.ERASED:
-        raise DomainError("this contact has been erased", code=Code.ERASED)
+        raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
     if kind not in rights.KINDS:
-        raise DomainError(f"kind must be one of {', '.join(rights.KINDS)}", "kind")
+        raise DomainError(N_("kind must be one of %(kinds)s", kinds=', '.join(rights.KINDS)), "kind")
     if channel not in CHANNELS:
-        raise DomainError(f"channel must be one of {', '.join(CHANNELS)}", "channel")
+        raise DomainError(N_("channel must be one of %(channels)s", channels=', '.join(CHANNELS)), "channel")
     if received.tzinfo is None:
-        raise DomainError("the time of receipt needs a time zone", "received")
+        raise DomainError(N_("the time of receipt needs a time zone"), "received")
     if received > utcnow() + dt.timedelta(minutes=5):
-        raise DomainError("a request cannot be received in the future", "received")
+        raise DomainError(N_("a request cannot be received in the future"), "received")
     note = (note or "").strip()
     if len(note) > NOTE_MAX:
-        raise DomainError(f"the note is longer than {NOTE_MAX} characters", "note")
+        raise DomainError(N_("the note is longer than %(limit)s characters", limit=NOTE_MAX), "note")
     erasure.refuse_addresses(note, "note")
     if rights.latest_open(contact, kind) is not None:
-        raise DomainError(f"an {kind} request of this person is open already: answer that one", "kind",
+        raise DomainError(N_("an %(kind)s request of this person is open already: answer that one", kind=word(kind)),
+                          "kind",
                           code=Code.CONFLICT)
     request = rights.open_request(contact, kind, received=received,
                                   detail={"channel": channel, "note": note, "logged_by": actor.label})

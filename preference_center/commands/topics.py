@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import audit, topics
 from ..actors import Actor
-from ..errors import DomainError
+from ..errors import N_, DomainError
 from ..models import Topic
 
 
@@ -38,14 +38,14 @@ def _extras(topic: Topic, data: dict) -> list[str]:
     changed = []
     if data.get("retired") is not None:
         if not isinstance(data["retired"], bool):
-            raise DomainError("retired must be true or false", "retired")
+            raise DomainError(N_("retired must be true or false"), "retired")
         if topic.retired != data["retired"]:
             topic.retired = data["retired"]
             changed.append("retired")
     if "sendgrid_group_id" in data:
         group = data["sendgrid_group_id"]
         if group is not None and (not isinstance(group, int) or isinstance(group, bool) or not 0 < group < 2**31):
-            raise DomainError("sendgrid_group_id must be a positive integer", "sendgrid_group_id")
+            raise DomainError(N_("sendgrid_group_id must be a positive integer"), "sendgrid_group_id")
         if topic.sendgrid_group_id != group:
             topic.sendgrid_group_id = group
             changed.append("sendgrid_group_id")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import audit
 from ..actors import Actor
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError
 from ..extensions import db
 from ..models import WebhookEndpoint, WebhookMessage, utcnow
 from ..outbound import delivery, endpoints
@@ -54,9 +54,9 @@ def retry(actor: Actor, endpoint: WebhookEndpoint, message_id: int) -> WebhookMe
     """Attempt one waiting message again now (after the contact's earlier ones, as always)."""
     message = db.session.get(WebhookMessage, message_id)
     if message is None or message.endpoint_id != endpoint.id:
-        raise DomainError("no such message for this webhook", "message", code=Code.NOT_FOUND)
+        raise DomainError(N_("no such message for this webhook"), "message", code=Code.NOT_FOUND)
     if message.status != delivery.PENDING:
-        raise DomainError("this message was delivered already", "message", code=Code.CONFLICT)
+        raise DomainError(N_("this message was delivered already"), "message", code=Code.CONFLICT)
     delivery.retry(message)
     audit.record(actor, "webhook.retry", target_type="webhook", target_id=endpoint.name,
                  detail={"message_id": message.message_id})

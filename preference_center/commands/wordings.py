@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import audit, ledger
 from ..actors import Actor, system
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError
 from ..extensions import db
 from ..models import ConsentText
 
@@ -37,15 +37,15 @@ def publish(actor: Actor, locale: str, version: str, text: str) -> ConsentText:
     version = (version or "").strip()
     text = (text or "").strip()
     if not LOCALE.match(locale):
-        raise DomainError("the language is a two- or three-letter code such as 'en'", "locale")
+        raise DomainError(N_("the language is a two- or three-letter code such as 'en'"), "locale")
     if not VERSION.match(version):
-        raise DomainError("a version is 1-32 letters, digits, '.', '_' or '-'", "version")
+        raise DomainError(N_("a version is 1-32 letters, digits, '.', '_' or '-'"), "version")
     if not text or len(text) > TEXT_MAX:
-        raise DomainError(f"the wording is required and at most {TEXT_MAX} characters", "text")
+        raise DomainError(N_("the wording is required and at most %(limit)s characters", limit=TEXT_MAX), "text")
     if db.session.scalar(select(ConsentText.id).where(ConsentText.locale == locale,
                                                       ConsentText.version == version)) is not None:
-        raise DomainError(f"version {version} in {locale} is published already; wordings never change, publish a "
-                          "new version", "version", code=Code.CONFLICT)
+        raise DomainError(N_("version %(version)s in %(locale)s is published already; wordings never change, publish a "
+                              "new version", version=version, locale=locale), "version", code=Code.CONFLICT)
     wording = ConsentText(locale=locale, version=version, text=text, text_hash=ledger.wording_hash(text),
                           published_by=actor.label[:200])
     db.session.add(wording)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .. import actors, audit, characters, contacts, first_contact, ledger
 from ..emails import InvalidEmail, normalize
+from ..errors import N_
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
 from .files import ImportProblem, delete_file, records
@@ -176,13 +177,13 @@ def consent_source_of(job: ImportJob) -> str:
 
 def _require_file(job: ImportJob) -> None:
     if not job.stored_path or not Path(job.stored_path).exists():
-        raise ImportProblem("the uploaded file is gone; upload it again", "file")
+        raise ImportProblem(N_("the uploaded file is gone; upload it again"), "file")
 
 
 def start(job: ImportJob) -> ImportJob:
     """Move a previewed import to the queue (the caller commits, then runs or enqueues it)."""
     if job.status != "previewed":
-        raise ImportProblem("preview the import before running it", "status", code="conflict")
+        raise ImportProblem(N_("preview the import before running it"), "status", code="conflict")
     _require_file(job)
     job.status = "queued"
     job.processed = 0
@@ -193,7 +194,7 @@ def start(job: ImportJob) -> ImportJob:
 def retry(job: ImportJob) -> ImportJob:
     """Queue a failed import again; it resumes after the last committed chunk."""
     if job.status != "failed":
-        raise ImportProblem("only a failed import can be retried", "status", code="conflict")
+        raise ImportProblem(N_("only a failed import can be retried"), "status", code="conflict")
     _require_file(job)
     job.status = "queued"
     job.error = None
@@ -204,7 +205,7 @@ def retry(job: ImportJob) -> ImportJob:
 def discard(job: ImportJob) -> ImportJob:
     """Drop an import that has not started; its file is deleted."""
     if job.status not in ("uploaded", "previewed", "failed"):
-        raise ImportProblem(f"a {job.status} import cannot be discarded", "status", code="conflict")
+        raise ImportProblem(N_("a %(status)s import cannot be discarded", status=job.status), "status", code="conflict")
     job.status = "discarded"
     delete_file(job)
     return job

@@ -11,6 +11,7 @@ from flask import current_app
 
 from .. import characters, contacts
 from ..emails import InvalidEmail, normalize
+from ..errors import N_
 from ..extensions import db
 from ..models import ImportJob
 
@@ -67,7 +68,7 @@ def _check_utf8(path: Path) -> None:
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            raise ImportProblem("the file is not UTF-8 text; save it as 'CSV UTF-8' and upload it again",
+            raise ImportProblem(N_("the file is not UTF-8 text; save it as 'CSV UTF-8' and upload it again"),
                                "file") from exc
 
 
@@ -79,7 +80,7 @@ def _open(path: Path):
 def describe(path: Path) -> tuple[str, list[str], bool, int]:
     """(delimiter, first-row cells, whether the first row is a header, number of data rows)."""
     if path.stat().st_size == 0:
-        raise ImportProblem("the file is empty", "file")
+        raise ImportProblem(N_("the file is empty"), "file")
     _check_utf8(path)
     with _open(path) as fh:
         sample = fh.read(SNIFF_BYTES)
@@ -88,7 +89,7 @@ def describe(path: Path) -> tuple[str, list[str], bool, int]:
         reader = csv.reader(fh, delimiter=delimiter)
         first = next((r for r in reader if any(c.strip() for c in r)), None)
         if first is None:
-            raise ImportProblem("the file has no rows", "file")
+            raise ImportProblem(N_("the file has no rows"), "file")
         rows = sum(1 for r in reader if any(c.strip() for c in r))
     # A first row holding an address is data; otherwise it names the columns.
     has_header = not any(_is_email(c) for c in first)

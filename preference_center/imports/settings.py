@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from .. import erasure
+from ..errors import N_
 from ..extensions import db
 from ..models import RELATIONSHIPS, ImportJob, Topic
 from .files import ImportProblem, _open, column_names
@@ -42,66 +43,70 @@ class Settings:
 def configure(job: ImportJob, settings: Settings) -> ImportJob:
     """Check and store how to read the file and on what basis; the file's rows are not touched."""
     if job.status not in ("uploaded", "previewed"):
-        raise ImportProblem(f"this import is {job.status}; its settings can no longer change", "status")
+        raise ImportProblem(N_("this import is %(status)s; its settings can no longer change", status=job.status),
+                            "status")
     width = len(job.columns)
     mapping = {}
     for name, index in (settings.mapping or {}).items():
         if name not in FIELDS:
-            raise ImportProblem(f"unknown contact field {name!r}", name)
+            raise ImportProblem(N_("unknown contact field %(name)r", name=name), name)
         if index is None or index == "":
             continue
         index = int(index)
         if not 0 <= index < width:
-            raise ImportProblem(f"{name}: there is no column {index + 1}", name)
+            raise ImportProblem(N_("%(field)s: there is no column %(column)s", field=name, column=index + 1), name)
         if index in mapping.values():
-            raise ImportProblem(f"{name}: column {index + 1} is mapped twice", name)
+            raise ImportProblem(N_("%(field)s: column %(column)s is mapped twice", field=name, column=index + 1), name)
         mapping[name] = index
     if "email" not in mapping:
-        raise ImportProblem("choose the column that holds the email address", "email")
+        raise ImportProblem(N_("choose the column that holds the email address"), "email")
     if settings.legal_basis not in BASES:
-        raise ImportProblem("choose the legal basis on which we hold these contacts", "legal_basis")
+        raise ImportProblem(N_("choose the legal basis on which we hold these contacts"), "legal_basis")
     source = (settings.source_text or "").strip()
     if not source:
-        raise ImportProblem("say where these contacts come from (e.g. 'trade fair 2026 sign-up sheet')",
+        raise ImportProblem(N_("say where these contacts come from (e.g. 'trade fair 2026 sign-up sheet')"),
                            "source_text")
     if len(source) > SOURCE_MAX:
-        raise ImportProblem(f"the source is longer than {SOURCE_MAX} characters", "source_text")
+        raise ImportProblem(N_("the source is longer than %(limit)s characters", limit=SOURCE_MAX), "source_text")
     erasure.refuse_addresses(source, "source_text")
     third_party = (settings.third_party or "").strip() or None
     evidence = (settings.share_evidence or "").strip() or None
     for name, value, limit in (("third_party", third_party, THIRD_PARTY_MAX), ("share_evidence", evidence,
                                                                                EVIDENCE_MAX)):
         if value and len(value) > limit:
-            raise ImportProblem(f"{name.replace('_', ' ')} is longer than {limit} characters", name)
+            raise ImportProblem(N_("%(field)s is longer than %(limit)s characters", field=name.replace('_', ' '),
+                                   limit=limit),
+                                name)
         erasure.refuse_addresses(value, name)
     if evidence and not third_party:
-        raise ImportProblem("name the company the list comes from, or leave the evidence empty", "third_party")
+        raise ImportProblem(N_("name the company the list comes from, or leave the evidence empty"), "third_party")
     if settings.default_relationship and settings.default_relationship not in RELATIONSHIPS:
-        raise ImportProblem(f"relationship must be one of {', '.join(RELATIONSHIPS)}", "default_relationship")
+        raise ImportProblem(N_("relationship must be one of %(relationships)s", relationships=', '.join(RELATIONSHIPS)),
+                            "default_relationship")
     topic = None
     if settings.topic_key:
         topic = db.session.scalar(select(Topic).where(Topic.key == settings.topic_key))
         if topic is None:
-            raise ImportProblem(f"unknown topic {settings.topic_key!r}", "topic")
+            raise ImportProblem(N_("unknown topic %(topic)r", topic=settings.topic_key), "topic")
         if topic.kind != "marketing" or topic.retired:
-            raise ImportProblem("subscriptions can only be granted to a live marketing topic", "topic")
+            raise ImportProblem(N_("subscriptions can only be granted to a live marketing topic"), "topic")
         if settings.legal_basis != "consent":
-            raise ImportProblem("a subscription from an import needs the legal basis 'consent'; "
-                               "legitimate-interest topics reach people through their relationship", "topic")
+            raise ImportProblem(N_("a subscription from an import needs the legal basis 'consent'; "
+                               "legitimate-interest topics reach people through their relationship"), "topic")
     if settings.legal_basis == "consent":
         if topic is None:
-            raise ImportProblem("with the basis 'consent', choose the topic these people consented to", "topic")
+            raise ImportProblem(N_("with the basis 'consent', choose the topic these people consented to"), "topic")
         if not settings.consent_collected:
-            raise ImportProblem("tick the box stating that these people gave their consent, and where",
+            raise ImportProblem(N_("tick the box stating that these people gave their consent, and where"),
                                "consent_collected")
     elif settings.consent_collected or settings.confirmed_opt_in:
-        raise ImportProblem("consent statements only apply to the basis 'consent'", "consent_collected")
+        raise ImportProblem(N_("consent statements only apply to the basis 'consent'"), "consent_collected")
     if third_party and settings.legal_basis == "consent" and not evidence:
-        raise ImportProblem(f"a list from {third_party} may only subscribe people to a consent topic with evidence that "
-                            "they consented to it being shared with us (e.g. the wording of its sign-up form, "
-                            "naming us)", "share_evidence")
+        raise ImportProblem(N_("a list from %(company)s may only subscribe people to a consent topic with evidence that "
+                                "they consented to it being shared with us (e.g. the wording of its sign-up form, "
+                                "naming us)", company=third_party), "share_evidence")
     if settings.confirmed_opt_in and not settings.consent_collected:
-        raise ImportProblem("a confirmed opt-in is a collected consent: tick both boxes", "confirmed_opt_in")
+        raise ImportProblem(N_("a confirmed opt-in is a collected consent: tick both boxes"), "confirmed_opt_in")
     if settings.has_header is not None and settings.has_header != job.has_header:
         _switch_header(job, settings.has_header)
     job.mapping = mapping

@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from .. import change_feed
-from ..errors import Code, DomainError
+from ..errors import N_, Code, DomainError
 from ..extensions import db
 from ..models import WebhookEndpoint
 
@@ -53,13 +53,13 @@ def target(url: str) -> tuple[str, str, int, str]:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise Refused(f"not a usable URL ({exc})") from None
+        raise Refused(N_("not a usable URL (%(reason)s)", reason=str(exc))) from None
     if parts.scheme not in ("http", "https"):
-        raise Refused("the URL must start with https:// (or http://)")
+        raise Refused(N_("the URL must start with https:// (or http://)"))
     if not parts.hostname:
-        raise Refused("the URL has no host")
+        raise Refused(N_("the URL has no host"))
     if parts.username is not None or parts.password is not None:
-        raise Refused("the URL must not carry a user name or password")
+        raise Refused(N_("the URL must not carry a user name or password"))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path
 
@@ -69,16 +69,16 @@ def resolve(host: str, port: int) -> list[str]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise Refused(f"the host {host!r} does not resolve ({exc})") from None
+        raise Refused(N_("the host %(host)r does not resolve (%(reason)s)", host=host, reason=str(exc))) from None
     addresses = list(dict.fromkeys(info[4][0] for info in found))
     if not addresses:
-        raise Refused(f"the host {host!r} does not resolve")
+        raise Refused(N_("the host %(host)r does not resolve", host=host))
     if not allow_private():
         private = [a for a in addresses if not _public(a)]
         if private:
-            raise Refused(f"the host {host!r} resolves to {private[0]}, a loopback, private or reserved address; "
-                          "webhooks only go to public addresses (PC_WEBHOOK_ALLOW_PRIVATE=1 lifts this for "
-                          "development)")
+            raise Refused(N_("the host %(host)r resolves to %(address)s, a loopback, private or reserved address; "
+                              "webhooks only go to public addresses (PC_WEBHOOK_ALLOW_PRIVATE=1 lifts this for "
+                              "development)", host=host, address=private[0]))
     return addresses
 
 
@@ -86,23 +86,23 @@ def check_url(url: str) -> str:
     """A webhook URL that may be stored; DomainError (field "url") if not."""
     url = (url or "").strip()
     if not url or len(url) > URL_MAX:
-        raise DomainError(f"url must be 1 to {URL_MAX} characters", "url")
+        raise DomainError(N_("url must be 1 to %(limit)s characters", limit=URL_MAX), "url")
     try:
         _, host, port, _ = target(url)
         resolve(host, port)
     except Refused as exc:
-        raise DomainError(f"url: {exc}", "url") from None
+        raise DomainError(N_("url: %(reason)s", reason=exc.args[0]), "url") from None
     return url
 
 
 def check_events(events: object) -> list[str]:
     """The change types an endpoint asks for; DomainError (field "events") if any is unknown."""
     if not isinstance(events, list) or not events:
-        raise DomainError("events must be a non-empty list of change types", "events")
+        raise DomainError(N_("events must be a non-empty list of change types"), "events")
     unknown = [e for e in events if e not in change_feed.TYPES]
     if unknown:
-        raise DomainError(f"events: unknown change type {str(unknown[0])[:60]!r}; the types are "
-                          f"{', '.join(change_feed.TYPES)}", "events")
+        raise DomainError(N_("events: unknown change type %(type)r; the types are %(types)s", type=str(unknown[0])[:60],
+                              types=', '.join(change_feed.TYPES)), "events")
     return list(dict.fromkeys(events))
 
 
@@ -113,7 +113,7 @@ def get(name: str) -> WebhookEndpoint | None:
 def require(name: str) -> WebhookEndpoint:
     endpoint = get(name)
     if endpoint is None:
-        raise DomainError(f"no webhook named {name!r}", "name", code=Code.NOT_FOUND)
+        raise DomainError(N_("no webhook named %(name)r", name=name), "name", code=Code.NOT_FOUND)
     return endpoint
 
 

@@ -13,6 +13,7 @@ from ...commands import DomainError
 from ...commands import branding as branding_commands
 from ...commands import tracking as tracking_commands
 from ...extensions import db
+from ...i18n import localized
 from ...inputs import Form
 from ...models import Branding
 from .. import auth, bp
@@ -78,7 +79,7 @@ def topic_translations(key: str):
                     auth.current_actor(), topic, code, form.name.data, form.description.data)]
             except DomainError as exc:
                 db.session.rollback()
-                flash(str(exc), "error")
+                flash(localized(exc), "error")
                 status = exc.status
             else:
                 db.session.commit()
@@ -99,7 +100,7 @@ def topic_tracking(key: str):
         tracking_commands.set_topic(auth.current_actor(), topic, enabled)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(url_for("admin.topic_edit", key=topic.key), 303)
     db.session.commit()
     flash(_("Open and click tracking is on for recipients who agreed.") if enabled

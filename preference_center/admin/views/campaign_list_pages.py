@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from ...commands import DomainError
 from ...commands import campaigns as campaign_commands
 from ...extensions import db
+from ...i18n import localized
 from ...models import Campaign
 from ...tasks import enqueue
 from .. import auth, bp, campaign_queries
@@ -42,7 +43,7 @@ def campaign_duplicate(campaign_id: int):
         copy = campaign_commands.duplicate(auth.current_actor(), campaign)
     except DomainError as exc:
         db.session.rollback()
-        flash(_("Cannot duplicate: %(reason)s", reason=exc), "error")
+        flash(_("Cannot duplicate: %(reason)s", reason=localized(exc)), "error")
         return _back(campaign.id)
     db.session.commit()
     flash(_("“%(name)s” is a new draft: change what you need, then schedule it.", name=copy.name))
@@ -66,7 +67,7 @@ def campaign_delete(campaign_id: int):
         campaign_commands.delete_draft(auth.current_actor(), campaign)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return _back(campaign_id)
     db.session.commit()
     flash(_("Draft “%(name)s” deleted.", name=name))
@@ -80,7 +81,7 @@ def campaign_pause(campaign_id: int):
         campaign_commands.pause(auth.current_actor(), campaign)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return _back(campaign.id)
     db.session.commit()
     flash(_("Paused: the batch being sent now finishes, nothing more goes out until you resume."))
@@ -94,7 +95,7 @@ def campaign_resume(campaign_id: int):
         queued = campaign_commands.resume(auth.current_actor(), campaign)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return _back(campaign.id)
     db.session.commit()
     for batch_id in queued:

@@ -13,6 +13,7 @@ from ...commands import DomainError as ValidationError
 from ...commands import campaigns as campaign_commands
 from ...emails import InvalidEmail
 from ...extensions import db
+from ...i18n import localized
 from ...mail.plaintext import html_to_text
 from ...models import Campaign, Contact, Topic, utcnow
 from ...tasks import enqueue
@@ -61,7 +62,7 @@ def campaign_audience_count():
     try:
         count = audiences.count(topic, form.data_for_domain()["audience"])
     except ValidationError as exc:
-        return jsonify({"error": str(exc)}), 422
+        return jsonify({"error": localized(exc)}), 422
     return jsonify({"count": count})
 
 
@@ -230,7 +231,7 @@ def campaign_schedule(campaign_id: int):
     try:
         count = audiences.of_campaign(campaign)
     except ValidationError as exc:
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
     if request.form.get("confirm") != "1" or request.form.get("count") != str(count):
         # Nothing is scheduled before staff have seen how many and when, and confirmed that.
@@ -239,7 +240,7 @@ def campaign_schedule(campaign_id: int):
         campaign_commands.schedule(auth.current_actor(), campaign, moment, form.zone.data)
     except ValidationError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
     db.session.commit()
     if campaign.scheduled_at <= utcnow():
@@ -308,7 +309,7 @@ def campaign_cancel(campaign_id: int):
         campaign_commands.cancel(auth.current_actor(), campaign)
     except ValidationError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(url_for("admin.campaign_detail", campaign_id=campaign.id))
     db.session.commit()
     flash(_("Campaign cancelled; nothing more will be sent."))

@@ -10,6 +10,7 @@ from flask_babel import format_decimal
 from ... import inputs
 from ...errors import DomainError as ValidationError
 from ...extensions import db
+from ...i18n import localized
 from ...models import utcnow
 from ...public.forms import LANGUAGE_NAMES
 from .. import auth, bp, history
@@ -55,9 +56,9 @@ def _field_error(form, exc: ValidationError) -> None:
     if name is None and exc.field and f"map_{exc.field}" in form:
         name = f"map_{exc.field}"
     if name:
-        form[name].errors = list(form[name].errors) + [str(exc)]
+        form[name].errors = list(form[name].errors) + [localized(exc)]
     else:
-        form.form_errors.append(str(exc))
+        form.form_errors.append(localized(exc))
 
 
 def _get(model, ident):

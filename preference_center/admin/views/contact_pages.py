@@ -9,7 +9,9 @@ from flask_babel import gettext as _
 
 from ... import contacts, directory, rights, topics
 from ...commands import DomainError, consent, people, requests
+from ...errors import N_
 from ...extensions import db
+from ...i18n import localized
 from ...models import Contact
 from .. import auth, bp, history
 from ..forms import LiftSuppressionForm, SuppressForm
@@ -56,7 +58,7 @@ def contact_suppress(contact_id: int):
         people.suppress(auth.current_actor(), form.scope.data, form.reason.data, contact=contact)
     except DomainError as exc:
         db.session.rollback()
-        form.reason.errors = [str(exc)]
+        form.reason.errors = [localized(exc)]
         return _contact_page(contact, form, exc.status)
     db.session.commit()
     flash(_("The address is suppressed.") if form.scope.data == "all"
@@ -71,11 +73,11 @@ def contact_ask(contact_id: int):
     topic = topics.get(request.form.get("topic", ""))
     try:
         if topic is None:
-            raise DomainError(_("choose a topic"), "topic")
+            raise DomainError(N_("choose a topic"), "topic")
         consent.grant(auth.current_actor(), contact, topic, confirmed=False)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
     db.session.commit()
     flash(_("A link to confirm %(topic)s is on its way to %(email)s.", topic=topic.name, email=contact.email))
@@ -94,7 +96,7 @@ def contact_lift_suppression(contact_id: int):
         lifted = people.lift_suppression(auth.current_actor(), contact, form.scope.data, form.why.data)
     except DomainError as error:
         db.session.rollback()
-        form.scope.errors = [str(error)]
+        form.scope.errors = [localized(error)]
         return _contact_page(contact, SuppressForm(formdata=None), error.status, lift_form=form)
     db.session.commit()
     flash(_("The suppression of %(scope)s (%(reason)s) is lifted.", scope=label(lifted.scope, "suppression_scope"),

@@ -10,6 +10,7 @@ from ... import directory, topics
 from ...commands import DomainError
 from ...commands import directory as directory_commands
 from ...extensions import db
+from ...i18n import localized
 from ...models import Contact
 from .. import auth, bp
 from ..directory_forms import BulkForm, ContactForm, ListFilterForm
@@ -123,12 +124,12 @@ def contact_bulk():
             outcome = directory_commands.suppress_many(auth.current_actor(), ids, scope, form.reason.data or "")
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         return redirect(back, 303)
     db.session.commit()
     count = format(outcome.done, ",")
     done = ngettext("Done for %(count)s contact.", "Done for %(count)s contacts.", outcome.done, count=count)
-    skipped = ", ".join(f"{n} {label(why, 'skip_reason')}" for why, n in outcome.skipped.items())
+    skipped = ", ".join(f"{n} {label(localized(why), 'skip_reason')}" for why, n in outcome.skipped.items())
     flash(_("%(done)s Skipped: %(skipped)s.", done=done, skipped=skipped) if skipped else done)
     return redirect(back, 303)
 

@@ -8,6 +8,7 @@ from ... import imports, topics
 from ...commands import DomainError as ValidationError
 from ...commands import imports as import_commands
 from ...extensions import csrf, db
+from ...i18n import localized
 from ...models import ImportJob, Topic
 from ...tasks import enqueue
 from .. import auth, bp
@@ -106,7 +107,7 @@ def import_preview(job_id: int):
 def _import_refused(job_id: int, exc: ValidationError):
     """Back to the import's page with the reason; the refused step changed nothing."""
     db.session.rollback()
-    flash(str(exc), "error")
+    flash(localized(exc), "error")
     return redirect(url_for("admin.import_detail", job_id=job_id))
 
 

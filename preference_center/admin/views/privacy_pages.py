@@ -15,6 +15,7 @@ from ...commands import DomainError, requests
 from ...commands import assessments as assessment_commands
 from ...commands import proof as proof_commands
 from ...extensions import db
+from ...i18n import localized
 from ...inputs import Form
 from ...models import Topic, utcnow
 from .. import auth, bp
@@ -66,7 +67,7 @@ def contact_log_request(contact_id: int):
                                        received, form.note.data)
     except DomainError as exc:
         db.session.rollback()
-        flash(str(exc), "error")
+        flash(localized(exc), "error")
         response = redirect(url_for("admin.contact_detail", contact_id=contact.id), 303)
         response.status_code = exc.status
         return response

@@ -5,7 +5,9 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from ...commands import DomainError, requests
+from ...errors import N_
 from ...extensions import db
+from ...i18n import localized
 from ...models import DataRequest, utcnow
 from .. import auth, bp, queries
 from ..forms import ExtendForm, RefuseForm, RequestFilterForm
@@ -34,7 +36,7 @@ def _done(message: str, status: int = 303):
 def _refused(exc: DomainError):
     """The command said no: nothing changed; back to the list with why, and the status that says it."""
     db.session.rollback()
-    flash(str(exc), "error")
+    flash(localized(exc), "error")
     response = redirect(url_for("admin.request_list"), 303)
     response.status_code = exc.status
     return response
@@ -71,7 +73,7 @@ def request_refuse(request_id: int):
     data_request = _get(DataRequest, request_id)
     form = RefuseForm()
     if not form.validate_on_submit():
-        return _refused(DomainError(_("say why the request is refused: the person is shown the reason"), "reason"))
+        return _refused(DomainError(N_("say why the request is refused: the person is shown the reason"), "reason"))
     try:
         requests.refuse(auth.current_actor(), data_request, form.reason.data)
     except DomainError as exc:
@@ -87,7 +89,7 @@ def request_extend(request_id: int):
     form = ExtendForm()
     if not form.validate_on_submit():
         problem = "; ".join(f"{form[name].label.text}: {', '.join(errors)}" for name, errors in form.errors.items())
-        return _refused(DomainError(_("a deadline is extended by one or two months, with a reason (%(problem)s)",
+        return _refused(DomainError(N_("a deadline is extended by one or two months, with a reason (%(problem)s)",
                                       problem=problem), "months"))
     try:
         requests.extend(auth.current_actor(), data_request, int(form.months.data), form.reason.data)

@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 
 from ...commands import DomainError, access
 from ...extensions import db
+from ...i18n import localized
 from ...models import ApiToken, StaffUser
 from .. import auth, bp, queries
 from ..forms import TokenForm, UserForm
@@ -30,7 +31,7 @@ def user_create():
             user = access.create_user(auth.current_actor(), form.email.data, form.role.data, form.password.data)
         except DomainError as exc:
             db.session.rollback()
-            (form.password if exc.field == "password" else form.email).errors = [str(exc)]
+            (form.password if exc.field == "password" else form.email).errors = [localized(exc)]
         else:
             db.session.commit()
             flash(_("%(email)s can now sign in as %(role)s.", email=user.email, role=label(user.role, "role")))
@@ -45,7 +46,7 @@ def user_deactivate(user_id: int):
     try:
         access.deactivate_user(auth.current_actor(), user, own_id=g.staff.id)
     except DomainError as exc:
-        flash(f"{exc}.", "error")
+        flash(f"{localized(exc)}.", "error")
         return redirect(url_for("admin.user_list"))
     db.session.commit()
     flash(_("%(email)s is deactivated and signed out everywhere.", email=user.email))
@@ -79,7 +80,7 @@ def token_create():
             token, plaintext = access.create_token(auth.current_actor(), form.name.data, admin=form.admin.data)
         except DomainError as exc:
             db.session.rollback()
-            form.name.errors = [str(exc)]
+            form.name.errors = [localized(exc)]
         else:
             db.session.commit()
             # Shown once, in this response only: never in a redirect or the session.

@@ -12,6 +12,7 @@ from ... import change_feed
 from ...commands import DomainError
 from ...commands import webhooks as webhook_commands
 from ...extensions import db
+from ...i18n import localized
 from ...inputs import Form
 from ...models import WebhookEndpoint, WebhookMessage
 from ...outbound import delivery, endpoints
@@ -56,7 +57,7 @@ def webhook_create():
                                                         list(form.events.data))
             except DomainError as exc:
                 db.session.rollback()
-                (form.events if exc.field == "events" else form.url).errors = [str(exc)]
+                (form.events if exc.field == "events" else form.url).errors = [localized(exc)]
             else:
                 db.session.commit()
                 return _list(WebhookForm(formdata=None), secret, endpoint)
@@ -91,7 +92,7 @@ def webhook_retry(endpoint_id: int, message_id: int):
         webhook_commands.retry(auth.current_actor(), endpoint, message_id)
     except DomainError as exc:
         db.session.rollback()
-        flash(f"{exc}.", "error")
+        flash(f"{localized(exc)}.", "error")
     else:
         db.session.commit()
         flash(_("The message will be attempted again now (after this person's earlier messages)."))
