@@ -81,6 +81,8 @@ class Contact(db.Model):
     erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Email, name and company folded (folding.contact_text): accent- and case-insensitive search.
     search_text: Mapped[str | None] = mapped_column(Text)
+    # Custom attributes (attributes.py): {key: text, number or boolean}; None once erased.
+    attributes: Mapped[dict | None] = mapped_column(JSON, default=dict)
 
 
 class Topic(db.Model):

@@ -208,7 +208,9 @@ def test_the_sample_preview_fills_in_every_field(ctx, news):
 def test_a_contact_missing_a_field_is_undefined_so_defaults_apply():
     class Row:
         name, email, company, title, locale, relationship = "  ", "a@example.com", "", None, "es", "customer"
-    assert contact_values(Row()) == {"email": "a@example.com", "locale": "es", "relationship": "customer"}
+    # The attributes object is always there (empty here), so a missing attribute is undefined too.
+    assert contact_values(Row()) == {"email": "a@example.com", "locale": "es", "relationship": "customer",
+                                     "attributes": {}}
 
 
 def test_the_door_check_fills_in_a_recipient_with_no_optional_field(ctx, news):

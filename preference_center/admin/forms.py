@@ -5,6 +5,7 @@ import datetime as dt
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
@@ -17,9 +18,13 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import ValidationError as WTFormsValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from .. import attributes
 from ..imports import BASES, BASIS_NAMES, FIELDS
+from ..imports.files import attribute_key
+from ..imports.settings import ATTRIBUTE
 from ..inputs import Form, options
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
@@ -122,8 +127,21 @@ class ImportSettingsForm(Form):
         "Their consent was confirmed (double opt-in or signed form), so they may be sent mail right away. "
         "Leave unticked to record it as awaiting confirmation.")
 
+    # Columns imported as custom attributes (rendered by templates/admin/_import_attributes.html).
+    attribute_columns = SelectMultipleField(_l("Import as custom attributes"), choices=[], validate_choice=True)
+    columns: list[str] = []
+
     def mapping(self) -> dict:
-        return {name: int(self[f"map_{name}"].data) for name in FIELDS if self[f"map_{name}"].data not in (None, "")}
+        mapping = {name: int(self[f"map_{name}"].data) for name in FIELDS
+                   if self[f"map_{name}"].data not in (None, "")}
+        for value in self.attribute_columns.data or []:
+            index = int(value)
+            mapping[ATTRIBUTE + attribute_key(self.columns[index], index)] = index
+        return mapping
+
+    def attribute_choices(self) -> list[tuple[str, str, str]]:
+        """(value, column label, attribute key) of each column, for the attribute checkboxes."""
+        return [(str(i), f"{i + 1}: {name}", attribute_key(name, i)) for i, name in enumerate(self.columns)]
 
 
 def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSettingsForm:
@@ -136,10 +154,25 @@ def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSe
     for name in FIELDS:
         label = "Email address (required)" if name == "email" else name.capitalize()
         setattr(Form, f"map_{name}", SelectField(label, choices=choices, validators=[Optional()]))
+    Form.columns = list(columns)
     form = Form(**kwargs)
+    form.attribute_columns.choices = [(str(i), name) for i, name in enumerate(columns)]
     form.topic.choices = options([("", "— no subscription —")] + [
         (t.key, f"{t.name} ({t.key}, basis: {t.legal_basis.replace('_', ' ')})") for t in topics])
     return form
+
+
+def _conditions_readable(form, field) -> None:
+    try:
+        attributes.check_filters(attributes.parse_conditions(field.data or ""))
+    except attributes.ValidationError as exc:
+        raise WTFormsValidationError(str(exc)) from None
+
+
+def AttributeFiltersField() -> TextAreaField:  # noqa: N802 - a field factory, named like the fields it makes
+    """Custom-attribute conditions, one a line (rendered by templates/admin/_attribute_filters.html)."""
+    return TextAreaField(_l("Only contacts whose custom attributes match"),
+                         validators=[Optional(), Length(max=2000), _conditions_readable])
 
 
 class CampaignForm(Form):
@@ -159,6 +192,7 @@ class CampaignForm(Form):
     created_before = DateField("Created before", validators=[Optional()])
     interacted_after = DateField("Last interaction on or after", validators=[Optional()])
     interacted_before = DateField("Last interaction before", validators=[Optional()])
+    attribute_filters = AttributeFiltersField()
     preview_email = StringField("Preview for contact (email)", validators=[Optional(), Length(max=320)])
 
     def data_for_domain(self) -> dict:
@@ -178,6 +212,9 @@ def audience_of(form) -> dict:
     for key in ("created_after", "created_before", "interacted_after", "interacted_before"):
         if form[key].data:
             audience[key] = form[key].data.isoformat()
+    conditions = attributes.parse_conditions(form.attribute_filters.data or "")
+    if conditions:
+        audience["attributes"] = conditions
     return audience
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from flask import current_app, g, jsonify, request, send_from_directory
 from sqlalchemy import select
 
-from .. import actors, audiences, bodies, campaigns, contacts, erasure, inputs, ledger, links, tokens
+from .. import actors, attributes, audiences, bodies, campaigns, contacts, erasure, inputs, ledger, links, tokens
 from ..commands import DomainError, consent, people
 from ..commands import campaigns as campaign_commands
 from ..commands import messages as message_commands
@@ -163,6 +163,7 @@ def contact_json(contact: Contact) -> dict:
         "relationship": contact.relationship,
         "status": contact.status,
         "created_at": contact.created_at.isoformat(),
+        "attributes": attributes.of(contact),
         "subscriptions": contacts.subscriptions_view(contact),
         "links": {
             "preferences": links.preferences_url(contact),

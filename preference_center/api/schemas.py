@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from .. import campaigns
+from .. import attributes, campaigns
 from ..contacts import FIELD_LIMITS
 from ..models import CONTACT_STATUSES, LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS
 from ..topics import DESCRIPTION_MAX, NAME_MAX
@@ -130,9 +130,17 @@ class TopicList(Output):
 
 # -- contacts -------------------------------------------------------------------------
 
+AttributeKey = Annotated[str, StringConstraints(pattern=attributes.KEY.pattern)]
+AttributeValue = (Annotated[str, StringConstraints(max_length=attributes.VALUE_MAX, pattern=ONE_LINE)] | bool
+                  | Annotated[int, Field(ge=-attributes.NUMBER_MAX, le=attributes.NUMBER_MAX)]
+                  | Annotated[float, Field(ge=-attributes.NUMBER_MAX, le=attributes.NUMBER_MAX, allow_inf_nan=False)])
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(
+    max_length=attributes.MAX_KEYS, json_schema_extra={"additionalProperties": False})]
+
 class ContactInput(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"name": "Ann Lee", "company": "ACME", "locale": "es", "relationship": "customer"}]})
+        {"name": "Ann Lee", "company": "ACME", "locale": "es", "relationship": "customer",
+         "attributes": {"plan": "gold", "seats": 12, "trial": False}}]})
 
     name: Name(FIELD_LIMITS["name"]) | None = None
     company: Name(FIELD_LIMITS["company"]) | None = None
@@ -140,6 +148,12 @@ class ContactInput(Input):
     phone: Name(FIELD_LIMITS["phone"]) | None = None
     locale: Annotated[str, StringConstraints(max_length=FIELD_LIMITS["locale"], pattern=LOCALE)] | None = None
     relationship: Relationship | None = None
+    attributes: Attributes | None = Field(
+        None, description=f"custom attributes, replacing the stored ones (omit to keep them, {{}} to remove them): "
+                          f"at most {attributes.MAX_KEYS} keys matching {attributes.KEY.pattern}, each a text (one "
+                          f"line, at most {attributes.VALUE_MAX} characters), a number or true/false; at most "
+                          f"{attributes.TOTAL_MAX:,} bytes of JSON in all. Templates read them as "
+                          "contact.attributes.<key>")
 
 
 class Subscription(Output):
@@ -167,6 +181,7 @@ class Contact(Output):
     relationship: Relationship
     status: Literal[CONTACT_STATUSES]
     created_at: str = Field(json_schema_extra={"format": "date-time"})
+    attributes: dict[str, str | bool | int | float] = Field(description="custom attributes ({} when none)")
     subscriptions: list[Subscription]
     links: ContactLinks
 
@@ -224,6 +239,15 @@ class LedgerVerification(Output):
 Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), Field(examples=["2026-01-31"])]
 
 
+ATTRIBUTE_FILTERS_MAX = attributes.FILTERS_MAX  # (a field named `attributes` hides the module in a class body)
+
+
+class AttributeCondition(Input):
+    key: AttributeKey
+    op: Literal[attributes.OPERATORS]
+    value: AttributeValue | None = Field(None, description="needed by equals and not_equals")
+
+
 class AudienceInput(Input):
     """Narrows a campaign's eligible audience; it never adds anyone."""
 
@@ -240,6 +264,10 @@ class AudienceInput(Input):
     created_before: Day | None = Field(None, description="created before this day (UTC)")
     interacted_after: Day | None = Field(None, description="last interaction on or after this day (UTC)")
     interacted_before: Day | None = Field(None, description="last interaction before this day (UTC)")
+    attributes: Annotated[list[AttributeCondition], Field(max_length=ATTRIBUTE_FILTERS_MAX)] | None = Field(
+        None, description="custom-attribute conditions, all of which hold: equals / not_equals compare the "
+                          "attribute written as text (numbers as written, booleans as true/false; a contact "
+                          "without the attribute does not equal), is_set needs no value")
 
 
 class CampaignInput(Input):
@@ -265,6 +293,7 @@ class Audience(Output):
     created_before: str | None = None
     interacted_after: str | None = None
     interacted_before: str | None = None
+    attributes: list[dict[str, str]] | None = None
 
 
 class Campaign(Output):

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from .. import erasure
+from .. import attributes, erasure
 from ..extensions import db
 from ..models import RELATIONSHIPS, ImportJob, Topic
 from .files import ImportProblem, _open, column_names
 
 FIELDS = ("email", "name", "company", "title", "phone", "locale", "relationship")
+# A mapping key "attribute:plan" imports that column as the custom attribute `plan`.
+ATTRIBUTE = "attribute:"
 # The basis the staff member states for holding the whole file.
 BASES = ("consent", "legitimate_interest", "contract")
 BASIS_NAMES = {
@@ -46,7 +48,11 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
     width = len(job.columns)
     mapping = {}
     for name, index in (settings.mapping or {}).items():
-        if name not in FIELDS:
+        if name.startswith(ATTRIBUTE):  # a column imported as a custom attribute (attributes.py)
+            if not attributes.KEY.match(name[len(ATTRIBUTE):]):
+                raise ImportProblem(f"{name[len(ATTRIBUTE):]!r} cannot be an attribute key: lower-case letters, "
+                                    "digits and '_', starting with a letter, at most 40", "attributes")
+        elif name not in FIELDS:
             raise ImportProblem(f"unknown contact field {name!r}", name)
         if index is None or index == "":
             continue
@@ -54,10 +60,13 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
         if not 0 <= index < width:
             raise ImportProblem(f"{name}: there is no column {index + 1}", name)
         if index in mapping.values():
-            raise ImportProblem(f"{name}: column {index + 1} is mapped twice", name)
+            raise ImportProblem(f"{name}: column {index + 1} is mapped twice", "attributes" if name.startswith(ATTRIBUTE)
+                                else name)
         mapping[name] = index
     if "email" not in mapping:
         raise ImportProblem("choose the column that holds the email address", "email")
+    if sum(name.startswith(ATTRIBUTE) for name in mapping) > attributes.MAX_KEYS:
+        raise ImportProblem(f"at most {attributes.MAX_KEYS} columns can be attributes", "attributes")
     if settings.legal_basis not in BASES:
         raise ImportProblem("choose the legal basis on which we hold these contacts", "legal_basis")
     source = (settings.source_text or "").strip()

@@ -12,7 +12,7 @@ from ...extensions import db
 from ...inputs import Form, options
 from ...models import RELATIONSHIPS, Topic
 from .. import auth, bp
-from ..forms import CheckboxesField, audience_of
+from ..forms import AttributeFiltersField, CheckboxesField, audience_of
 from ..segment_values import segment_values
 from .common import _field_error
 
@@ -30,6 +30,7 @@ class SegmentForm(Form):
     created_before = DateField("Created before", validators=[Optional()])
     interacted_after = DateField("Last interaction on or after", validators=[Optional()])
     interacted_before = DateField("Last interaction before", validators=[Optional()])
+    attribute_filters = AttributeFiltersField()
 
 
 def _form(formdata=None, **values) -> SegmentForm:
