@@ -179,6 +179,8 @@ class CampaignMail:
         """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
         `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
         unsubscribe, preferences = links.unsubscribe_url(contact, self.topic.id), links.preferences_url(contact)
+        if delivery_id:  # an opt-out through this link counts on this campaign's report (engagement.py)
+            unsubscribe += f"?d={delivery_id}"
         locale = getattr(contact, "locale", None)
         if self.plain:  # the same values `fill` gives, without building the whole context
             substitutions = {UNSUB: unsubscribe, PREFS: preferences}

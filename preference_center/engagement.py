@@ -9,24 +9,34 @@ for recipients who agreed; the report says so.
 Provider events about campaign deliveries (delivered, open, click, bounce, blocked, dropped, spam report,
 unsubscribe) are kept as `EngagementEvent` rows as they are processed; the report counts distinct
 deliveries per outcome, the most clicked links, and opens and clicks per hour.
+
+Our own unsubscribes count too: a campaign's unsubscribe link carries its delivery (`?d=<id>`, see
+`compose.CampaignMail.envelope`), and an opt-out through it (RFC 8058 one-click or the unsubscribe page)
+that withdraws something is kept as a `link_unsubscribe` row (`note_own_unsubscribe`), only when that
+delivery is a campaign delivery of the very contact the signed link is for. "Unsubscribed" counts
+distinct deliveries (one per person and campaign) over the provider's and our own events, so someone
+who did both counts once.
 """
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
-from . import ledger
+from . import inputs, ledger
 from .extensions import db
 from .models import ConsentEvent, Delivery, EngagementEvent, Topic, TopicTracking, utcnow
 from .sqlutil import chunked, one_of
 
 KINDS = ("delivered", "open", "click", "bounce", "blocked", "dropped", "spamreport", "unsubscribe",
          "group_unsubscribe")
+# An opt-out through our own unsubscribe link in the campaign's mail (not a provider event).
+OWN_UNSUBSCRIBE = "link_unsubscribe"
+PROVIDER_UNSUBSCRIBES = ("unsubscribe", "group_unsubscribe")
 GROUPS = {"delivered": ("delivered",), "opened": ("open",), "clicked": ("click",),
           "bounced": ("bounce", "blocked", "dropped"), "complained": ("spamreport",),
-          "unsubscribed": ("unsubscribe", "group_unsubscribe")}
+          "unsubscribed": (*PROVIDER_UNSUBSCRIBES, OWN_UNSUBSCRIBE)}
 
 
 # -- tracking consent ---------------------------------------------------------------------
@@ -81,12 +91,29 @@ def record(payload: dict, delivery: Delivery | None) -> None:
                                    url=url[:2000] if url else None, occurred_at=when))
 
 
+def note_own_unsubscribe(contact_id: int, delivery_id: int | None, when: dt.datetime | None = None) -> bool:
+    """Count an opt-out through the unsubscribe link of a campaign's mail on that campaign (in the caller's
+    transaction); nothing unless `delivery_id` is a campaign delivery to this contact. True if counted."""
+    if delivery_id is None or not inputs.fits(delivery_id, Delivery.id):
+        return False
+    delivery = db.session.execute(select(Delivery.campaign_id, Delivery.contact_id)
+                                  .where(Delivery.id == delivery_id)).first()
+    if delivery is None or delivery.campaign_id is None or delivery.contact_id != contact_id:
+        return False
+    db.session.add(EngagementEvent(campaign_id=delivery.campaign_id, delivery_id=delivery_id, kind=OWN_UNSUBSCRIBE,
+                                   occurred_at=when or utcnow()))
+    return True
+
+
 def report(campaign_id: int, top: int = 10) -> dict:
-    """Distinct deliveries per outcome, the most clicked links, and opens and clicks per hour."""
-    counts = dict(db.session.execute(
-        select(EngagementEvent.kind, func.count(func.distinct(EngagementEvent.delivery_id)))
-        .where(EngagementEvent.campaign_id == campaign_id).group_by(EngagementEvent.kind)).all())
-    figures = {name: sum(counts.get(kind, 0) for kind in kinds) for name, kinds in GROUPS.items()}
+    """Distinct deliveries per outcome, the most clicked links, and opens and clicks per hour; "unsubscribed"
+    counts a person once whether they unsubscribed at the provider, through our link, or both."""
+    groups = {**GROUPS, "unsubscribed_by_link": (OWN_UNSUBSCRIBE,), "unsubscribed_at_provider": PROVIDER_UNSUBSCRIBES}
+    # One pass: per group, the distinct deliveries that have any of its kinds.
+    row = db.session.execute(select(*(
+        func.count(func.distinct(case((EngagementEvent.kind.in_(kinds), EngagementEvent.delivery_id)))).label(name)
+        for name, kinds in groups.items())).where(EngagementEvent.campaign_id == campaign_id)).one()
+    figures = {name: row._mapping[name] or 0 for name in groups}
     links = db.session.execute(
         select(EngagementEvent.url, func.count(func.distinct(EngagementEvent.delivery_id)).label("n"))
         .where(EngagementEvent.campaign_id == campaign_id, EngagementEvent.kind == "click",

@@ -133,6 +133,8 @@ class OptOutInbox(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The campaign delivery whose link was used, as the link said (checked against the contact when settled).
+    delivery_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class ConsentText(db.Model):
