@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import make_transient_to_detached
 
-from . import attributes, bulk, characters, erasure, ledger
+from . import attributes, bulk, characters, engagement, erasure, ledger
 from .emails import email_hash, normalize
 from .errors import ValidationError
 from .extensions import db
@@ -319,6 +319,8 @@ def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: s
         .execution_options(synchronize_session=False)
     )
     erasure.scrub(traces)
+    # What the provider told us about their mail becomes anonymous per-campaign counts (the reports keep adding up).
+    engagement.fold_contact(contact.id)
     db.session.flush()
     return event
 

@@ -644,7 +644,9 @@ class EngagementEvent(db.Model):
     campaign's engagement figures; opens and clicks exist only for recipients who agreed to tracking."""
 
     __tablename__ = "engagement_events"
-    __table_args__ = (Index("ix_engagement_events_campaign", "campaign_id", "kind"),)
+    __table_args__ = (Index("ix_engagement_events_campaign", "campaign_id", "kind"),
+                      # Folding (retention, erasure) and the report's own-unsubscribe check go by delivery.
+                      Index("ix_engagement_events_delivery", "delivery_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Integer)
@@ -652,6 +654,22 @@ class EngagementEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(32))
     url: Mapped[str | None] = mapped_column(String(2000))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EngagementStat(db.Model):
+    """Anonymous per-campaign, per-hour engagement counts kept after engagement rows are folded (retention,
+    erasure): `name` is a report figure (recipients whose first such event fell in that hour), `open_events` /
+    `click_events` (events in that hour) or `link` (recipients whose first click on `url` fell in that hour)."""
+
+    __tablename__ = "engagement_stats"
+    __table_args__ = (Index("ix_engagement_stats_campaign", "campaign_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    name: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class TopicTracking(db.Model):
