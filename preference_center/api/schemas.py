@@ -30,6 +30,9 @@ MULTI_LINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 TOPIC_KEY = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 LOCALE = r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
+# A segment name in a path: one line, no '/' (it would be another path), not only spaces.
+SEGMENT_NAME = (r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029/]*[^\x00-\x1f\x7f-\x9f\u2028\u2029/ ]"
+                r"[^\x00-\x1f\x7f-\x9f\u2028\u2029/]*$")
 BODY_MAX = 200_000
 # The API's own part of a ledger source: "api:<token name (<= 100)>:<this>" fits the 200-character column.
 SOURCE_MAX = 80
@@ -82,6 +85,12 @@ class EmailPath(Input):
 
 class IdPath(Input):
     id: Id64 = Field(examples=[1])
+
+
+class SegmentNamePath(Input):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=SEGMENT_NAME)] = Field(
+        description="the segment's name (URL-encoded; one line of at most 200 characters, no '/')",
+        examples=["Gold customers"])
 
 
 class IdempotencyHeader(Input):
@@ -347,6 +356,34 @@ class Report(Output):
     started_at: str | None = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None = Field(json_schema_extra={"format": "date-time"})
     error: str | None = Field(None, description="why the campaign, or some of its deliveries, could not be sent")
+
+
+# -- segments -------------------------------------------------------------------------
+
+class SegmentInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"topic": "news", "audience": {"relationships": ["customer"],
+                                       "attributes": [{"key": "plan", "op": "equals", "value": "gold"}]}}]})
+
+    topic: TopicKey = Field(description="a live marketing topic's key")
+    audience: AudienceInput | None = Field(None, description="the filters (omitted or {}: everyone eligible)")
+
+
+class Segment(Output):
+    name: str
+    topic: str
+    audience: Audience
+    count: int = Field(description="how many are eligible now (the planner's own audience query)")
+    updated_by: str | None
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class SegmentList(Output):
+    segments: list[Segment]
+
+
+class Deleted(Output):
+    deleted: Literal[True]
 
 
 # -- system messages ------------------------------------------------------------------
