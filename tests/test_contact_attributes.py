@@ -366,3 +366,25 @@ def test_the_access_copy_holds_the_attributes_and_erasure_clears_them(news):
     db.session.commit()
     db.session.expire_all()
     assert db.session.get(Contact, ann.id).attributes is None
+
+
+def test_a_large_import_stores_attributes_for_new_contacts_and_none_for_the_others(news, as_marketer):
+    # 60 new contacts: PostgreSQL writes them with COPY, other databases with INSERT; both store the same.
+    rows = "".join(f"p{i}@example.com,P{i},{'gold' if i % 2 else ''}\n" for i in range(60))
+    job, previewed = _import(as_marketer, "Email,Name,Plan\n" + rows, attribute_columns=["2"])
+    assert previewed.status_code == 302
+    assert as_marketer.post(f"/admin/imports/{job.id}/run").status_code == 302
+    db.session.expire_all()
+    stored = dict(db.session.execute(select(Contact.email, Contact.attributes)).all())
+    assert len(stored) == 60
+    assert stored["p1@example.com"] == {"plan": "gold"} and stored["p2@example.com"] == {}
+    plan_set = attributes.matches(Contact.attributes, {"key": "plan", "op": "is_set"})
+    assert db.session.scalar(select(func.count(Contact.id)).where(plan_set)) == 30
+
+
+def test_the_contact_page_lists_the_attributes(news, as_marketer):
+    ann = person(news, "ann@example.com", attributes={"plan": "gold", "trial": False, "seats": 3})
+    page = text_of(as_marketer.get(f"/admin/contacts/{ann.id}").text)
+    assert "Custom attributes plan gold seats 3 trial false" in page
+    bare = person(news, "bo@example.com")
+    assert "Custom attributes" not in text_of(as_marketer.get(f"/admin/contacts/{bare.id}").text)
