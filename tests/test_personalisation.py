@@ -63,8 +63,9 @@ def received(fake) -> dict[str, object]:
 
 
 def unsigned(text: str) -> str:
-    """Text with the signed tokens of our links blanked (they carry the second they were made)."""
-    return re.sub(r"/(u|p)/[A-Za-z0-9._-]+", r"/\1/TOKEN", text)
+    """Text with the signed tokens of our links blanked (they carry the second they were made), and the delivery
+    a real mail's unsubscribe link names (`?d=`, for the campaign's report; a preview has no delivery)."""
+    return re.sub(r"/(u|p)/[A-Za-z0-9._-]+(\?d=\d+)?", r"/\1/TOKEN", text)
 
 
 def body(text: str) -> str:
