@@ -19,7 +19,7 @@ import zipfile
 from flask import current_app
 from sqlalchemy import select
 
-from . import rights
+from . import attributes, rights
 from .extensions import db
 from .models import (
     Campaign,
@@ -108,6 +108,7 @@ def information(contact: Contact) -> dict:
         "purposes": [{"topic": t.name, "kind": t.kind, "legal_basis": t.legal_basis,
                       "purpose": _purpose(t)} for t in topics],
         "categories_of_data": ["email address", "name, company, job title, phone and language, where you gave them",
+                               "other details about you our staff or systems recorded (the attributes in this copy)",
                                "your choices about our email, with the time, IP address and browser of each",
                                "which of our emails were sent to you, and whether they were delivered"],
         "recipients": [PROVIDERS.get(config["PC_MAIL_TRANSPORT"], config["PC_MAIL_TRANSPORT"]),
@@ -176,6 +177,8 @@ def to_zip(data: dict) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("my-data.json", json.dumps(data, indent=2, ensure_ascii=False))
         archive.writestr("profile.csv", _csv([{"field": k, "value": v} for k, v in data["profile"].items()]))
+        archive.writestr("attributes.csv", _csv([{"attribute": k, "value": attributes.as_text(v)}
+                                                 for k, v in data["attributes"].items()]))
         for section in CSV_SECTIONS:
             archive.writestr(f"{section}.csv", _csv(data[section]))
         archive.writestr("information.txt", information_text(data["information"]))

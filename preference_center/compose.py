@@ -40,7 +40,7 @@ UNSUB, PREFS = "-pc_unsub-", "-pc_prefs-"
 PLACEHOLDERS = (NAME, NAME_HTML, UNSUB, PREFS)
 SAMPLE_NAME = SAMPLE["name"]
 # What a contact missing every optional field looks like to a template (checked at the door too).
-BARE = {"email": SAMPLE["email"], "relationship": "prospect"}
+BARE = {"email": SAMPLE["email"], "relationship": "prospect", "attributes": {}}
 # SendGrid refuses a personalization whose substitutions pass 10,000 bytes; a recipient whose
 # values would (a long loop over their name) gets the message rendered whole for them instead.
 SUBSTITUTION_BYTES = 9_000
@@ -111,10 +111,12 @@ class CampaignMail:
         self.parts = _parts(subject, html, text, CAMPAIGN_NAMES)
         self.split = all(part.split for part in self.parts)
         self.keys = [UNSUB, PREFS, *{hole.key: None for part in self.parts for hole in part.holes}]
-        # A plain field is short (an address, 320 characters, is the longest: 1,600 bytes escaped at worst),
-        # so a few of them cannot pass SendGrid's cap; expressions (loops...) are measured per recipient.
+        # A plain field is short (an address, 320 characters, is the longest: 1,600 bytes escaped at worst;
+        # an attribute's text, 500 characters, 3,000 bytes), so a few of them cannot pass SendGrid's cap;
+        # expressions (loops...) are measured per recipient.
         holes = [hole for part in self.parts for hole in part.holes]
-        self.bounded = len(holes) <= 5 and all(hole.field is not None for hole in holes)
+        worst = sum(3_000 if hole.field and hole.field.startswith("attributes.") else 1_600 for hole in holes)
+        self.bounded = worst <= 8_000 and all(hole.field is not None for hole in holes)
         # Only plain fields: each recipient's values are read straight from their row (the hot path).
         self.plain = self.split and self.bounded
         self.field_holes = list({hole.key: (hole.key, hole.field, part.html)
@@ -177,6 +179,8 @@ class CampaignMail:
         """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
         `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
         unsubscribe, preferences = links.unsubscribe_url(contact, self.topic.id), links.preferences_url(contact)
+        if delivery_id:  # an opt-out through this link counts on this campaign's report (engagement.py)
+            unsubscribe += f"?d={delivery_id}"
         locale = getattr(contact, "locale", None)
         if self.plain:  # the same values `fill` gives, without building the whole context
             substitutions = {UNSUB: unsubscribe, PREFS: preferences}

@@ -112,7 +112,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PC_RETENTION_DAYS", "int", "1095",
             "contacts with no interaction and no active basis for this long are erased"),
     Setting("PC_DELIVERY_RETENTION_DAYS", "int", "400",
-            "delivery rows older than this are folded into anonymous daily statistics"),
+            "delivery rows older than this are folded into anonymous daily statistics, and engagement events "
+            "into anonymous hourly counts per campaign"),
     Setting("PC_UPLOAD_RETENTION_DAYS", "int", "7",
             "uploaded CSV files of imports that never ran (or failed) are deleted after this"),
     Setting("PC_SOFT_BOUNCE_LIMIT", "int", "5", "soft bounces (blocked, deferred) before an address is suppressed"),

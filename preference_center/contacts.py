@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import make_transient_to_detached
 
-from . import bulk, characters, erasure, ledger
+from . import attributes, bulk, characters, engagement, erasure, ledger
 from .emails import email_hash, normalize
 from .errors import N_, ValidationError
 from .extensions import db
@@ -21,6 +21,8 @@ from .rules import Decision, may_send
 from .sqlutil import chunked
 
 PROFILE_FIELDS = ("name", "company", "title", "phone", "locale")
+# What a correction may change: the profile and the custom attributes (attributes.py).
+EDITABLE_FIELDS = (*PROFILE_FIELDS, "attributes")
 LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
 FIELD_LIMITS = {"name": 200, "company": 200, "title": 200, "phone": 50, "locale": 16}
 
@@ -45,7 +47,8 @@ def erased_row(email: str) -> Contact | None:
 
 
 def clean_profile(fields: dict) -> dict:
-    """Validate profile fields (and relationship); return only what was given."""
+    """Validate profile fields (and relationship, and attributes: the whole object, replacing the stored one);
+    return only what was given."""
     cleaned = {}
     for name in PROFILE_FIELDS:
         if name not in fields:
@@ -72,6 +75,8 @@ def clean_profile(fields: dict) -> dict:
             raise ValidationError(N_("relationship must be one of %(relationships)s", relationships=', '.join(RELATIONSHIPS)),
                                   "relationship")
         cleaned["relationship"] = fields["relationship"]
+    if "attributes" in fields:
+        cleaned["attributes"] = attributes.clean(fields["attributes"])
     return cleaned
 
 
@@ -80,7 +85,8 @@ def _changes(contact: Contact, created: bool, profile: dict, *, source: str, ip:
     """Set a contact's changed fields; return the ledger events (as specs) the change needs."""
     profile = dict(profile)
     relationship = profile.pop("relationship", None)
-    changed = [k for k, v in profile.items() if getattr(contact, k) != v]
+    # A contact stored before attributes existed has None where a new one has {}: the same thing.
+    changed = [k for k, v in profile.items() if (getattr(contact, k) or ({} if k == "attributes" else None)) != v]
     for key in changed:
         setattr(contact, key, profile[key])
     specs = []
@@ -307,6 +313,7 @@ def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: s
     ledger.redact(contact.id)
     for name in PROFILE_FIELDS:
         setattr(contact, name, None)
+    contact.attributes = None
     contact.email = None
     contact.token_version += 1
     contact.erased_at = utcnow()
@@ -316,6 +323,8 @@ def erase(contact: Contact, *, source: str, ip: str | None = None, user_agent: s
         .execution_options(synchronize_session=False)
     )
     erasure.scrub(traces)
+    # What the provider told us about their mail becomes anonymous per-campaign counts (the reports keep adding up).
+    engagement.fold_contact(contact.id)
     db.session.flush()
     return event
 

@@ -81,6 +81,8 @@ class Contact(db.Model):
     erased_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Email, name and company folded (folding.contact_text): accent- and case-insensitive search.
     search_text: Mapped[str | None] = mapped_column(Text)
+    # Custom attributes (attributes.py): {key: text, number or boolean}; None once erased.
+    attributes: Mapped[dict | None] = mapped_column(JSON, default=dict)
 
 
 class Topic(db.Model):
@@ -131,6 +133,8 @@ class OptOutInbox(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The campaign delivery whose link was used, as the link said (checked against the contact when settled).
+    delivery_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class ConsentText(db.Model):
@@ -640,7 +644,9 @@ class EngagementEvent(db.Model):
     campaign's engagement figures; opens and clicks exist only for recipients who agreed to tracking."""
 
     __tablename__ = "engagement_events"
-    __table_args__ = (Index("ix_engagement_events_campaign", "campaign_id", "kind"),)
+    __table_args__ = (Index("ix_engagement_events_campaign", "campaign_id", "kind"),
+                      # Folding (retention, erasure) and the report's own-unsubscribe check go by delivery.
+                      Index("ix_engagement_events_delivery", "delivery_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Integer)
@@ -648,6 +654,22 @@ class EngagementEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(32))
     url: Mapped[str | None] = mapped_column(String(2000))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EngagementStat(db.Model):
+    """Anonymous per-campaign, per-hour engagement counts kept after engagement rows are folded (retention,
+    erasure): `name` is a report figure (recipients whose first such event fell in that hour), `open_events` /
+    `click_events` (events in that hour) or `link` (recipients whose first click on `url` fell in that hour)."""
+
+    __tablename__ = "engagement_stats"
+    __table_args__ = (Index("ix_engagement_stats_campaign", "campaign_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    name: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class TopicTracking(db.Model):

@@ -20,9 +20,9 @@ inbox, so settlers queue on one lock and never deadlock on inbox rows.
 """
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, bindparam, cast, delete, exists, func, insert, or_, select
+from sqlalchemy import BigInteger, Integer, String, bindparam, cast, delete, exists, func, insert, or_, select
 
-from . import audit, characters, contacts, inputs, ledger
+from . import audit, characters, contacts, engagement, inputs, ledger
 from .actors import Actor, ActorKind
 from .extensions import db
 from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
@@ -43,10 +43,11 @@ def _take_statement():
         bindparam("ip", type_=String()),
         bindparam("user_agent", type_=String()),
         bindparam("received_at", type_=UTCDateTime()),
+        bindparam("delivery_id", type_=BigInteger()),
     ).where(Contact.id == bindparam("contact_id"), Contact.token_version == bindparam("version"),
             Contact.status != "erased", topic_holds)
     return (insert(OptOutInbox)
-            .from_select(["contact_id", "topic_id", "source", "ip", "user_agent", "received_at"], row)
+            .from_select(["contact_id", "topic_id", "source", "ip", "user_agent", "received_at", "delivery_id"], row)
             .returning(OptOutInbox.id))
 
 
@@ -54,12 +55,13 @@ _TAKE = _take_statement()
 
 
 def take(contact_id: int, version: int, topic_id: object, *, source: str, ip: str | None,
-         user_agent: str | None) -> bool:
+         user_agent: str | None, delivery_id: int | None = None) -> bool:
     """Record the opt-out of a verified unsubscribe link in one statement; False if the link no longer holds.
 
     It holds while its contact exists, is not erased and still has that token
     version, and its topic (0 = all marketing) is a marketing topic; ids that no row could have are refused
-    before the database sees them, and the IP and user agent lose any control characters. Runs in
+    before the database sees them, and the IP and user agent lose any control characters. `delivery_id` is the
+    campaign delivery the link came in (unchecked here: `engagement.note_own_unsubscribe` checks it). Runs in
     its own short transaction on a pooled connection, committed before it
     returns: no ORM session, no ledger lock.
     """
@@ -74,6 +76,7 @@ def take(contact_id: int, version: int, topic_id: object, *, source: str, ip: st
             "contact_id": contact_id, "version": version, "topic_id": topic_id,
             "source": characters.printable(source)[:200], "ip": ip and ip[:64],
             "user_agent": user_agent and user_agent[:512], "received_at": utcnow(),
+            "delivery_id": delivery_id if inputs.fits(delivery_id, OptOutInbox.delivery_id) else None,
         }).first()
     return inserted is not None
 
@@ -157,9 +160,11 @@ def _chain(rows: list) -> None:
                 specs = []
                 contacts.record_consent(contact, action=ledger.WITHDRAW, topic=None, **proof)
                 audited.append((person, "consent.withdraw", "contact", contact.id, {"topic": None}))
+                engagement.note_own_unsubscribe(contact.id, row.delivery_id, row.received_at)
         elif states.get(key) != "unsubscribed":
             specs.append(contacts.consent_spec(contact, action=ledger.WITHDRAW, topic=topic, **proof))
             audited.append((person, "consent.withdraw", "contact", contact.id, {"topic": topic.key}))
+            engagement.note_own_unsubscribe(contact.id, row.delivery_id, row.received_at)
     ledger.append_many(specs)
     # The person's one-click is audited when it enters the ledger, one entry per opt-out.
     audit.record_many(audited)

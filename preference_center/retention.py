@@ -12,6 +12,11 @@
 - Delivery rows older than PC_DELIVERY_RETENTION_DAYS are counted into
   `DailyStat` (day, campaign, topic, status, reason) and deleted, with the
   content of the system messages they carried.
+- Engagement rows (the provider's delivered, open, click... events and our own
+  unsubscribes) older than PC_DELIVERY_RETENTION_DAYS are folded into anonymous
+  per-campaign, per-hour `EngagementStat` counts that the campaign report adds
+  back (`engagement.fold`: all of a delivery's rows together, so each recipient
+  still counts once), and deleted.
 - Stored webhook events (they hold addresses) go after a week; SendGrid stops
   retrying after a day, so de-duplication no longer needs them.
 - Uploaded CSV files (they hold addresses) of imports that never ran, or
@@ -33,7 +38,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import and_, delete, exists, false, func, or_, select
 
-from . import actors, audit, imports, optouts
+from . import actors, audit, engagement, imports, optouts
 from .commands import people
 from .extensions import db
 from .models import (
@@ -43,6 +48,7 @@ from .models import (
     DailyStat,
     DataRequest,
     Delivery,
+    EngagementEvent,
     ImportJob,
     Subscription,
     SystemMessage,
@@ -68,6 +74,7 @@ class Report:
     delivery_cutoff: dt.datetime
     contacts_erased: int = 0
     deliveries_aggregated: int = 0
+    engagement_events_folded: int = 0
     system_messages_deleted: int = 0
     webhook_events_deleted: int = 0
     uploads_deleted: int = 0
@@ -134,6 +141,8 @@ def plan(now: dt.datetime | None = None) -> Report:
     report = _report(now, dry_run=True)
     report.contacts_erased = _count(_inactive_contacts(cutoffs(report.now)))
     report.deliveries_aggregated = _count(select(Delivery.id).where(Delivery.created_at < report.delivery_cutoff))
+    report.engagement_events_folded = _count(select(EngagementEvent.id).where(EngagementEvent.delivery_id.in_(
+        select(EngagementEvent.delivery_id).where(EngagementEvent.occurred_at < report.delivery_cutoff))))
     report.system_messages_deleted = _count(select(Delivery.id).where(
         Delivery.created_at < report.delivery_cutoff, Delivery.system_message_id.is_not(None)))
     report.webhook_events_deleted = _count(select(WebhookEvent.id).where(
@@ -150,6 +159,7 @@ def apply(now: dt.datetime | None = None, chunk: int = 500) -> Report:
     optouts.settle_all()  # inactivity counts the latest one-click opt-outs too
     report.contacts_erased = _erase_inactive(cutoffs(report.now), chunk)
     report.daily_stats_written = 0
+    _fold_engagement(report, chunk)
     _fold_deliveries(report, chunk)
     result = db.session.execute(delete(WebhookEvent).where(
         WebhookEvent.received_at < report.now - dt.timedelta(days=WEBHOOK_EVENT_DAYS)))
@@ -199,6 +209,15 @@ def _erase_inactive(cutoff: dict[str, dt.datetime], chunk: int) -> int:
         db.session.commit()
         erased += len(ids)
         after = ids[-1]
+
+
+def _fold_engagement(report: Report, chunk: int) -> None:
+    while True:
+        ids = db.session.scalars(engagement.deliveries_to_fold(report.delivery_cutoff, chunk)).all()
+        if not ids:
+            return
+        report.engagement_events_folded += engagement.fold(list(ids))
+        db.session.commit()
 
 
 def _fold_deliveries(report: Report, chunk: int) -> None:

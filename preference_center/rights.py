@@ -15,7 +15,7 @@ import json
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import select
 
-from . import contacts, ledger
+from . import attributes, contacts, ledger
 from .extensions import db
 from .models import ConsentEvent, Contact, DataRequest, Topic, utcnow
 from .states import RequestKind, RequestStatus
@@ -116,6 +116,8 @@ def holdings(contact: Contact) -> dict:
             "created_at": contact.created_at.isoformat(),
             "last_interaction_at": contact.last_interaction_at.isoformat(),
         },
+        # Custom attributes staff, imports or our systems keep about the person (attributes.py).
+        "attributes": attributes.of(contact),
         "subscriptions": [
             {k: v[k] for k in ("topic", "name", "kind", "state", "basis", "reason")}
             for v in contacts.subscriptions_view(contact)
@@ -155,6 +157,8 @@ def to_csv(data: dict) -> str:
     writer.writerow(CSV_COLUMNS)
     for field, value in data["profile"].items():
         writer.writerow(["profile", field, _cell(value)] + [""] * (len(CSV_COLUMNS) - 3))
+    for key, value in data.get("attributes", {}).items():
+        writer.writerow(["attribute", key, _cell(attributes.as_text(value))] + [""] * (len(CSV_COLUMNS) - 3))
     for sub in data["subscriptions"]:
         writer.writerow(["subscription", _cell(sub["topic"]), sub["state"], "", "", "", _cell(sub["topic"]),
                          sub["basis"], "", "", "", "", "", _cell({"reason": sub["reason"]})])

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from sqlalchemy import and_, case, exists, false, func, literal, or_, select
 
+from . import attributes
 from .errors import DomainError
 from .extensions import db
 from .models import ConsentEvent, Contact, Subscription, Suppression, Topic
@@ -191,6 +192,8 @@ def _filter_clauses(filters: dict) -> list:
     if filters.get("sources"):
         clauses.append(exists().where(ConsentEvent.contact_id == Contact.id,
                                       ConsentEvent.source.in_(list(filters["sources"]))))
+    for condition in filters.get("attributes") or []:
+        clauses.append(attributes.matches(Contact.attributes, condition))
     for key, column in (("created", Contact.created_at), ("interacted", Contact.last_interaction_at)):
         if filters.get(f"{key}_after"):
             clauses.append(column >= _day(filters[f"{key}_after"]))
@@ -205,7 +208,7 @@ def _day(value: str) -> dt.datetime:
 
 
 AUDIENCE_FILTER_KEYS = ("relationships", "locales", "contact_ids", "companies", "sources", "created_after",
-                        "created_before", "interacted_after", "interacted_before")
+                        "created_before", "interacted_after", "interacted_before", "attributes")
 # Keys holding one day (YYYY-MM-DD) rather than a list: "after" includes the day, "before" excludes it.
 AUDIENCE_DAY_KEYS = ("created_after", "created_before", "interacted_after", "interacted_before")
 AUDIENCE_TEXTS_MAX = 50
@@ -232,6 +235,9 @@ def check_audience(audience: object) -> dict:
         if key not in AUDIENCE_FILTER_KEYS:
             raise DomainError(f"audience has an unknown key {key!r}; the keys are {keys}", "audience")
         if values is None:
+            continue
+        if key == "attributes":  # [{"key", "op": equals | not_equals | is_set, "value"}]
+            checked[key] = attributes.check_filters(values)
             continue
         if key in AUDIENCE_DAY_KEYS:
             try:

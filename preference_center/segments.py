@@ -23,6 +23,17 @@ def get(segment_id: int) -> Segment | None:
     return db.session.get(Segment, segment_id) if 0 < segment_id < 2**31 else None
 
 
+def by_name(name: str) -> Segment | None:
+    """The segment of that name (as saved: without surrounding spaces)."""
+    return db.session.scalar(select(Segment).where(Segment.name == (name or "").strip()))
+
+
+def delete(segment: Segment) -> None:
+    """Remove a saved segment; campaigns that used it keep their own copy of its filters."""
+    db.session.delete(segment)
+    db.session.flush()
+
+
 def save(name: str, topic_key: str, filters: dict, *, segment: Segment | None, by: str) -> Segment:
     """Create or change a segment; DomainError naming the field if something is wrong."""
     name = (name or "").strip()

@@ -86,6 +86,9 @@ def body_operations(campaign_id: int) -> dict[str, tuple[str, str, dict]]:
         "post_eligibility": ("post", "/eligibility", {"topic": "news", "emails": ["ann@example.com"]}),
         # A public address literal: no DNS needed, and not refused as private.
         "put_webhook": ("put", "/webhooks/crm", {"url": "https://93.184.215.14/hooks", "events": ["consent.granted"]}),
+        "put_segment": ("put", "/segments/Acme%20gold", {"topic": "news", "audience": {
+            "relationships": ["customer"], "companies": ["Acme"],
+            "attributes": [{"key": "plan", "op": "equals", "value": "gold"}]}}),
     }
 
 
@@ -526,6 +529,13 @@ def test_answers_of_real_calls_validate_against_the_served_document(app, client,
     api.post(f"/campaigns/{campaign}/schedule")  # no body: now
     api.post(f"/campaigns/{campaign}/cancel"), api.post(f"/campaigns/{campaign}/cancel")  # 200, 409
     api.get(f"/campaigns/{campaign}/audience")  # 409: cancelled
+    api.post(f"/campaigns/{campaign}/pause"), api.post(f"/campaigns/{campaign}/resume")  # 409, 409
+    api.post(f"/campaigns/{campaign}/duplicate"), api.post("/campaigns/999/duplicate")  # 201, 404
+    api.put("/contacts/ann@example.com", json={"attributes": {"plan": "gold", "seats": 3, "trial": True}})
+    api.put("/segments/Gold", json={"topic": "news", "audience": {"attributes": [{"key": "plan", "op": "is_set"}]}})
+    api.put("/segments/Gold", json={"topic": "news"}), api.put("/segments/Bad", json={"topic": "orders"})  # 200, 422
+    api.get("/segments"), api.get("/segments/Gold"), api.get("/segments/nope")  # 200, 200, 404
+    api.delete("/segments/Gold"), api.delete("/segments/Gold")  # 200, 404
     body = {"topic": "orders", "to": "ann@example.com", "subject": "Order 1", "text": "Thanks"}
     sent = api.post("/messages", json=body, headers={"Idempotency-Key": "order-1"}).json["id"]
     api.post("/messages", json=body, headers={"Idempotency-Key": "order-1"})  # 200 replay

@@ -63,8 +63,9 @@ def received(fake) -> dict[str, object]:
 
 
 def unsigned(text: str) -> str:
-    """Text with the signed tokens of our links blanked (they carry the second they were made)."""
-    return re.sub(r"/(u|p)/[A-Za-z0-9._-]+", r"/\1/TOKEN", text)
+    """Text with the signed tokens of our links blanked (they carry the second they were made), and the delivery
+    a real mail's unsubscribe link names (`?d=`, for the campaign's report; a preview has no delivery)."""
+    return re.sub(r"/(u|p)/[A-Za-z0-9._-]+(\?d=\d+)?", r"/\1/TOKEN", text)
 
 
 def body(text: str) -> str:
@@ -208,7 +209,9 @@ def test_the_sample_preview_fills_in_every_field(ctx, news):
 def test_a_contact_missing_a_field_is_undefined_so_defaults_apply():
     class Row:
         name, email, company, title, locale, relationship = "  ", "a@example.com", "", None, "es", "customer"
-    assert contact_values(Row()) == {"email": "a@example.com", "locale": "es", "relationship": "customer"}
+    # The attributes object is always there (empty here), so a missing attribute is undefined too.
+    assert contact_values(Row()) == {"email": "a@example.com", "locale": "es", "relationship": "customer",
+                                     "attributes": {}}
 
 
 def test_the_door_check_fills_in_a_recipient_with_no_optional_field(ctx, news):

@@ -85,7 +85,7 @@ def test_the_zip_copy_holds_the_json_a_csv_per_section_and_the_information_as_te
     assert response.headers["Content-Disposition"] == 'attachment; filename="my-data.zip"'
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert sorted(archive.namelist()) == sorted([
-        "my-data.json", "profile.csv", "subscriptions.csv", "consent_history.csv", "deliveries.csv",
+        "my-data.json", "profile.csv", "attributes.csv", "subscriptions.csv", "consent_history.csv", "deliveries.csv",
         "suppressions.csv", "data_requests.csv", "information.txt"])
     data = json.loads(archive.read("my-data.json"))
     assert data["deliveries"][0]["status"] == "sent"

@@ -33,6 +33,7 @@ from .helpers import IP, PG_URL, UA, csrf_token, outbox, settle, token
 EMAIL = "zeb.quattlebaum@example.org"
 NAME = "Zebulon Quattlebaum"
 PHONE = "+44 7700 900461"
+ATTRIBUTE = "Quattlebaum-Platinum-7731"  # a custom attribute's value
 BYSTANDER = "amy.bystander@example.org"
 
 
@@ -78,7 +79,8 @@ def _live_a_full_life(app, client, api, as_admin, fake_sendgrid) -> int:
     resting = _upload([f"{BYSTANDER},Amy Bystander,,customer", f"{EMAIL.upper()},{NAME},{PHONE},customer"],
                       f"{EMAIL}.csv")
     assert resting.status == "previewed" and EMAIL in json.dumps(resting.preview)
-    assert api.put(f"/contacts/{EMAIL}", json={"company": "Quattlebaum Holdings", "title": "Owner"}).status_code == 200
+    assert api.put(f"/contacts/{EMAIL}", json={"company": "Quattlebaum Holdings", "title": "Owner",
+                                               "attributes": {"tier": ATTRIBUTE, "seats": 7}}).status_code == 200
     assert api.post(f"/contacts/{EMAIL}/consents", json={
         "topic": "news", "action": "grant", "source": "crm-signup", "confirmed": True, "ip": IP,
         "user_agent": UA}).status_code == 201
@@ -94,7 +96,7 @@ def _live_a_full_life(app, client, api, as_admin, fake_sendgrid) -> int:
     assert sent.status_code == 202
     assert sending.send_system(sent.json["delivery_id"]) == "sent"
     campaign = api.post("/campaigns", json={"name": "Tips", "topic": "tips", "subject": "Tips for {{ contact.name }}",
-                                            "text": "Hi {{ contact.name }}"}).json["id"]
+                                            "text": "Hi {{ contact.name }} ({{ contact.attributes.tier }})"}).json["id"]
     assert api.post(f"/campaigns/{campaign}/schedule", json={"at": None}).status_code == 200
     campaigns.start_due()
     while (batch := sending.plan_chunk(campaign, 100)) is not None:
@@ -139,7 +141,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(path): path.read_bytes().lower() for path in folder.rglob("*") if path.is_file()}
 
 
-NEEDLES = [EMAIL, NAME.lower(), PHONE, EMAIL.replace("@", "%40")]
+NEEDLES = [EMAIL, NAME.lower(), PHONE, EMAIL.replace("@", "%40"), ATTRIBUTE.lower()]
 
 
 def _found_in_files(folder: Path) -> list[str]:
@@ -153,7 +155,7 @@ def test_an_erased_person_who_touched_every_table_leaves_no_trace_but_the_keyed_
     caplog.set_level(logging.INFO)
     contact_id = _live_a_full_life(app, client, api, as_admin, fake_sendgrid)
     before = _dump()
-    assert all(needle.lower() in before for needle in (EMAIL, NAME, PHONE)), "the life left traces to erase"
+    assert all(needle.lower() in before for needle in (EMAIL, NAME, PHONE, ATTRIBUTE)), "the life left traces to erase"
     if transport == "outbox":
         assert any(m["To"] == EMAIL for m in outbox(app)), "mail was written to the outbox"
     assert api.delete(f"/contacts/{EMAIL}").status_code == 200

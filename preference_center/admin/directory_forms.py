@@ -5,6 +5,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from .. import attributes
 from ..directory import TOPIC_STATES, Filters
 from ..inputs import Form, options
 from ..models import CONTACT_STATUSES, RELATIONSHIPS
@@ -46,10 +47,19 @@ class ContactForm(Form):
     locale = StringField(_l("Locale (e.g. en, es-MX)"), validators=[Optional(), Length(max=16)])
     relationship = SelectField(_l("Relationship"), choices=options(choices("relationship", RELATIONSHIPS)),
                                default="prospect")
+    # One `key = value` a line (attributes.parse_lines); rendered by templates/admin/_attributes.html.
+    attributes = TextAreaField(_l("Custom attributes"), validators=[Optional(), Length(max=20_000)])
 
     def profile(self) -> dict:
-        return {name: (getattr(self, name).data or "").strip() for name in
-                ("name", "company", "title", "phone", "locale", "relationship")}
+        """The profile, relationship and attributes as typed; ValidationError for attribute lines of the wrong shape."""
+        profile = {name: (getattr(self, name).data or "").strip() for name in
+                   ("name", "company", "title", "phone", "locale", "relationship")}
+        profile["attributes"] = attributes.parse_lines(self.attributes.data or "")
+        return profile
+
+    def show_attributes(self, contact) -> None:
+        """Fill the editor with a contact's stored attributes (a page opened to edit them)."""
+        self.attributes.data = attributes.to_lines(contact.attributes)
 
 
 class BulkForm(Form):

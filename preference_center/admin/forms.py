@@ -19,9 +19,13 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import ValidationError as WTFormsValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from .. import attributes
 from ..imports import BASES, FIELDS
+from ..imports.files import attribute_key
+from ..imports.settings import ATTRIBUTE
 from ..inputs import Form, options
 from ..models import RELATIONSHIPS
 from ..staff import ROLES
@@ -129,8 +133,21 @@ class ImportSettingsForm(Form):
                      "title": _l("Title"), "phone": _l("Phone"), "locale": _l("Locale"),
                      "relationship": _l("Relationship")}
 
+    # Columns imported as custom attributes (rendered by templates/admin/_import_attributes.html).
+    attribute_columns = SelectMultipleField(_l("Import as custom attributes"), choices=[], validate_choice=True)
+    columns: list[str] = []
+
     def mapping(self) -> dict:
-        return {name: int(self[f"map_{name}"].data) for name in FIELDS if self[f"map_{name}"].data not in (None, "")}
+        mapping = {name: int(self[f"map_{name}"].data) for name in FIELDS
+                   if self[f"map_{name}"].data not in (None, "")}
+        for value in self.attribute_columns.data or []:
+            index = int(value)
+            mapping[ATTRIBUTE + attribute_key(self.columns[index], index)] = index
+        return mapping
+
+    def attribute_choices(self) -> list[tuple[str, str, str]]:
+        """(value, column label, attribute key) of each column, for the attribute checkboxes."""
+        return [(str(i), f"{i + 1}: {name}", attribute_key(name, i)) for i, name in enumerate(self.columns)]
 
 
 def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSettingsForm:
@@ -144,11 +161,26 @@ def import_settings_form(columns: list[str], topics: list, **kwargs) -> ImportSe
     for name in FIELDS:
         column = ImportSettingsForm.COLUMN_LABELS.get(name, name.capitalize())
         setattr(Form, f"map_{name}", SelectField(column, choices=columns_offered, validators=[Optional()]))
+    Form.columns = list(columns)
     form = Form(**kwargs)
+    form.attribute_columns.choices = [(str(i), name) for i, name in enumerate(columns)]
     form.topic.choices = options([("", _l("— no subscription —"))] + [
         (t.key, _("%(name)s (%(key)s, basis: %(basis)s)", name=t.name, key=t.key,
                   basis=label(t.legal_basis, "legal_basis"))) for t in topics])
     return form
+
+
+def _conditions_readable(form, field) -> None:
+    try:
+        attributes.check_filters(attributes.parse_conditions(field.data or ""))
+    except attributes.ValidationError as exc:
+        raise WTFormsValidationError(str(exc)) from None
+
+
+def AttributeFiltersField() -> TextAreaField:  # noqa: N802 - a field factory, named like the fields it makes
+    """Custom-attribute conditions, one a line (rendered by templates/admin/_attribute_filters.html)."""
+    return TextAreaField(_l("Only contacts whose custom attributes match"),
+                         validators=[Optional(), Length(max=2000), _conditions_readable])
 
 
 class CampaignForm(Form):
@@ -169,6 +201,7 @@ class CampaignForm(Form):
     created_before = DateField(_l("Created before"), validators=[Optional()])
     interacted_after = DateField(_l("Last interaction on or after"), validators=[Optional()])
     interacted_before = DateField(_l("Last interaction before"), validators=[Optional()])
+    attribute_filters = AttributeFiltersField()
     preview_email = StringField(_l("Preview for contact (email)"), validators=[Optional(), Length(max=320)])
 
     def data_for_domain(self) -> dict:
@@ -188,6 +221,9 @@ def audience_of(form) -> dict:
     for key in ("created_after", "created_before", "interacted_after", "interacted_before"):
         if form[key].data:
             audience[key] = form[key].data.isoformat()
+    conditions = attributes.parse_conditions(form.attribute_filters.data or "")
+    if conditions:
+        audience["attributes"] = conditions
     return audience
 
 

@@ -81,6 +81,8 @@ class Operation:
     conflict: str | None = None
     not_found: str | None = None
     forbidden: str | None = None
+    # A 422 from the command layer on an operation without a body or text parameter (stored state refuses it).
+    unprocessable: str | None = None
     description: str | None = None
 
     @property
@@ -99,6 +101,8 @@ class Operation:
             found[404] = self.not_found
         if self.forbidden:
             found[403] = self.forbidden
+        if self.unprocessable:
+            found[422] = self.unprocessable
         if self.headers is not None or self.query is not None:
             found[422] = ERRORS[422]
         if self.params is not None or self.query is not None:

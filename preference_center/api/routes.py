@@ -6,14 +6,28 @@ from pathlib import Path
 from flask import current_app, g, jsonify, request, send_from_directory
 from sqlalchemy import select
 
-from .. import actors, audiences, bodies, campaigns, contacts, erasure, inputs, ledger, links, tokens
+from .. import (
+    actors,
+    attributes,
+    audiences,
+    bodies,
+    campaigns,
+    contacts,
+    erasure,
+    inputs,
+    ledger,
+    links,
+    segments,
+    tokens,
+)
 from ..commands import DomainError, consent, people
 from ..commands import campaigns as campaign_commands
 from ..commands import messages as message_commands
+from ..commands import segments as segment_commands
 from ..commands import topics as topic_commands
 from ..emails import InvalidEmail
 from ..extensions import db
-from ..models import Campaign, Contact, Delivery, SystemMessage, Topic, utcnow
+from ..models import Campaign, Contact, Delivery, Segment, SystemMessage, Topic, utcnow
 from ..tasks import enqueue
 from . import bp, schemas
 from .errors import ApiError
@@ -163,6 +177,7 @@ def contact_json(contact: Contact) -> dict:
         "relationship": contact.relationship,
         "status": contact.status,
         "created_at": contact.created_at.isoformat(),
+        "attributes": attributes.of(contact),
         "subscriptions": contacts.subscriptions_view(contact),
         "links": {
             "preferences": links.preferences_url(contact),
@@ -290,7 +305,9 @@ def campaign_or_404(campaign_id: int) -> Campaign:
 
 CAMPAIGN_LINKS = {name: {"operationId": op, "parameters": {"id": "$response.body#/id"}} for name, op in (
     ("GetCampaign", "get_campaign"), ("ScheduleCampaign", "schedule_campaign"),
-    ("CancelCampaign", "cancel_campaign"), ("CampaignReport", "campaign_report"))}
+    ("CancelCampaign", "cancel_campaign"), ("CampaignReport", "campaign_report"),
+    ("PauseCampaign", "pause_campaign"), ("ResumeCampaign", "resume_campaign"),
+    ("DuplicateCampaign", "duplicate_campaign"))}
 NO_CAMPAIGN = "No campaign with that id"
 
 
@@ -331,6 +348,41 @@ def cancel_campaign(id: int):
     return campaign_json(campaign)
 
 
+@operation("POST", "/campaigns/{id}/pause", summary="Pause a sending campaign between batches", tag="Campaigns",
+           params=schemas.IdPath, answers={200: Answer("Paused", schemas.Campaign)}, not_found=NO_CAMPAIGN,
+           conflict="Only a sending campaign can be paused")
+def pause_campaign(id: int):
+    """A batch a worker is sending finishes; no other batch is planned or sent until it resumes."""
+    campaign = campaign_commands.pause(g.actor, campaign_or_404(id))
+    db.session.commit()
+    return campaign_json(campaign)
+
+
+@operation("POST", "/campaigns/{id}/resume", summary="Resume a paused campaign", tag="Campaigns",
+           params=schemas.IdPath, answers={200: Answer("Sending again", schemas.Campaign)}, not_found=NO_CAMPAIGN,
+           conflict="Only a paused campaign can be resumed")
+def resume_campaign(id: int):
+    """Sending goes on where it stopped: nobody is lost or sent twice."""
+    campaign = campaign_or_404(id)
+    queued = campaign_commands.resume(g.actor, campaign)
+    db.session.commit()
+    for batch_id in queued:
+        enqueue("send_batch", batch_id)
+    enqueue("tick")  # plans what was not planned yet
+    return campaign_json(campaign)
+
+
+@operation("POST", "/campaigns/{id}/duplicate", summary="A new draft with the same topic, content and audience",
+           tag="Campaigns", params=schemas.IdPath,
+           answers={201: Answer("The new draft", schemas.Campaign, links=CAMPAIGN_LINKS)}, not_found=NO_CAMPAIGN,
+           unprocessable="The copy is refused as a new draft would be: its topic is retired (error.field: topic)")
+def duplicate_campaign(id: int):
+    """Any campaign can be copied; the copy is checked as any new draft (a retired topic is a 422)."""
+    copy = campaign_commands.duplicate(g.actor, campaign_or_404(id))
+    db.session.commit()
+    return campaign_json(copy), 201
+
+
 @operation("GET", "/campaigns/{id}/report", summary="Counts: eligible, sent, skipped by reason, failed, unknown",
            tag="Campaigns", params=schemas.IdPath, answers={200: Answer("The report", schemas.Report)},
            not_found=NO_CAMPAIGN)
@@ -347,6 +399,59 @@ def campaign_audience(id: int):
     if campaign.status not in campaigns.EDITABLE:
         raise ApiError(409, "conflict", f"a {campaign.status} campaign has no live audience; read its report")
     return {"count": audiences.of_campaign(campaign)}
+
+
+# -- segments -----------------------------------------------------------------------
+
+def segment_json(segment: Segment) -> dict:
+    return {"name": segment.name, "topic": db.session.get(Topic, segment.topic_id).key,
+            "audience": segment.filters or {}, "count": segments.count(segment), "updated_by": segment.updated_by,
+            "updated_at": segment.updated_at.isoformat()}
+
+
+def segment_or_404(name: str) -> Segment:
+    segment = segments.by_name(name)
+    if segment is None:
+        raise ApiError(404, "not_found", "no segment with that name")
+    return segment
+
+
+NO_SEGMENT = "No segment with that name"
+
+
+@operation("GET", "/segments", summary="Saved segments with their live counts", tag="Segments",
+           answers={200: Answer("The segments, by name", schemas.SegmentList)})
+def list_segments():
+    return {"segments": [segment_json(segment) for segment, _ in segments.all_segments()]}
+
+
+@operation("GET", "/segments/{name}", summary="Read a segment with its live count", tag="Segments",
+           params=schemas.SegmentNamePath, answers={200: Answer("The segment", schemas.Segment)},
+           not_found=NO_SEGMENT)
+def get_segment(name: str):
+    return segment_json(segment_or_404(name))
+
+
+@operation("PUT", "/segments/{name}", summary="Create or change a segment (a marketing topic and audience filters)",
+           tag="Segments", params=schemas.SegmentNamePath, body=schemas.SegmentInput,
+           answers={200: Answer("Changed", schemas.Segment), 201: Answer("Created", schemas.Segment)})
+def put_segment(name: str, body: schemas.SegmentInput):
+    """The same checks as the staff page: a live marketing topic and filters of the right shape (422 naming the
+    field). A campaign that used the segment keeps its own copy of the filters."""
+    segment = segments.by_name(name)
+    audience = body.audience.model_dump(exclude_none=True) if body.audience is not None else {}
+    saved = segment_commands.save(g.actor, name, body.topic, audience, segment)
+    answer = segment_json(saved)
+    db.session.commit()
+    return answer, 200 if segment is not None else 201
+
+
+@operation("DELETE", "/segments/{name}", summary="Delete a segment", tag="Segments", params=schemas.SegmentNamePath,
+           answers={200: Answer("Deleted", schemas.Deleted)}, not_found=NO_SEGMENT)
+def delete_segment(name: str):
+    segment_commands.delete(g.actor, segment_or_404(name))
+    db.session.commit()
+    return {"deleted": True}
 
 
 # -- system messages --------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from .. import campaigns
+from .. import attributes, campaigns
 from ..contacts import FIELD_LIMITS
 from ..models import CONTACT_STATUSES, LEGAL_BASES, RELATIONSHIPS, TOPIC_KINDS
 from ..topics import DESCRIPTION_MAX, NAME_MAX
@@ -30,6 +30,9 @@ MULTI_LINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 TOPIC_KEY = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 LOCALE = r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
+# A segment name in a path: one line, no '/' (it would be another path), not only spaces.
+SEGMENT_NAME = (r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029/]*[^\x00-\x1f\x7f-\x9f\u2028\u2029/ ]"
+                r"[^\x00-\x1f\x7f-\x9f\u2028\u2029/]*$")
 BODY_MAX = 200_000
 # The API's own part of a ledger source: "api:<token name (<= 100)>:<this>" fits the 200-character column.
 SOURCE_MAX = 80
@@ -84,6 +87,12 @@ class IdPath(Input):
     id: Id64 = Field(examples=[1])
 
 
+class SegmentNamePath(Input):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=SEGMENT_NAME)] = Field(
+        description="the segment's name (URL-encoded; one line of at most 200 characters, no '/')",
+        examples=["Gold customers"])
+
+
 class IdempotencyHeader(Input):
     idempotency_key: Annotated[str | None, StringConstraints(pattern=IDEMPOTENCY_KEY)] = Field(
         None, alias="Idempotency-Key",
@@ -130,9 +139,17 @@ class TopicList(Output):
 
 # -- contacts -------------------------------------------------------------------------
 
+AttributeKey = Annotated[str, StringConstraints(pattern=attributes.KEY.pattern)]
+AttributeValue = (Annotated[str, StringConstraints(max_length=attributes.VALUE_MAX, pattern=ONE_LINE)] | bool
+                  | Annotated[int, Field(ge=-attributes.NUMBER_MAX, le=attributes.NUMBER_MAX)]
+                  | Annotated[float, Field(ge=-attributes.NUMBER_MAX, le=attributes.NUMBER_MAX, allow_inf_nan=False)])
+Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(
+    max_length=attributes.MAX_KEYS, json_schema_extra={"additionalProperties": False})]
+
 class ContactInput(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"name": "Ann Lee", "company": "ACME", "locale": "es", "relationship": "customer"}]})
+        {"name": "Ann Lee", "company": "ACME", "locale": "es", "relationship": "customer",
+         "attributes": {"plan": "gold", "seats": 12, "trial": False}}]})
 
     name: Name(FIELD_LIMITS["name"]) | None = None
     company: Name(FIELD_LIMITS["company"]) | None = None
@@ -140,6 +157,12 @@ class ContactInput(Input):
     phone: Name(FIELD_LIMITS["phone"]) | None = None
     locale: Annotated[str, StringConstraints(max_length=FIELD_LIMITS["locale"], pattern=LOCALE)] | None = None
     relationship: Relationship | None = None
+    attributes: Attributes | None = Field(
+        None, description=f"custom attributes, replacing the stored ones (omit to keep them, {{}} to remove them): "
+                          f"at most {attributes.MAX_KEYS} keys matching {attributes.KEY.pattern}, each a text (one "
+                          f"line, at most {attributes.VALUE_MAX} characters), a number or true/false; at most "
+                          f"{attributes.TOTAL_MAX:,} bytes of JSON in all. Templates read them as "
+                          "contact.attributes.<key>")
 
 
 class Subscription(Output):
@@ -167,6 +190,7 @@ class Contact(Output):
     relationship: Relationship
     status: Literal[CONTACT_STATUSES]
     created_at: str = Field(json_schema_extra={"format": "date-time"})
+    attributes: dict[str, str | bool | int | float] = Field(description="custom attributes ({} when none)")
     subscriptions: list[Subscription]
     links: ContactLinks
 
@@ -224,6 +248,15 @@ class LedgerVerification(Output):
 Day = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$"), Field(examples=["2026-01-31"])]
 
 
+ATTRIBUTE_FILTERS_MAX = attributes.FILTERS_MAX  # (a field named `attributes` hides the module in a class body)
+
+
+class AttributeCondition(Input):
+    key: AttributeKey
+    op: Literal[attributes.OPERATORS]
+    value: AttributeValue | None = Field(None, description="needed by equals and not_equals")
+
+
 class AudienceInput(Input):
     """Narrows a campaign's eligible audience; it never adds anyone."""
 
@@ -240,6 +273,10 @@ class AudienceInput(Input):
     created_before: Day | None = Field(None, description="created before this day (UTC)")
     interacted_after: Day | None = Field(None, description="last interaction on or after this day (UTC)")
     interacted_before: Day | None = Field(None, description="last interaction before this day (UTC)")
+    attributes: Annotated[list[AttributeCondition], Field(max_length=ATTRIBUTE_FILTERS_MAX)] | None = Field(
+        None, description="custom-attribute conditions, all of which hold: equals / not_equals compare the "
+                          "attribute written as text (numbers as written, booleans as true/false; a contact "
+                          "without the attribute does not equal), is_set needs no value")
 
 
 class CampaignInput(Input):
@@ -265,6 +302,7 @@ class Audience(Output):
     created_before: str | None = None
     interacted_after: str | None = None
     interacted_before: str | None = None
+    attributes: list[dict[str, str]] | None = None
 
 
 class Campaign(Output):
@@ -318,6 +356,34 @@ class Report(Output):
     started_at: str | None = Field(json_schema_extra={"format": "date-time"})
     finished_at: str | None = Field(json_schema_extra={"format": "date-time"})
     error: str | None = Field(None, description="why the campaign, or some of its deliveries, could not be sent")
+
+
+# -- segments -------------------------------------------------------------------------
+
+class SegmentInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"topic": "news", "audience": {"relationships": ["customer"],
+                                       "attributes": [{"key": "plan", "op": "equals", "value": "gold"}]}}]})
+
+    topic: TopicKey = Field(description="a live marketing topic's key")
+    audience: AudienceInput | None = Field(None, description="the filters (omitted or {}: everyone eligible)")
+
+
+class Segment(Output):
+    name: str
+    topic: str
+    audience: Audience
+    count: int = Field(description="how many are eligible now (the planner's own audience query)")
+    updated_by: str | None
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class SegmentList(Output):
+    segments: list[Segment]
+
+
+class Deleted(Output):
+    deleted: Literal[True]
 
 
 # -- system messages ------------------------------------------------------------------

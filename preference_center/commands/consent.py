@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from .. import audit, contacts, ledger, notify, optouts
+from .. import audit, contacts, engagement, ledger, notify, optouts
 from ..actors import Actor
 from ..errors import N_, Code, DomainError
 from ..extensions import db
@@ -120,8 +120,9 @@ def grant(actor: Actor, contact: Contact, topic: Topic | None, *, confirmed: boo
 
 def withdraw(actor: Actor, contact: Contact, topic: Topic | None, *, ip: str | None = None,
              user_agent: str | None = None, detail: dict | None = None, source: str | None = None,
-             audited: bool = True) -> ConsentEvent | None:
-    """Withdraw from one marketing topic or all marketing; None when that already holds (idempotent)."""
+             audited: bool = True, delivery_id: int | None = None) -> ConsentEvent | None:
+    """Withdraw from one marketing topic or all marketing; None when that already holds (idempotent).
+    `delivery_id`: the campaign delivery whose unsubscribe link was used (counted on that campaign's report)."""
     _marketing_topic(topic)
     if contact.status == "erased":
         raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
@@ -134,6 +135,7 @@ def withdraw(actor: Actor, contact: Contact, topic: Topic | None, *, ip: str | N
             return None
     event = contacts.record_consent(contact, action=ledger.WITHDRAW, topic=topic, source=source or actor.source,
                                     **_proof(actor, ip, user_agent), detail=detail)
+    engagement.note_own_unsubscribe(contact.id, delivery_id)
     if audited:
         _audit(actor, "consent.withdraw", contact, topic, event)
     return event
@@ -164,11 +166,12 @@ def _published(version: str | None, locale: str | None) -> ConsentText | None:
         or (rows[0] if rows else None)
 
 
-def take_one_click(actor: Actor, contact_id: int, version: int, topic_id: object) -> bool:
+def take_one_click(actor: Actor, contact_id: int, version: int, topic_id: object,
+                   delivery_id: int | None = None) -> bool:
     """RFC 8058: take the opt-out of a verified link in one committed INSERT; it is chained (and audited)
     by `optouts.settle` before anything reads the contact. False if the link no longer holds."""
     return optouts.take(contact_id, version, topic_id, source=actor.source, ip=actor.ip,
-                        user_agent=actor.user_agent)
+                        user_agent=actor.user_agent, delivery_id=delivery_id)
 
 
 # -- the preference page ------------------------------------------------------------

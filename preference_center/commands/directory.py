@@ -57,16 +57,18 @@ def add(actor: Actor, email: str, fields: dict) -> Contact:
                           code=Code.CONFLICT)
     relationship = _relationship(fields.get("relationship"))
     profile = {k: (fields.get(k) or None) for k in contacts.PROFILE_FIELDS if k in fields}
+    if "attributes" in fields:
+        profile["attributes"] = fields["attributes"]
     contact, _ = people.upsert(actor, address, {**profile, **({"relationship": relationship} if relationship else {})})
     return contact
 
 
 def edit(actor: Actor, contact: Contact, fields: dict) -> list[str]:
-    """Correct one contact's profile and relationship; the names of the fields that changed."""
+    """Correct one contact's profile, attributes and relationship; the names of the fields that changed."""
     if contact.status == ContactStatus.ERASED:
         raise DomainError(N_("this contact has been erased"), code=Code.ERASED)
     relationship = _relationship(fields.get("relationship"))
-    changed = people.rectify(actor, contact, {k: (fields.get(k) or None) for k in contacts.PROFILE_FIELDS
+    changed = people.rectify(actor, contact, {k: (fields.get(k) or None) for k in contacts.EDITABLE_FIELDS
                                               if k in fields})
     if relationship and relationship != contact.relationship:
         people.upsert(actor, contact.email, {"relationship": relationship})

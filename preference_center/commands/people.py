@@ -78,8 +78,9 @@ def note_created(actor: Actor, contact: Contact) -> None:
 def rectify(actor: Actor, contact: Contact, fields: dict) -> list[str]:
     """Correct profile fields; the names of those that changed (none: nothing is recorded)."""
     _live(contact)
-    wanted = contacts.clean_profile({k: v for k, v in fields.items() if k in contacts.PROFILE_FIELDS})
-    changed = sorted(k for k, v in wanted.items() if getattr(contact, k) != v)
+    wanted = contacts.clean_profile({k: v for k, v in fields.items() if k in contacts.EDITABLE_FIELDS})
+    changed = sorted(k for k, v in wanted.items()
+                     if (getattr(contact, k) or ({} if k == "attributes" else None)) != v)
     if changed:
         contacts.upsert(contact.email, {k: wanted[k] for k in changed}, source=actor.source, ip=actor.ip,
                         user_agent=actor.user_agent)

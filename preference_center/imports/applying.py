@@ -12,12 +12,13 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from .. import actors, audit, characters, contacts, first_contact, ledger
+from .. import actors, attributes, audit, characters, contacts, first_contact, ledger
 from ..emails import InvalidEmail, normalize
 from ..errors import N_
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
 from .files import ImportProblem, delete_file, records
+from .settings import ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ def _parse(job: ImportJob, line: int, cells: list[str]) -> Row:
     relationship = _cell(cells, mapping.get("relationship")).lower() or job.default_relationship
     if relationship:
         fields["relationship"] = relationship
+    # Columns imported as attributes: like the profile, an empty cell keeps what we know (merged in `classify`).
+    given_attributes = {name[len(ATTRIBUTE):]: attributes.parse_value(cell) for name, index in mapping.items()
+                        if name.startswith(ATTRIBUTE) and (cell := _cell(cells, index))}
+    if given_attributes:
+        fields["attributes"] = given_attributes
     try:
         row.fields = contacts.clean_profile(fields)
     except contacts.ValidationError as exc:
@@ -109,9 +115,15 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
                 f"on the suppression list ({', '.join(sorted(reasons))})"
             continue
         contact = existing.get(row.email)
+        if contact is not None and "attributes" in row.fields:
+            try:  # the file's attributes are added to (or change) the stored ones, never remove them
+                row.fields["attributes"] = attributes.clean({**attributes.of(contact), **row.fields["attributes"]})
+            except contacts.ValidationError as exc:
+                row.outcome, row.error = INVALID, str(exc)
+                continue
         if contact is None:
             row.outcome = NEW
-        elif any(getattr(contact, k) != v for k, v in row.fields.items()):
+        elif any((getattr(contact, k) or ({} if k == "attributes" else None)) != v for k, v in row.fields.items()):
             row.outcome = UPDATE
         else:
             row.outcome = UNCHANGED

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from flask import current_app
 
-from .. import characters, contacts
+from .. import characters, contacts, folding
 from ..emails import InvalidEmail, normalize
 from ..errors import N_
 from ..extensions import db
@@ -139,6 +140,14 @@ def guess_mapping(columns: list[str]) -> dict:
             if field_name not in mapping and label in names:
                 mapping[field_name] = index
     return mapping
+
+
+def attribute_key(column: str, index: int) -> str:
+    """The attribute key a column becomes when imported as an attribute: its header folded to the key
+    pattern ("Plan Tier" -> plan_tier), or column_<n> when the header gives none."""
+    key = re.sub(r"[^a-z0-9]+", "_", folding.fold(column or "")).strip("_")
+    key = re.sub(r"^[^a-z]+", "", key)[:40].rstrip("_")
+    return key or f"column_{index + 1}"
 
 
 def records(job: ImportJob, skip: int = 0) -> Iterator[tuple[int, list[str]]]:

@@ -7,13 +7,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from .. import erasure
+from .. import attributes, erasure
 from ..errors import N_
 from ..extensions import db
 from ..models import RELATIONSHIPS, ImportJob, Topic
 from .files import ImportProblem, _open, column_names
 
 FIELDS = ("email", "name", "company", "title", "phone", "locale", "relationship")
+# A mapping key "attribute:plan" imports that column as the custom attribute `plan`.
+ATTRIBUTE = "attribute:"
 # The basis the staff member states for holding the whole file.
 BASES = ("consent", "legitimate_interest", "contract")
 BASIS_NAMES = {
@@ -48,7 +50,11 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
     width = len(job.columns)
     mapping = {}
     for name, index in (settings.mapping or {}).items():
-        if name not in FIELDS:
+        if name.startswith(ATTRIBUTE):  # a column imported as a custom attribute (attributes.py)
+            if not attributes.KEY.match(name[len(ATTRIBUTE):]):
+                raise ImportProblem(N_("%(key)r cannot be an attribute key: lower-case letters, digits and '_', "
+                                       "starting with a letter, at most 40", key=name[len(ATTRIBUTE):]), "attributes")
+        elif name not in FIELDS:
             raise ImportProblem(N_("unknown contact field %(name)r", name=name), name)
         if index is None or index == "":
             continue
@@ -56,10 +62,13 @@ def configure(job: ImportJob, settings: Settings) -> ImportJob:
         if not 0 <= index < width:
             raise ImportProblem(N_("%(field)s: there is no column %(column)s", field=name, column=index + 1), name)
         if index in mapping.values():
-            raise ImportProblem(N_("%(field)s: column %(column)s is mapped twice", field=name, column=index + 1), name)
+            raise ImportProblem(N_("%(field)s: column %(column)s is mapped twice", field=name, column=index + 1),
+                                "attributes" if name.startswith(ATTRIBUTE) else name)
         mapping[name] = index
     if "email" not in mapping:
         raise ImportProblem(N_("choose the column that holds the email address"), "email")
+    if sum(name.startswith(ATTRIBUTE) for name in mapping) > attributes.MAX_KEYS:
+        raise ImportProblem(N_("at most %(n)s columns can be attributes", n=attributes.MAX_KEYS), "attributes")
     if settings.legal_basis not in BASES:
         raise ImportProblem(N_("choose the legal basis on which we hold these contacts"), "legal_basis")
     source = (settings.source_text or "").strip()

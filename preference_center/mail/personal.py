@@ -32,19 +32,26 @@ from .render import TemplateError, compile_tree, global_names, parse, run
 
 # The fields of a contact a template may use, in the order the error message lists them.
 FIELDS = ("name", "first_name", "email", "company", "title", "locale", "relationship")
+# contact.attributes.<any key>: the contact's custom attributes (attributes.py); one they lack is undefined.
+ATTRIBUTES = "attributes"
 LINKS = ("unsubscribe_url", "preferences_url")
 CAMPAIGN_NAMES = frozenset({"contact", *LINKS})
 SYSTEM_NAMES = CAMPAIGN_NAMES | {"data"}
 # Filled in for the checks at the door and for previews without a chosen contact.
 SAMPLE = {"name": "Sample Recipient", "first_name": "Sample", "email": "recipient@example.com",
-          "company": "Example Ltd", "title": "Head of Marketing", "locale": "en", "relationship": "customer"}
+          "company": "Example Ltd", "title": "Head of Marketing", "locale": "en", "relationship": "customer",
+          "attributes": {}}
 # Nodes that change names outside themselves: a hole holding one could not render alone.
 _ASSIGNING = (nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nodes.Import, nodes.FromImport,
               nodes.Block, nodes.Extends, nodes.Include, nodes.FilterBlock, nodes.With, nodes.Scope)
 
 
 def field_value(contact, name: str) -> str:
-    """One field of `contact_values(contact)`, "" when missing (what a plain `{{ contact.x }}` prints)."""
+    """One field of `contact_values(contact)`, "" when missing (what a plain `{{ contact.x }}` prints);
+    "attributes.plan" is one attribute, printed as Jinja prints it."""
+    if name.startswith("attributes."):
+        value = (getattr(contact, "attributes", None) or {}).get(name[len("attributes."):])
+        return "" if value is None else str(value)
     if name in ("name", "first_name"):
         full = (getattr(contact, "name", None) or "").strip()
         return full if name == "name" else (full.split()[0] if full else "")
@@ -63,16 +70,47 @@ def contact_values(contact) -> dict[str, str]:
         "locale": getattr(contact, "locale", None) or "",
         "relationship": getattr(contact, "relationship", None) or "",
     }
-    return {key: value for key, value in values.items() if value}
+    values = {key: value for key, value in values.items() if value}
+    # Always there (an attribute the contact lacks is undefined, not the whole object); a copy, so a
+    # template cannot reach the stored one.
+    values[ATTRIBUTES] = dict(getattr(contact, "attributes", None) or {})
+    return values
+
+
+def _value_of(values: dict, name: str) -> str:
+    """A plain hole's text from `contact_values` (what `{{ contact.x }}` prints; "" when missing)."""
+    if name.startswith("attributes."):
+        value = (values.get(ATTRIBUTES) or {}).get(name[len("attributes."):])
+        return "" if value is None else str(value)
+    return values.get(name, "")
+
+
+def _name_of(node: nodes.Node) -> str | None:
+    """'x' for `.x` or `['x']` (a constant text); None for anything else."""
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
 
 
 def _field_of(node: nodes.Node) -> str | None:
     """'name' for `contact.name` or `contact['name']`; None for anything else."""
-    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name == "contact":
-        return node.attr
-    if (isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name) and node.node.name == "contact"
-            and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str)):
-        return node.arg.value
+    if isinstance(node, nodes.Getattr | nodes.Getitem) and isinstance(node.node, nodes.Name) \
+            and node.node.name == "contact":
+        return _name_of(node)
+    return None
+
+
+def _plain_field_of(node: nodes.Node) -> str | None:
+    """The field a hole prints as it is: 'name' for `contact.name`, 'attributes.plan' for
+    `contact.attributes.plan` (or with brackets); None for anything else."""
+    field_name = _field_of(node)
+    if field_name is not None:
+        return None if field_name == ATTRIBUTES else field_name
+    if isinstance(node, nodes.Getattr | nodes.Getitem) and _field_of(node.node) == ATTRIBUTES:
+        key = _name_of(node)
+        return f"{ATTRIBUTES}.{key}" if key is not None else None
     return None
 
 
@@ -87,12 +125,13 @@ def _unknown_names(tree: nodes.Template, allowed: frozenset[str]) -> list[str]:
 def check_names(tree: nodes.Template, allowed: frozenset[str]) -> None:
     """Raise TemplateError for a variable or contact field the template may not use."""
     unknown = _unknown_names(tree, allowed)
-    names = ", ".join(f"contact.{f}" for f in FIELDS) + ", " + ", ".join(sorted(allowed - {"contact"}))
+    names = (", ".join(f"contact.{f}" for f in FIELDS) + f", contact.{ATTRIBUTES}.<key>, "
+             + ", ".join(sorted(allowed - {"contact"})))
     if unknown:
         raise TemplateError(f"unknown variable {unknown[0]!r}; the variables are {names}")
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         attr = _field_of(node)
-        if attr is not None and attr not in FIELDS:
+        if attr is not None and attr not in FIELDS and attr != ATTRIBUTES:
             raise TemplateError(f"unknown variable 'contact.{attr}': a contact has no attribute {attr!r}; "
                                 f"the variables are {names}")
 
@@ -129,7 +168,7 @@ class Part:
         filled = {}
         for hole in self.holes:
             if hole.field is not None:
-                value = values.get(hole.field, "")
+                value = _value_of(values, hole.field)
                 filled[hole.key] = str(escape(value)) if self.html else value
             else:
                 filled[hole.key] = self._run(hole.template, context, deadline)
@@ -163,9 +202,9 @@ def _split(part: Part, tree: nodes.Template, allowed: frozenset[str]) -> None:
     body: list[nodes.Node] = []
 
     def hole(node: nodes.Node) -> nodes.TemplateData:
-        attr = _field_of(node)
+        attr = _plain_field_of(node)
         if attr is not None:
-            key = f"-pc_{attr}_html-" if part.html else f"-pc_{attr}-"
+            key = f"-pc_{attr.replace('.', '_')}_html-" if part.html else f"-pc_{attr.replace('.', '_')}-"
             if all(h.key != key for h in holes):
                 holes.append(Hole(key, field=attr))
             return nodes.TemplateData(key)

@@ -137,6 +137,13 @@ def unsubscribe_page(token: str):
                            preferences_url=links.preferences_url(link.contact))
 
 
+def _delivery() -> int | None:
+    """The campaign delivery an unsubscribe link came in (`?d=`), for the campaign's report; checked by the
+    command against the link's contact. Anything that is not a plain id is ignored."""
+    value = request.args.get("d", "")
+    return int(value) if value.isdigit() and len(value) <= 19 else None
+
+
 def _is_one_click() -> bool:
     name, value = ONE_CLICK_BODY
     return request.form.get(name) == value
@@ -154,7 +161,7 @@ def unsubscribe(token: str):
         validate_csrf(request.form.get("csrf_token"))
     except ValidationError:
         _form_expired()
-    event = consent.withdraw(_person(choices.UNSUBSCRIBE_PAGE), link.contact, topic)
+    event = consent.withdraw(_person(choices.UNSUBSCRIBE_PAGE), link.contact, topic, delivery_id=_delivery())
     db.session.commit()
     undo = UndoForm(event=event.id) if consent.undoable(link.contact, event) else None
     return render_template("public/unsubscribed.html", topic=topic, token=token, undo=undo,
@@ -164,11 +171,11 @@ def unsubscribe(token: str):
 def _one_click(token: str):
     """RFC 8058: one INSERT, committed before the 200; the ledger event follows (see optouts)."""
     contact_id, version, topic_id = links.verify(links.UNSUBSCRIBE, token)
-    if not consent.take_one_click(_person(choices.ONE_CLICK), contact_id, version, topic_id):
+    if not consent.take_one_click(_person(choices.ONE_CLICK), contact_id, version, topic_id, _delivery()):
         # Revoked, erased or a topic that is gone: let the full check say which.
         link = _link(links.UNSUBSCRIBE, token)
         topic = choices.unsubscribe_target(link.argument)
-        consent.withdraw(_person(choices.ONE_CLICK), link.contact, topic)
+        consent.withdraw(_person(choices.ONE_CLICK), link.contact, topic, delivery_id=_delivery())
         db.session.commit()
     return Response(_("You are unsubscribed.") + "\n", 200, mimetype="text/plain")
 

@@ -167,6 +167,7 @@ def contact_edit(contact_id: int):
         form.email.data = contact.email  # the address is who the contact is: not edited here
     else:
         form = ContactForm(None, obj=contact)
+        form.show_attributes(contact)
     status = 200
     if request.method == "POST":
         if form.validate():

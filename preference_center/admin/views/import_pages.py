@@ -9,6 +9,7 @@ from ...commands import DomainError as ValidationError
 from ...commands import imports as import_commands
 from ...extensions import csrf, db
 from ...i18n import localized
+from ...imports.settings import ATTRIBUTE
 from ...models import ImportJob, Topic
 from ...tasks import enqueue
 from .. import auth, bp
@@ -53,6 +54,8 @@ def _settings_form(job: ImportJob, formdata=None):
         for name in imports.FIELDS:
             index = (job.mapping or {}).get(name)
             form[f"map_{name}"].data = "" if index is None else str(index)
+        form.attribute_columns.data = [str(index) for name, index in (job.mapping or {}).items()
+                                       if name.startswith(ATTRIBUTE)]
     form.topic.choices = [c for c in form.topic.choices if c.value == "" or topics.get(c.value).kind == "marketing"]
     return form
 

@@ -14,7 +14,7 @@ from ...extensions import db
 from ...inputs import Form, options
 from ...models import RELATIONSHIPS, Topic
 from .. import auth, bp
-from ..forms import CheckboxesField, audience_of
+from ..forms import AttributeFiltersField, CheckboxesField, audience_of
 from ..labels import choices
 from ..segment_values import segment_values
 from .common import _field_error, grouped
@@ -35,6 +35,7 @@ class SegmentForm(Form):
     created_before = DateField(_l("Created before"), validators=[Optional()])
     interacted_after = DateField(_l("Last interaction on or after"), validators=[Optional()])
     interacted_before = DateField(_l("Last interaction before"), validators=[Optional()])
+    attribute_filters = AttributeFiltersField()
 
 
 def _form(formdata=None, **values) -> SegmentForm:
