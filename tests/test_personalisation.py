@@ -230,9 +230,9 @@ def test_campaign_footers_are_in_each_recipients_language(ctx, news, fake):
     send(news, "Hi {{ contact.name }}", "Hi {{ contact.name }}", "<p>Hi {{ contact.name }}</p>")
     got = received(fake)
     spanish = got["ana@example.com"]
-    assert "Recibes este correo porque estás suscrito a News." in spanish.content["text/plain"]
+    assert "Recibe este correo porque está suscrito a News." in spanish.content["text/plain"]
     assert "Darme de baja: https://" in spanish.content["text/plain"]
-    assert ">Gestionar tus preferencias</a>" in spanish.content["text/html"]
+    assert ">Gestionar sus preferencias</a>" in spanish.content["text/html"]
     for english in (got["bo@example.com"], got["cy@example.com"]):
         assert "You get this because you are subscribed to News." in english.content["text/plain"]
         assert ">Manage your preferences</a>" in english.content["text/html"]
@@ -251,7 +251,7 @@ def test_a_system_message_explains_itself_in_the_recipients_language(ctx, news, 
     assert sending.send_system(delivery.id) == "sent"
     text = fake.accepted[0].content["text/plain"]
     assert text.startswith("Hola Ana, A-1\n\n--\n")
-    assert "porque forma parte de un servicio que utilizas" in text
+    assert "porque forma parte de un servicio que utiliza" in text
 
 
 def test_rows_another_worker_took_while_this_one_rendered_are_not_sent_again(ctx, news, fake, monkeypatch):

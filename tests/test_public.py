@@ -486,9 +486,9 @@ def test_pages_switch_to_spanish_with_lang_and_remember_it(client, app, ann):
     p = token(app, links.PREFERENCES, ann)
     response = client.get(f"/p/{p}?lang=es")
     html = response.get_data(as_text=True)
-    assert '<html lang="es">' in html and "Tus preferencias de correo" in html
+    assert '<html lang="es">' in html and "Sus preferencias de correo" in html
     assert "pc_lang=es" in response.headers["Set-Cookie"]
-    assert "Tus preferencias de correo" in client.get(f"/p/{p}").get_data(as_text=True)
+    assert "Sus preferencias de correo" in client.get(f"/p/{p}").get_data(as_text=True)
     assert "Your email preferences" in client.get(f"/p/{p}?lang=en").get_data(as_text=True)
 
 
@@ -500,7 +500,7 @@ def test_pages_use_the_contacts_locale(client, app, topics):
 
 def test_pages_follow_the_browser_language_and_show_a_switch(client, app, topics):
     html = client.get("/subscribe", headers={"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}).get_data(as_text=True)
-    assert "Suscríbete a nuestro correo" in html
+    assert "Suscríbase a nuestro correo" in html
     assert 'href="?lang=en"' in html and 'href="?lang=es"' in html
 
 
@@ -508,8 +508,8 @@ def test_confirmation_mail_is_written_in_the_language_of_the_form(client, app, t
     client.get("/subscribe?lang=es")
     _subscribe(client, "sofia@example.com")
     body = outbox(app)[-1].get_body(preferencelist=("plain",)).get_content()
-    assert "Confírmalo abriendo este enlace" in body
-    assert outbox(app)[-1]["Subject"] == "Confirma tu suscripción"
+    assert "Confírmelo abriendo este enlace" in body
+    assert outbox(app)[-1]["Subject"] == "Confirme su suscripción"
 
 
 # -- rate limits -----------------------------------------------------------------------

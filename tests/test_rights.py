@@ -103,7 +103,7 @@ def test_rectification_corrects_details_as_a_ledger_event_and_a_completed_reques
     (request,) = requests_of(app, ann)
     assert (request.kind, request.status) == ("rectification", "completed")
     assert request.due_at == one_calendar_month_after(request.requested_at)
-    assert "Tus datos se han actualizado." in client.get(path).get_data(as_text=True), "now in the new language"
+    assert "Sus datos se han actualizado." in client.get(path).get_data(as_text=True), "now in the new language"
 
 
 def test_rectification_with_nothing_changed_records_nothing(client, app, ann, data_page):

@@ -118,7 +118,7 @@ def test_adding_a_contact_flashes_in_spanish(admin, ann):
                              headers=ES)
     assert response.status_code == 302
     page = spanish(admin, response.headers["Location"])
-    assert_reads(page, ["Contacto bea@example.com añadido. No tiene ninguna suscripción: pida el consentimiento "
+    assert_reads(page, ["Contacto bea@example.com añadido. No tiene ninguna suscripción: pide el consentimiento "
                         "desde su página.", "socio"],
                  ["It has no subscription"])
 
@@ -146,7 +146,7 @@ def test_topics_read_in_spanish_and_retiring_one_flashes_in_spanish(admin, ann):
                         "Evaluación", "Retirar", "activo", "De qué trata un mensaje."],
                  ["New topic", "Legitimate interest", "Retire", "What a message is about"])
     form = spanish(admin, "/admin/topics/news")
-    assert_reads(form, ["Nombre que ven los destinatarios", "(no se puede cambiar: cree un tema nuevo)",
+    assert_reads(form, ["Nombre que ven los destinatarios", "(no se puede cambiar: crea un tema nuevo)",
                         "Seguimiento de aperturas y clics", "Desactivado"],
                  ["Name shown to recipients", "cannot change"])
     response = admin.post("/admin/topics/news/retire", {"confirm": "1"}, headers=ES)
@@ -176,7 +176,7 @@ def test_webhooks_read_in_spanish_and_a_missing_change_is_refused_in_spanish(adm
                  ["Outgoing webhooks", "No webhooks.", "Add a webhook"])
     response = admin.post("/admin/webhooks", {"name": "crm", "url": "https://crm.example.com/hook"}, headers=ES)
     assert response.status_code == 422
-    assert_reads(text_of(response.text), ["elija al menos un cambio", "No hay webhooks."],
+    assert_reads(text_of(response.text), ["elige al menos un cambio", "No hay webhooks."],
                  ["choose at least one change"])
 
 

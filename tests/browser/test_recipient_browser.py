@@ -92,11 +92,11 @@ def test_unsubscribe_page_confirms_with_a_button(app, site, browser, ann):
 def test_subscribe_form_to_confirmed_subscription(app, site, browser, topics):
     browser.get(f"{site}/subscribe?lang=es")
     settled(browser)
-    assert "Suscríbete a nuestro correo" in browser.page_source
+    assert "Suscríbase a nuestro correo" in browser.page_source
     by_css(browser, "#email").send_keys("new@example.com")
     by_css(browser, "label[for=topic-news]").click()
     submit(browser, by_css(browser, "main form button[type=submit]"))
-    assert "Revisa tu bandeja de entrada" in browser.page_source
+    assert "Revise su bandeja de entrada" in browser.page_source
     browser.get(site + last_link(app, "new@example.com"))
     settled(browser)
     with app.app_context():

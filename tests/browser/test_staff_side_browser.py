@@ -195,7 +195,7 @@ def test_a_branded_preference_page_in_spanish_masks_the_address_and_takes_the_tr
     screenshot(browser, "preferences-branded-es", SHOTS)
     desktop(browser, "preferences-branded-es-desktop", SHOTS)
     submit(browser, browser.find_element("xpath", "//button[normalize-space(.)='Guardar mi elección sobre el seguimiento']"))
-    assert "Guardado: podemos ver si abres nuestros correos" in browser.page_source
+    assert "Guardado: podemos ver si abre nuestros correos" in browser.page_source
     assert css(browser, "#tracking-yes").is_selected()
 
 
