@@ -2,6 +2,10 @@
 reached with the keyboard on the sign-in page, remembered after signing in, and every step reads Spanish."""
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -10,7 +14,7 @@ from preference_center.extensions import db
 from preference_center.models import Campaign
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium_path, css, fits_the_screen, serve, settled, submit
+from .screenshots import chromium_path, css, fits_the_screen, screenshot, serve, settled, submit
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,6 +22,9 @@ pytestmark = [
     pytest.mark.skipif(chromium_path() is None,
                        reason="Chromium not found; install it with: apt-get install -y chromium chromium-driver"),
 ]
+
+# PC_SCREENSHOTS_DIR=docs/screenshots refreshes the docs' pictures; otherwise they go to a temporary folder.
+SHOTS = Path(os.environ.get("PC_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="pc-staff-es-shots-"))
 
 
 @pytest.fixture
@@ -76,6 +83,7 @@ def test_a_marketer_switches_to_spanish_and_schedules_a_campaign_at_phone_width(
 
     submit(browser, button(browser, "Continuar a la confirmación"))
     assert "2 destinatarios, ahora" in browser.page_source and fits_the_screen(browser)
+    screenshot(browser, "admin-confirm-sending-es", SHOTS)
     submit(browser, button(browser, "Sí, enviar ahora a 2 destinatarios"))
     assert "Programada para ahora" in browser.page_source and "a 2 destinatarios." in browser.page_source
     assert "recipients" not in browser.find_element("tag name", "main").text

@@ -2,6 +2,10 @@
 a contact without its accent, add one with custom attributes, and block an address through the confirmation step."""
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -10,7 +14,7 @@ from preference_center.extensions import db
 from preference_center.models import Contact, Suppression
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium_path, css, fits_the_screen, serve, settled
+from .screenshots import chromium_path, css, desktop, fits_the_screen, serve, settled
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,6 +22,9 @@ pytestmark = [
     pytest.mark.skipif(chromium_path() is None,
                        reason="Chromium not found; install it with: apt-get install -y chromium chromium-driver"),
 ]
+
+# PC_SCREENSHOTS_DIR=docs/screenshots refreshes the docs' pictures; otherwise they go to a temporary folder.
+SHOTS = Path(os.environ.get("PC_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="pc-staff-es-shots-"))
 
 
 @pytest.fixture
@@ -91,6 +98,8 @@ def test_an_admin_works_with_contacts_in_spanish_at_desktop_width_by_keyboard(ap
     press(browser, Keys.ENTER)
     assert "Contacto cy@example.com añadido." in browser.page_source and fits_the_screen(browser)
     assert "plan" in main_text(browser) and "gold" in main_text(browser)
+    desktop(browser, "admin-contact-es-desktop", SHOTS)
+    desktop_width(browser)
     with app.app_context():
         assert db.session.scalar(select(Contact.attributes).where(Contact.email == "cy@example.com")) == {
             "plan": "gold", "seats": 12}
@@ -107,6 +116,8 @@ def test_an_admin_works_with_contacts_in_spanish_at_desktop_width_by_keyboard(ap
     focus_by_tab(browser, go_on)
     press(browser, Keys.ENTER)
     assert "¿Dejar de enviar correo de marketing a 1 contacto?" in main_text(browser) and fits_the_screen(browser)
+    desktop(browser, "admin-bulk-confirm-es-desktop", SHOTS)
+    desktop_width(browser)
     with app.app_context():
         assert db.session.scalar(select(Suppression.id)) is None
     focus_by_tab(browser, browser.find_element("xpath", "//main//button[normalize-space(.)='Sí, hacerlo']"))
