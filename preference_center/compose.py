@@ -120,6 +120,8 @@ class CampaignMail:
         self.field_holes = list({hole.key: (hole.key, hole.field, part.html)
                                  for part in self.parts for hole in part.holes}.values())
         self.mailto = current_app.config.get("PC_UNSUBSCRIBE_MAILTO")
+        self._unsubscribe_url = links.UrlMaker(links.UNSUBSCRIBE, "/u/")
+        self._preferences_url = links.UrlMaker(links.PREFERENCES, "/p/")
         self._languages: dict[str | None, str] = {}
         self.bases: dict[str, str] = {}
         if self.split:
@@ -176,7 +178,8 @@ class CampaignMail:
     def envelope(self, contact, delivery_id: int, tracking: bool = False) -> tuple[MessageBatch, Envelope]:
         """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
         `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
-        unsubscribe, preferences = links.unsubscribe_url(contact, self.topic.id), links.preferences_url(contact)
+        # The same links as links.unsubscribe_url and links.preferences_url, keys and base read once per batch.
+        unsubscribe, preferences = self._unsubscribe_url(contact, self.topic.id or 0), self._preferences_url(contact)
         locale = getattr(contact, "locale", None)
         if self.plain:  # the same values `fill` gives, without building the whole context
             substitutions = {UNSUB: unsubscribe, PREFS: preferences}
