@@ -331,9 +331,40 @@ def decide(topic: Topic, contact_ids: list[int]) -> dict[int, tuple[Contact, Dec
         )
 
     decided = {}
+    # `may_send` runs once per distinct set of facts (a batch has a handful), not once per contact: it is
+    # asked about a stand-in holding only the facts it reads, with markers for the two event ids it can
+    # return, and each contact's own event id replaces the marker.
+    memo: dict[tuple, Decision] = {}
     for part in parts_for_one_of(contact_ids):
         for row in db.session.execute(query(part)):
-            subscription = None if row.pc_sub_state is None else _Subscription((row.pc_sub_state, row.pc_sub_event))
-            scopes = _SCOPES[row.pc_sup_all is not None, row.pc_sup_marketing is not None]
-            decided[row.id] = (row, may_send(topic, row, subscription, scopes))
+            state, all_mail, marketing_mail = row.pc_sub_state, row.pc_sup_all is not None, row.pc_sup_marketing is not None
+            facts = (row.status, row.relationship, row.marketing_opt_out_event_id is None, state, all_mail,
+                     marketing_mail)
+            decision = memo.get(facts)
+            if decision is None:
+                decision = memo[facts] = may_send(
+                    topic, _StandIn(row.status, row.relationship, row.marketing_opt_out_event_id),
+                    None if state is None else _Subscription((state, _SUBSCRIPTION_EVENT)),
+                    _SCOPES[all_mail, marketing_mail])
+            if decision.event_id is _SUBSCRIPTION_EVENT:
+                decision = Decision(decision.send, decision.reason, row.pc_sub_event)
+            elif decision.event_id is _CONTACT_EVENT:
+                decision = Decision(decision.send, decision.reason, row.relationship_event_id)
+            decided[row.id] = (row, decision)
     return decided
+
+
+# Stand-ins for the event ids `may_send` may return (never stored: replaced by the contact's own).
+_CONTACT_EVENT, _SUBSCRIPTION_EVENT = object(), object()
+
+
+class _StandIn:
+    """The facts `may_send` reads about a contact, for every contact that shares them (see `decide`);
+    reading any other attribute fails loudly rather than deciding on a missing fact."""
+
+    __slots__ = ("status", "relationship", "marketing_opt_out_event_id", "relationship_event_id")
+
+    def __init__(self, status: str, relationship: str, opted_out: int | None) -> None:
+        self.status, self.relationship = status, relationship
+        self.marketing_opt_out_event_id = opted_out
+        self.relationship_event_id = _CONTACT_EVENT

@@ -178,14 +178,20 @@ class _Rows:
         if not triples:
             return
         now = utcnow()
-        base = {"campaign_id": self.campaign_id, "system_message_id": None, "batch_id": self.batch_id,
+        same = {"campaign_id": self.campaign_id, "system_message_id": None, "batch_id": self.batch_id,
                 "attempts": self.attempt, "status": status, "reason": None, "provider_message_id": None,
                 "provider_status": None, "error": None, "created_at": now, "updated_at": now, **values}
-        rows = [{**base, "id": d, "contact_id": c, "event_id": e} for d, c, e in triples]
+        if provider_ids and len(set(provider_ids.values())) == 1:  # one request, one provider id: the usual case
+            same["provider_message_id"] = next(iter(provider_ids.values()))
+            provider_ids = None
         if provider_ids:
-            for row in rows:
-                row["provider_message_id"] = provider_ids.get(row["id"])
+            del same["provider_message_id"]
+            rows = [{"id": d, "contact_id": c, "event_id": e, "provider_message_id": provider_ids.get(d)}
+                    for d, c, e in triples]
+        else:
+            rows = [{"id": d, "contact_id": c, "event_id": e} for d, c, e in triples]
         if replace or keep:
+            rows = [{**row, **same} for row in rows]
             dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
             statement = dialect.insert(Delivery)
             target = ["campaign_id", "contact_id"]
@@ -197,7 +203,7 @@ class _Rows:
                     for name in ("status", "reason", "provider_message_id", "error", "attempts", "updated_at")})
             db.session.execute(statement, rows)
         else:
-            bulk.insert_rows(Delivery.__table__, rows)
+            bulk.insert_rows(Delivery.__table__, rows, same)
         if status in (SENT, FAILED):
             outbox.delivery_outcomes([d for d, _, _ in triples], status)  # told in the same transaction
 
