@@ -18,31 +18,28 @@ from .extensions import db
 COPY_FROM = 50  # fewer rows than this go in one INSERT
 
 
-def insert_rows(table: Table, rows: list[dict]) -> None:
-    """Insert `rows` (dicts with the same keys) into `table` in the session's transaction."""
+def insert_rows(table: Table, rows: list[dict], same: dict | None = None) -> None:
+    """Insert `rows` (dicts with the same keys) into `table` in the session's transaction; `same` holds
+    values every row shares (converted once, not per row)."""
     if not rows:
         return
+    same = same or {}
     connection = db.session.connection()
     if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM:
-        db.session.execute(insert(table), rows)
+        db.session.execute(insert(table), [{**row, **same} for row in rows] if same else rows)
         return
     names = list(rows[0])
-    columns = [table.c[name] for name in names]
-    processors = []
-    for column in columns:
-        if isinstance(column.type, JSON):  # as the INSERT stores it: None is JSON null unless none_as_null
-            processors.append((lambda v: None if v is None else json.dumps(v)) if column.type.none_as_null
-                              else json.dumps)
-        else:
-            processors.append(column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect))
-    quoted = ", ".join(connection.dialect.identifier_preparer.quote(n) for n in names)
+    processors = [_processor(table.c[name], connection.dialect) for name in names]
+    shared = [p(value) if p else value
+              for p, value in ((_processor(table.c[name], connection.dialect), same[name]) for name in same)]
+    quoted = ", ".join(connection.dialect.identifier_preparer.quote(n) for n in [*names, *same])
     statement = f"COPY {table.name} ({quoted}) FROM STDIN"
     dbapi = connection.dialect.loaded_dbapi
     cursor = connection.connection.driver_connection.cursor()
     try:
         with cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)])
+                copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)] + shared)
     except dbapi.Error as exc:
         # Past SQLAlchemy's own error handling: tell it, as it would tell itself, so a killed connection
         # is invalidated (the caller's rollback and retry get a fresh one) and callers see a DBAPIError.
@@ -53,3 +50,10 @@ def insert_rows(table: Table, rows: list[dict]) -> None:
                                   dialect=connection.dialect) from exc
     finally:
         cursor.close()
+
+
+def _processor(column, dialect):
+    """How `column` turns a Python value into what COPY writes (None: as it is)."""
+    if isinstance(column.type, JSON):  # as the INSERT stores it: None is JSON null unless none_as_null
+        return (lambda v: None if v is None else json.dumps(v)) if column.type.none_as_null else json.dumps
+    return column.type.dialect_impl(dialect).bind_processor(dialect)

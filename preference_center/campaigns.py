@@ -151,9 +151,9 @@ def report(campaign: Campaign) -> dict:
     rows += [(status, reason or None, int(n)) for status, reason, n in db.session.execute(
         select(DailyStat.status, DailyStat.reason, func.sum(DailyStat.count)).where(DailyStat.campaign_id == campaign.id)
         .group_by(DailyStat.status, DailyStat.reason))]
-    counts = {"sent": 0, "failed": 0, "unknown": 0, "pending": 0}
+    counts = {"sent": 0, "failed": 0, "unknown": 0, "pending": pending(campaign.id)}
     skipped: dict[str, int] = {}
-    eligible = 0
+    eligible = counts["pending"]
     for status, reason, n in rows:
         eligible += n
         if status == "skipped":
@@ -175,6 +175,19 @@ def report(campaign: Campaign) -> dict:
         "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
         "error": failure(campaign, any(s == "failed" and r == RENDER_FAILED for s, r, _ in rows)),
     }
+
+
+def pending(campaign_id: int) -> int:
+    """Recipients planned but without a delivery row yet: the open batches' size less their rows written."""
+    open_batches = select(CampaignBatch.id).where(CampaignBatch.campaign_id == campaign_id,
+                                                  CampaignBatch.status != "done")
+    planned = db.session.scalar(select(func.coalesce(func.sum(CampaignBatch.size), 0))
+                                .where(CampaignBatch.id.in_(open_batches))) or 0
+    if not planned:
+        return 0
+    written = db.session.scalar(select(func.count()).select_from(Delivery)
+                                .where(Delivery.batch_id.in_(open_batches))) or 0
+    return int(planned) - written
 
 
 def failure(campaign: Campaign, render_failed: bool = True) -> str | None:

@@ -122,6 +122,9 @@ class CampaignMail:
         self.field_holes = list({hole.key: (hole.key, hole.field, part.html)
                                  for part in self.parts for hole in part.holes}.values())
         self.mailto = current_app.config.get("PC_UNSUBSCRIBE_MAILTO")
+        self._topic_id, self._campaign = topic.id or 0, str(campaign_id)
+        self._unsubscribe_url = links.UrlMaker(links.UNSUBSCRIBE, "/u/")
+        self._preferences_url = links.UrlMaker(links.PREFERENCES, "/p/")
         self._languages: dict[str | None, str] = {}
         self.bases: dict[str, str] = {}
         if self.split:
@@ -178,7 +181,8 @@ class CampaignMail:
     def envelope(self, contact, delivery_id: int, tracking: bool = False) -> tuple[MessageBatch, Envelope]:
         """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
         `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
-        unsubscribe, preferences = links.unsubscribe_url(contact, self.topic.id), links.preferences_url(contact)
+        # The same links as links.unsubscribe_url and links.preferences_url, keys and base read once per batch.
+        unsubscribe, preferences = self._unsubscribe_url(contact, self._topic_id), self._preferences_url(contact)
         if delivery_id:  # an opt-out through this link counts on this campaign's report (engagement.py)
             unsubscribe += f"?d={delivery_id}"
         locale = getattr(contact, "locale", None)
@@ -196,7 +200,7 @@ class CampaignMail:
         header = f"<{unsubscribe}>" + (f", <mailto:{self.mailto}?subject=unsubscribe-{delivery_id}>"
                                        if self.mailto else "")
         return message, Envelope(to=contact.email, substitutions=substitutions, headers={"List-Unsubscribe": header},
-                                 custom_args={"delivery_id": str(delivery_id), "campaign_id": str(self.campaign_id)})
+                                 custom_args={"delivery_id": str(delivery_id), "campaign_id": self._campaign})
 
 
 def marketing_batch(topic: Topic, subject: str, html: str, text: str, campaign_id: int) -> MessageBatch:

@@ -20,6 +20,7 @@ from . import links
 from .extensions import db
 from .mail import Envelope, MessageBatch, TransportError, get_transport
 from .models import Contact, FirstContactNotice, ImportJob, utcnow
+from .sqlutil import one_of
 
 log = logging.getLogger(__name__)
 SKIP_NOT_INFORMED = "not_informed"
@@ -64,7 +65,7 @@ def send_due(contact_ids: list[int] | None = None, limit: int = 500) -> tuple[se
     if contact_ids is not None:
         if not contact_ids:
             return set(), set()
-        query = query.where(FirstContactNotice.contact_id.in_(contact_ids))
+        query = query.where(one_of(FirstContactNotice.contact_id, contact_ids))  # one array, not 5,000 parameters
     rows = db.session.execute(query.order_by(FirstContactNotice.due_at).limit(
         len(contact_ids) if contact_ids is not None else limit)).all()
     db.session.commit()

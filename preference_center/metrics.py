@@ -122,8 +122,13 @@ class DatabaseCollector:
                     .where(Delivery.campaign_id.in_(ids)).group_by(Delivery.campaign_id, Delivery.status)):
                 recipients.add_metric([str(campaign_id), state], count)
                 totals[campaign_id] += count
-            for campaign_id, count in totals.items():
-                planned.add_metric([str(campaign_id)], count)
+            from .campaigns import pending  # campaigns reaches this module through the transports
+
+            for campaign_id in ids:  # recipients planned on open batches wait there, without a row yet
+                waiting = pending(campaign_id)
+                if waiting:
+                    recipients.add_metric([str(campaign_id), "queued"], waiting)
+                planned.add_metric([str(campaign_id)], totals[campaign_id] + waiting)
             recent = dict(db.session.execute(
                 select(Delivery.campaign_id, func.count())
                 .where(Delivery.campaign_id.in_(ids), Delivery.status == "sent",

@@ -305,8 +305,12 @@ class CampaignBatch(db.Model):
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     queued_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # The delivery ids of the provider request this batch's worker is making (committed before the call,
-    # cleared with its outcome): the claim of those rows, which stay `queued` in the meantime.
+    # The planned recipients, in id order: the batch is the plan (their delivery rows are written once, at
+    # send time, with their outcome). None only for batches planned before 0010, whose rows were written then.
+    contact_ids: Mapped[list | None] = mapped_column(JSON)
+    # The provider request this batch's worker is making, as [delivery id, contact id, authorising event]
+    # triples (committed before the call, cleared with the outcome): the claim. Their rows do not exist yet;
+    # if the worker dies they are written `unknown` by whoever takes the batch next.
     in_flight: Mapped[list | None] = mapped_column(JSON)
 
 
@@ -338,6 +342,9 @@ class Delivery(db.Model):
         UniqueConstraint("campaign_id", "contact_id"),
         UniqueConstraint("system_message_id"),
         Index("ix_deliveries_batch", "batch_id"),
+        # Campaign rows get their ids before they are written (the ids travel in the provider request):
+        # a sequence on PostgreSQL, sqlite_sequence on SQLite, which only AUTOINCREMENT keeps.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -346,8 +353,9 @@ class Delivery(db.Model):
     batch_id: Mapped[int | None] = mapped_column(BigId)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
-    # queued -> sending (claimed in the database before the provider call)
-    # -> sent | failed | unknown; or skipped with a reason.
+    # A campaign's row is written once, at send time, with its outcome: sent | failed | unknown, or skipped
+    # with a reason (until then the recipient is pending on the batch). A system message's row is
+    # queued -> sending (claimed in the database before the provider call) -> sent | failed | unknown.
     status: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(String(64))
     event_id: Mapped[int | None] = mapped_column(BigId)

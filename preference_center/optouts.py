@@ -26,7 +26,7 @@ from . import audit, characters, contacts, engagement, inputs, ledger
 from .actors import Actor, ActorKind
 from .extensions import db
 from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
-from .sqlutil import chunked, one_of
+from .sqlutil import chunked, one_of, parts_for_one_of
 
 BATCH = 1000
 _SETTLING = "pc.settling_opt_outs"
@@ -88,10 +88,12 @@ def waiting(contact_ids: list[int] | None = None) -> bool:
     """Whether any opt-out waits (for these contacts); one indexed probe (Core, no ORM), no lock."""
     probe = select(_INBOX.c.id).limit(1)
     connection = db.session.connection()
+    if connection.execute(probe).first() is None:  # usually nobody waits at all
+        return False
     if contact_ids is None:
-        return connection.execute(probe).first() is not None
+        return True
     return any(connection.execute(probe.where(one_of(_INBOX.c.contact_id, part))).first() is not None
-               for part in chunked(contact_ids))
+               for part in parts_for_one_of(contact_ids))
 
 
 def settle(contact_ids: list[int] | None = None, *, limit: int = BATCH) -> int:

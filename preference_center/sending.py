@@ -3,30 +3,40 @@
 The database is the source of truth, not the broker:
 
 - A campaign's audience is planned chunk by chunk (keyset cursor on the
-  campaign row): each chunk becomes a `CampaignBatch` and one `Delivery` row
-  per recipient, committed before the broker hears of it.
+  campaign row): each chunk becomes a `CampaignBatch` holding its planned
+  recipients' ids, committed before the broker hears of it. The batch is the
+  plan: no delivery row is written at planning.
 - A worker claims a batch with one conditional UPDATE; a duplicated broker
   message finds it claimed or done and sends nothing.
-- The campaign is rendered before anyone is marked `sending`: a template that
-  fails (or goes beyond the sandbox's limits) fails that batch's rows with
-  reason `render_failed` and the error, ends the campaign `failed` and fails the
-  batches nobody holds yet; a recipient whose own values make the message too
-  large fails alone. Such rows were never in flight, so never `unknown`.
-- Every recipient is re-checked with the sending rule at send time; those
-  still eligible go out in provider requests of up to 1,000. Right before
-  each call the request is claimed: its delivery ids are written on the
-  batch row (`in_flight`) and committed, one small write instead of marking
-  each row `sending`; only then is it handed to the transport (nothing
-  touches the database between that commit and the call). The outcome is
-  written to the rows in bulk, in the transaction that clears `in_flight`.
+- The campaign is rendered before anything is claimed: a template that fails
+  (or goes beyond the sandbox's limits) fails that batch's recipients with
+  reason `render_failed` and the error, ends the campaign `failed` and fails
+  the batches nobody holds yet; a recipient whose own values make the message
+  too large fails alone. Such recipients were never in flight, so never
+  `unknown`.
+- Every recipient is re-checked with the sending rule at send time (one query
+  per batch, `rules.decide`); the skipped get their row with the reason at
+  once. Those still eligible get their delivery ids (taken from the
+  database's sequence: they travel in the request) and go out in provider
+  requests of up to 1,000. Right before each call the request is claimed: its
+  (delivery id, contact, event) triples are written on the batch row
+  (`in_flight`) and committed; only then is it handed to the transport
+  (nothing touches the database between that commit and the call). The rows
+  are written once, with their outcome (COPY on PostgreSQL), in the
+  transaction that clears `in_flight`.
 - A batch whose broker message was lost stays `queued` and is re-queued by the
   scheduler; a batch whose worker died keeps its lease until it runs out,
-  then is re-queued, and the rows of its request in flight become `unknown`
+  then is re-queued, and the request it had in flight is written `unknown`
   (never re-sent). A worker whose lease ran out while it was still alive
-  finds the batch taken (its attempt number moved on) and claims nothing more.
+  finds the batch taken (its attempt number moved on) and claims nothing
+  more; the outcome of the request it had in flight still wins over
+  `unknown`. A recipient with a row is never sent again: the rows of a batch,
+  and its claim, are what the next worker skips.
 
-Guarantee: at most one delivery per (campaign, contact); after a crash the
-recipients that were in flight are visible as `unknown`; nobody is forgotten.
+Guarantee: at most one delivery per (campaign, contact) (and a unique row
+for it); after a crash the recipients that were in flight are visible as
+`unknown`; nobody is forgotten: a recipient is pending on its batch until
+its row is written.
 A delivery marked sent or failed is written to the outgoing webhooks' outbox in
 the same transaction (`outbound.outbox.delivery_outcomes`).
 """
@@ -38,16 +48,17 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, literal, null, or_, select, update
+from sqlalchemy import and_, func, null, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from . import compose, engagement, first_contact, optouts, rules
+from . import bulk, compose, engagement, first_contact, optouts, rules
 from .errors import DomainError
 from .extensions import db
 from .mail import Envelope, MessageBatch, TemplateError, TransportError, get_transport
-from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, UTCDateTime, utcnow
+from .models import Campaign, CampaignBatch, Delivery, RateLimit, SystemMessage, Topic, utcnow
 from .outbound import outbox
-from .sqlutil import chunked, one_of
+from .sqlutil import one_of
 from .states import CampaignStatus
 
 QUEUED, SENDING, SENT, SKIPPED, FAILED, UNKNOWN = "queued", "sending", "sent", "skipped", "failed", "unknown"
@@ -87,31 +98,18 @@ def plan_chunk(campaign_id: int, size: int) -> int | None:
         db.session.commit()
         return None
     topic = db.session.get(Topic, topic_id)
-    batch = CampaignBatch(campaign_id=campaign_id, first_contact_id=cursor + 1, last_contact_id=cursor,
-                          size=0, status=QUEUED)
-    db.session.add(batch)
-    db.session.flush()
-    # The chunk goes from the audience query into delivery rows inside the
-    # database: no recipient travels to Python and back.
     chunk = rules.audience_query(topic, after_id=cursor, limit=size, filters=audience or {}).subquery()
-    now = utcnow()
-    db.session.execute(insert(Delivery).from_select(
-        ["campaign_id", "batch_id", "contact_id", "status", "event_id", "attempts", "created_at", "updated_at"],
-        select(literal(campaign_id), literal(batch.id), chunk.c.id, literal(QUEUED), chunk.c.event_id,
-               literal(0), literal(now, UTCDateTime), literal(now, UTCDateTime)),
-    ))
-    first, last, count = db.session.execute(
-        select(func.min(Delivery.contact_id), func.max(Delivery.contact_id), func.count())
-        .where(Delivery.batch_id == batch.id)
-    ).one()
-    if not count:
-        db.session.delete(batch)
+    ids = list(db.session.scalars(select(chunk.c.id).order_by(chunk.c.id)))
+    if not ids:
         db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(dispatch_done=True))
         db.session.commit()
         return None
-    batch.first_contact_id, batch.last_contact_id, batch.size = first, last, count
+    # The batch is the plan: its recipients' ids, one row (their delivery rows are written when sent).
+    batch = CampaignBatch(campaign_id=campaign_id, first_contact_id=ids[0], last_contact_id=ids[-1],
+                          size=len(ids), status=QUEUED, contact_ids=ids)
+    db.session.add(batch)
     db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
-        dispatch_cursor=last, dispatch_done=count < size))
+        dispatch_cursor=ids[-1], dispatch_done=len(ids) < size))
     db.session.commit()
     return batch.id
 
@@ -136,6 +134,7 @@ def claim_batch(batch_id: int) -> bool:
 
 
 def _set(ids: list[int], **values) -> None:
+    """Change existing delivery rows (system messages; campaign rows are written once, see `_write`)."""
     if ids:
         db.session.execute(update(Delivery).where(one_of(Delivery.id, ids))
                            .values(updated_at=utcnow(), **values)
@@ -157,6 +156,85 @@ def _render_error(exc: TemplateError) -> str:
     return f"{exc.field}: {exc}"[:2000] if exc.field else str(exc)[:2000]
 
 
+# A recipient of a batch on its way to its row: (delivery id, contact id, authorising event id).
+Triple = tuple[int, int, "int | None"]
+
+
+@dataclass
+class _Rows:
+    """Writes one batch's delivery rows, each once, with its outcome."""
+
+    campaign_id: int
+    batch_id: int
+    attempt: int
+
+    def write(self, triples: list[Triple], status: str, *, replace: bool = False, keep: bool = False,
+              provider_ids: dict[int, str | None] | None = None, **values) -> None:
+        """Insert the rows of these recipients (in the caller's transaction); the outbox hears of sent and failed.
+
+        `replace`: a row already there (written `unknown` by a worker that took the batch over) takes this
+        outcome; `keep`: a row already there stays as it is.
+        """
+        if not triples:
+            return
+        now = utcnow()
+        same = {"campaign_id": self.campaign_id, "system_message_id": None, "batch_id": self.batch_id,
+                "attempts": self.attempt, "status": status, "reason": None, "provider_message_id": None,
+                "provider_status": None, "error": None, "created_at": now, "updated_at": now, **values}
+        if provider_ids and len(set(provider_ids.values())) == 1:  # one request, one provider id: the usual case
+            same["provider_message_id"] = next(iter(provider_ids.values()))
+            provider_ids = None
+        if provider_ids:
+            del same["provider_message_id"]
+            rows = [{"id": d, "contact_id": c, "event_id": e, "provider_message_id": provider_ids.get(d)}
+                    for d, c, e in triples]
+        else:
+            rows = [{"id": d, "contact_id": c, "event_id": e} for d, c, e in triples]
+        if replace or keep:
+            rows = [{**row, **same} for row in rows]
+            dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(Delivery)
+            target = ["campaign_id", "contact_id"]
+            if keep:
+                statement = statement.on_conflict_do_nothing(index_elements=target)
+            else:
+                statement = statement.on_conflict_do_update(index_elements=target, set_={
+                    name: statement.excluded[name]
+                    for name in ("status", "reason", "provider_message_id", "error", "attempts", "updated_at")})
+            db.session.execute(statement, rows)
+        else:
+            bulk.insert_rows(Delivery.__table__, rows, same)
+        if status in (SENT, FAILED):
+            outbox.delivery_outcomes([d for d, _, _ in triples], status)  # told in the same transaction
+
+
+_SEQUENCES: dict[str, str] = {}  # database URL -> the name of the sequence of delivery ids
+
+
+def new_delivery_ids(count: int) -> list[int]:
+    """Ids for delivery rows written later (they travel in the provider request before the row exists).
+
+    PostgreSQL hands them out from the table's sequence; on SQLite the table is
+    AUTOINCREMENT, whose counter (`sqlite_sequence`) is moved on by `count` in
+    the caller's transaction, which must commit before the ids are used.
+    """
+    if count <= 0:
+        return []
+    if db.engine.dialect.name == "postgresql":
+        # The sequence's name is looked up once: pg_get_serial_sequence per row took four times as long.
+        key = str(db.engine.url)
+        if key not in _SEQUENCES:
+            _SEQUENCES[key] = db.session.scalar(text("SELECT pg_get_serial_sequence('deliveries', 'id')"))
+        return list(db.session.scalars(text("SELECT nextval(CAST(:sequence AS regclass)) FROM generate_series(1, :n)"),
+                                       {"sequence": _SEQUENCES[key], "n": count}))
+    top = db.session.scalar(text("UPDATE sqlite_sequence SET seq = max(seq, (SELECT coalesce(max(id), 0) "
+                                 "FROM deliveries)) + :n WHERE name = 'deliveries' RETURNING seq"), {"n": count})
+    if top is None:  # nothing was ever written to the table
+        top = db.session.scalar(text("SELECT coalesce(max(id), 0) FROM deliveries")) + count
+        db.session.execute(text("INSERT INTO sqlite_sequence (name, seq) VALUES ('deliveries', :top)"), {"top": top})
+    return list(range(top - count + 1, top + 1))
+
+
 def send_batch(batch_id: int) -> Outcome:
     """Claim, render, re-check, send and record one campaign batch."""
     outcome = Outcome()
@@ -173,68 +251,66 @@ def send_batch(batch_id: int) -> Outcome:
                            .values(status=QUEUED, lease_until=None, attempts=CampaignBatch.attempts - 1))
         db.session.commit()
         return outcome
+    rows = _Rows(campaign.id, batch_id, attempt)
     topic = db.session.get(Topic, campaign.topic_id)
-    # Rendered before any row changes (no write lock is held while a template runs its time budget).
+    # Rendered before anything is claimed (no write lock is held while a template runs its time budget).
     mail, render_error = None, None
     if campaign.status not in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
         try:
             mail = compose.CampaignMail(topic, campaign.subject, campaign.html, campaign.text, campaign.id)
         except TemplateError as exc:
             render_error = _render_error(exc)
-    # The request a worker that died had claimed (and rows it left `sending`) may have gone out: never resend.
-    in_flight = list(db.session.scalars(select(Delivery.id).where(Delivery.batch_id == batch_id,
-                                                                   Delivery.status == SENDING)))
-    if batch.in_flight:
-        in_flight += db.session.scalars(select(Delivery.id).where(
-            one_of(Delivery.id, [int(i) for i in batch.in_flight]), Delivery.batch_id == batch_id,
-            Delivery.status == QUEUED)).all()
+    # Whoever had this batch before: the request it claimed may have gone out (never resend: `unknown`,
+    # unless its worker, still alive, records the real outcome), and the recipients with a row are done.
+    held = [tuple(t) for t in batch.in_flight or []]
+    if held:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(in_flight=null()))
-    _set(in_flight, status=UNKNOWN, error="worker stopped while sending; delivery not confirmed")
-    outcome.unknown = len(in_flight)
-    queued = db.session.execute(
-        select(Delivery.id, Delivery.contact_id, Delivery.event_id)
-        .where(Delivery.batch_id == batch_id, Delivery.status == QUEUED)
-    ).all()
-    planned_event = {d: e for d, _, e in queued}
-    if campaign.status == CampaignStatus.CANCELLED:
-        _set([d for d, _, _ in queued], status=SKIPPED, reason=SKIP_CANCELLED)
-        outcome.skipped = len(queued)
+        rows.write(held, UNKNOWN, keep=True, error="worker stopped while sending; delivery not confirmed")
+        outcome.unknown = len(held)
+    done = set(db.session.scalars(select(Delivery.contact_id).where(Delivery.batch_id == batch_id)))
+    done.update(c for _, c, _ in held)
+    pending = [c for c in batch.contact_ids or () if c not in done]
+    if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
+        triples = [(d, c, None) for d, c in zip(new_delivery_ids(len(pending)), pending, strict=True)]
+        if campaign.status == CampaignStatus.CANCELLED:
+            rows.write(triples, SKIPPED, reason=SKIP_CANCELLED)
+            outcome.skipped = len(triples)
+        else:  # another batch found the template broken; these recipients would fail the same way
+            rows.write(triples, FAILED, reason=RENDER_FAILED, error=campaign_render_error(campaign.id))
+            outcome.failed = len(triples)
         finish_batch(batch, attempt)
         return outcome
-    if campaign.status == CampaignStatus.FAILED:
-        # Another batch found the template broken; these rows would fail the same way.
-        _set([d for d, _, _ in queued], status=FAILED, reason=RENDER_FAILED, error=campaign_render_error(campaign.id))
-        outcome.failed = len(queued)
-        finish_batch(batch, attempt)
-        return outcome
-    if optouts.settle([c for _, c, _ in queued]):
+    if optouts.settle(pending):
         db.session.commit()  # one-click opt-outs that came in since planning count now
-    decisions = rules.decide(topic, [c for _, c, _ in queued])
+    decisions = rules.decide(topic, pending)
     # Open and click tracking only for those who agreed, and only if the topic allows it (one query).
     tracked = engagement.tracked(topic, [c for c, (_, d) in decisions.items() if d.send]) if mail else set()
-    go, envelopes = [], []
-    skips: dict[str, list[int]] = {}
-    unrenderable: list[tuple[int, str]] = []
-    for delivery_id, contact_id, _ in queued:
+    go: list[Triple] = []
+    envelopes = []
+    skips: dict[str, list[Triple]] = {}
+    unrenderable: list[tuple[Triple, str]] = []
+    for delivery_id, contact_id in zip(new_delivery_ids(len(pending)), pending, strict=True):
         contact, decision = decisions.get(contact_id, (None, None))
         if decision is None or not decision.send:
-            skips.setdefault(decision.reason if decision else rules.SKIP_ERASED, []).append(delivery_id)
+            skips.setdefault(decision.reason if decision else rules.SKIP_ERASED, []).append(
+                (delivery_id, contact_id, None))
             continue
+        triple = (delivery_id, contact_id, decision.event_id)
         if mail is None:
-            unrenderable.append((delivery_id, render_error))
+            unrenderable.append((triple, render_error))
             continue
         try:  # this recipient's values may make a part fail or grow too large
             addressed = mail.envelope(contact, delivery_id, tracking=contact_id in tracked)
         except TemplateError as exc:
-            unrenderable.append((delivery_id, _render_error(exc)))
+            unrenderable.append((triple, _render_error(exc)))
             continue
-        go.append((delivery_id, decision.event_id))
+        go.append(triple)
         envelopes.append(addressed)
-    for reason, ids in skips.items():
-        _set(ids, status=SKIPPED, reason=reason)
-        outcome.skipped += len(ids)
-    for delivery_id, error in unrenderable:
-        _set([delivery_id], status=FAILED, reason=RENDER_FAILED, error=error)
+    for reason, triples in skips.items():
+        rows.write(triples, SKIPPED, reason=reason)
+        outcome.skipped += len(triples)
+    for triple, error in unrenderable:
+        rows.write([triple], FAILED, reason=RENDER_FAILED, error=error)
     outcome.failed += len(unrenderable)
     if mail is None:
         db.session.commit()
@@ -243,22 +319,16 @@ def send_batch(batch_id: int) -> Outcome:
         finish_batch(batch, attempt)
         return outcome
     # Art. 14: whoever got here through another company's list is told where we got the address first.
-    contact_of = {d: c for d, c, _ in queued}
-    _, untold = first_contact.send_due([contact_of[d] for d, _ in go])
+    _, untold = first_contact.send_due([c for _, c, _ in go])
     if untold:
-        kept = [(pair, envelope) for pair, envelope in zip(go, envelopes, strict=True) if contact_of[pair[0]] not in untold]
-        _set([d for d, _ in go if contact_of[d] in untold], status=SKIPPED, reason=first_contact.SKIP_NOT_INFORMED)
+        kept = [(triple, envelope) for triple, envelope in zip(go, envelopes, strict=True) if triple[1] not in untold]
+        rows.write([t for t in go if t[1] in untold], SKIPPED, reason=first_contact.SKIP_NOT_INFORMED)
         outcome.skipped += len(go) - len(kept)
-        go, envelopes = [pair for pair, _ in kept], [envelope for _, envelope in kept]
-    # The authorising event is usually the one seen at planning; rewrite the
-    # few that changed since (a fresh grant, a new relationship).
-    changed = [{"id": d, "event_id": e} for d, e in go if planned_event[d] != e]
-    if changed:
-        db.session.execute(update(Delivery), changed)
+        go, envelopes = [t for t, _ in kept], [envelope for _, envelope in kept]
     db.session.commit()
     if envelopes:
-        _deliver([(message, envelope, d) for (message, envelope), (d, _) in zip(envelopes, go, strict=True)],
-                 outcome, attempt, batch_id=batch_id)
+        _deliver_batch(rows, [(message, envelope, t) for (message, envelope), t in zip(envelopes, go, strict=True)],
+                       outcome)
     if outcome.retry_in is not None:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
                            .values(status=QUEUED, lease_until=None))
@@ -268,9 +338,9 @@ def send_batch(batch_id: int) -> Outcome:
     return outcome
 
 
-def _requests(items: list[tuple[MessageBatch, Envelope, int]], step: int):
-    """(message, envelopes, delivery ids, index of the first) per provider request: recipients sharing
-    a message (one per language, or their own when rendered whole) go together, at most `step` at a time."""
+def _requests(items: list[tuple], step: int):
+    """(message, envelopes, keys, index of the first) per provider request: recipients sharing a message
+    (one per language, or their own when rendered whole) go together, at most `step` at a time."""
     groups: dict[int, list[int]] = {}
     for index, (message, _, _) in enumerate(items):
         groups.setdefault(id(message), []).append(index)
@@ -282,86 +352,79 @@ def _requests(items: list[tuple[MessageBatch, Envelope, int]], step: int):
             start += len(chosen)
 
 
-def _deliver(items: list[tuple[MessageBatch, Envelope, int]], outcome: Outcome, attempt: int,
-             batch_id: int | None = None, **claim_values) -> None:
-    """Hand envelopes to the transport in provider-sized requests, each claimed just before its call.
+def _deliver_batch(rows: _Rows, items: list[tuple[MessageBatch, Envelope, Triple]], outcome: Outcome) -> None:
+    """Hand a batch's envelopes to the transport in provider-sized requests, each claimed just before its call.
 
-    Per request: reserve the shared rate, claim it (committed), call the
-    provider, record the answer. A campaign batch's request is claimed on the
-    batch row (`in_flight`, see `_claim_request`; the rows stay `queued`), a
-    system message's row is marked `sending` (`_claim`). Either claim takes
-    only rows still queued: a template rendered per recipient can take long
-    enough for the lease to run out and another worker to take over. Nothing
-    touches the database between the claim's commit and the call, so a
-    database fault before the call leaves the rows unclaimed (sent later, by
-    this worker or after the lease) and one after it leaves the claim in place
-    (later `unknown`): a recipient is never marked as possibly sent without
-    having been handed over.
+    Per request: reserve the shared rate, claim it on the batch row
+    (`in_flight`, committed, only while the batch is still this attempt's),
+    call the provider, then write the request's rows with their outcome and
+    clear the claim in one transaction. Nothing touches the database between
+    the claim's commit and the call, so a database fault before the call
+    leaves nothing claimed (sent later, by this worker or after the lease) and
+    one after it leaves the claim in place (later `unknown`): a recipient is
+    never marked as possibly sent without having been handed over.
     """
     transport = get_transport(current_app.config)
     requests = list(_requests(items, max(1, transport.max_batch)))
-    order = [d for _, _, ids, _ in requests for d in ids]  # the delivery ids in sending order
+    order = [t for _, _, triples, _ in requests for t in triples]  # the recipients in sending order
 
-    def release() -> None:  # in the transaction that records a claimed request's outcome
-        if batch_id is not None:
-            db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id,
-                                                           CampaignBatch.attempts == attempt)
-                               .values(in_flight=null()).execution_options(synchronize_session=False))
-
-    for message, part, ids, start in requests:
-        size = len(ids)
-        wait_for_rate(size)
-        if batch_id is not None:
-            claimed = _claim_request(batch_id, attempt, ids)
-            if claimed is None:
-                return  # the lease ran out and another worker holds the batch now: the rest is theirs
-            claimed = set(claimed)
-        else:
-            claimed = set(_claim(ids, attempt, **claim_values))
-        if len(claimed) < len(ids):  # taken or finished by someone else meanwhile: theirs to send
-            part = [e for e, i in zip(part, ids, strict=True) if i in claimed]
-            ids = [i for i in ids if i in claimed]
-            if not ids:
-                continue
+    for message, part, triples, start in requests:
+        wait_for_rate(len(triples))
+        if not _claim_request(rows, triples):
+            return  # the lease ran out and another worker holds the batch now: the rest is theirs
         try:
             results = transport.send(MessageBatch(**{**message.__dict__, "envelopes": part}))
         except TransportError as error:
             reason = error.message[:2000]
             if error.ambiguous:
-                _record(ids, release, status=UNKNOWN, error=reason)
-                outcome.unknown += len(ids)
+                _conclude(rows, triples, UNKNOWN, error=reason)
+                outcome.unknown += len(triples)
                 continue
-            if error.retryable and attempt < current_app.config["PC_SEND_ATTEMPTS"]:
-                _record(ids, release, status=QUEUED, error=reason)
-                outcome.retry_in = error.retry_after or min(300.0, 2.0 ** attempt)
+            if error.retryable and rows.attempt < current_app.config["PC_SEND_ATTEMPTS"]:
+                _conclude(rows, [], QUEUED)  # nothing went out: no row, the batch goes back to the queue
+                outcome.retry_in = error.retry_after or min(300.0, 2.0 ** rows.attempt)
                 return
-            rest = ids + order[start + size:]  # this request's rows and the ones not yet claimed
-            _record(rest, release, status=FAILED, error=reason)
+            rest = triples + order[start + len(triples):]  # this request's recipients and the ones not yet claimed
+            _conclude(rows, rest, FAILED, error=reason)
             outcome.failed += len(rest)
             return
-        sent = [(i, r) for i, r in zip(ids, results, strict=False) if r.ok]
-        failed = [(i, r) for i, r in zip(ids, results, strict=False) if not r.ok]
-        by_message: dict[str | None, list[int]] = {}
-        for delivery_id, result in sent:
-            by_message.setdefault(result.provider_message_id, []).append(delivery_id)
+        sent = [t for t, r in zip(triples, results, strict=False) if r.ok]
+        failed = [(t, r) for t, r in zip(triples, results, strict=False) if not r.ok]
+        provider_ids = {t[0]: r.provider_message_id for t, r in zip(triples, results, strict=False) if r.ok}
 
-        def record_results(by_message=by_message, failed=failed) -> None:
-            for provider_id, group in by_message.items():
-                _set(group, status=SENT, provider_message_id=provider_id, error=None)
-            for delivery_id, result in failed:
-                _set([delivery_id], status=FAILED, error=(result.error or "refused")[:2000])
-            release()
+        def write(released: bool, sent=sent, failed=failed, provider_ids=provider_ids) -> None:
+            rows.write(sent, SENT, replace=not released, provider_ids=provider_ids)
+            for triple, result in failed:
+                rows.write([triple], FAILED, replace=not released, error=(result.error or "refused")[:2000])
 
-        _committed(record_results)
+        _committed(lambda write=write: write(_release(rows)))
         outcome.sent += len(sent)
         outcome.failed += len(failed)
+
+
+def _release(rows: _Rows) -> bool:
+    """Clear the batch's claim if the batch is still this attempt's (in the caller's transaction)."""
+    return db.session.execute(
+        update(CampaignBatch).where(CampaignBatch.id == rows.batch_id, CampaignBatch.attempts == rows.attempt)
+        .values(in_flight=null()).execution_options(synchronize_session=False)
+    ).rowcount == 1
+
+
+def _conclude(rows: _Rows, triples: list[Triple], status: str, **values) -> None:
+    """Write a claimed request's rows with their outcome and clear the claim, committed together."""
+    def write() -> None:
+        released = _release(rows)
+        if status != QUEUED:
+            rows.write(triples, status, replace=not released, **values)
+
+    _committed(write)
 
 
 def _committed(write) -> None:
     """Run `write` and commit; if the database connection died under it, once more on a fresh one.
 
     For writes that are right to repeat (recording an outcome): a killed
-    connection then costs a reconnect, not a row left `sending`.
+    connection then costs a reconnect, not a claim left in place.
     """
     try:
         write()
@@ -374,44 +437,72 @@ def _committed(write) -> None:
         db.session.commit()
 
 
-def _record(ids: list[int], release, **values) -> None:
-    def write() -> None:
-        _set(ids, **values)
-        release()
+def _claim_request(rows: _Rows, triples: list[Triple]) -> bool:
+    """Claim one provider request of a campaign batch: its triples written on the batch row (`in_flight`)
+    and committed, only while the batch is claimed by this attempt.
 
-    _committed(write)
-
-
-def _claim_request(batch_id: int, attempt: int, ids: list[int]) -> list[int] | None:
-    """Claim one provider request of a campaign batch: the ids of its rows still queued, written on the
-    batch row (`in_flight`) and committed; returns them.
-
-    None if the batch is no longer this attempt's (its lease ran out and
-    another worker took it: whoever changes these rows has taken the batch
-    first, so the rows read here stay as read unless this update then finds
-    the batch taken). If the commit fails the provider is not called; a claim
-    the commit may have made anyway is given back (only this attempt's), so
-    the rows are sent later rather than reported `unknown`.
+    False if the batch is no longer this attempt's (its lease ran out and
+    another worker took it, or it was handed back): that worker skips every
+    recipient with a row or in a claim, and this one sends nothing more. If
+    the commit fails the provider is not called; a claim the commit may have
+    made anyway is given back (only this attempt's), so the recipients are
+    sent later rather than reported `unknown`.
     """
     try:
-        queued = list(db.session.scalars(select(Delivery.id).where(one_of(Delivery.id, ids),
-                                                                   Delivery.status == QUEUED)))
-        if not queued:
-            db.session.rollback()
-            return []
-        queued.sort(key={d: n for n, d in enumerate(ids)}.__getitem__)
         taken = db.session.execute(
-            update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
-            .values(in_flight=queued).execution_options(synchronize_session=False)
+            update(CampaignBatch).where(CampaignBatch.id == rows.batch_id, CampaignBatch.attempts == rows.attempt,
+                                        CampaignBatch.status == "claimed")
+            .values(in_flight=[list(t) for t in triples]).execution_options(synchronize_session=False)
         ).rowcount == 1
         db.session.commit()
     except DBAPIError:
         db.session.rollback()
-        _committed(lambda: db.session.execute(
-            update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
-            .values(in_flight=null()).execution_options(synchronize_session=False)))
+        _committed(lambda: _release(rows))
         raise
-    return queued if taken else None
+    return taken
+
+
+def _deliver(items: list[tuple[MessageBatch, Envelope, int]], outcome: Outcome, attempt: int, **claim_values) -> None:
+    """Hand a system message's envelope to the transport, its row claimed (`sending`, committed) just before.
+
+    A database fault before the call leaves the row queued (sent later), one
+    after it leaves it `sending` (later `unknown`).
+    """
+    transport = get_transport(current_app.config)
+    for message, part, ids, _ in list(_requests(items, max(1, transport.max_batch))):
+        wait_for_rate(len(ids))
+        claimed = set(_claim(ids, attempt, **claim_values))
+        if len(claimed) < len(ids):  # taken or finished by someone else meanwhile: theirs to send
+            part = [e for e, i in zip(part, ids, strict=True) if i in claimed]
+            ids = [i for i in ids if i in claimed]
+            if not ids:
+                continue
+        try:
+            results = transport.send(MessageBatch(**{**message.__dict__, "envelopes": part}))
+        except TransportError as error:
+            reason = error.message[:2000]
+            if error.ambiguous:
+                _record(ids, status=UNKNOWN, error=reason)
+                outcome.unknown += len(ids)
+                continue
+            if error.retryable and attempt < current_app.config["PC_SEND_ATTEMPTS"]:
+                _record(ids, status=QUEUED, error=reason)
+                outcome.retry_in = error.retry_after or min(300.0, 2.0 ** attempt)
+                return
+            _record(ids, status=FAILED, error=reason)
+            outcome.failed += len(ids)
+            return
+        for delivery_id, result in zip(ids, results, strict=False):
+            if result.ok:
+                _record([delivery_id], status=SENT, provider_message_id=result.provider_message_id, error=None)
+                outcome.sent += 1
+            else:
+                _record([delivery_id], status=FAILED, error=(result.error or "refused")[:2000])
+                outcome.failed += 1
+
+
+def _record(ids: list[int], **values) -> None:
+    _committed(lambda: _set(ids, **values))
 
 
 def _claim(ids: list[int], attempt: int, **values) -> list[int]:
@@ -447,20 +538,21 @@ def _stop_campaign(campaign_id: int) -> bool:
 
 
 def fail_campaign(campaign_id: int, error: str) -> None:
-    """End a campaign whose template cannot render: `failed`, nothing more planned, and the rows of
+    """End a campaign whose template cannot render: `failed`, nothing more planned, and the recipients of
     batches no worker holds fail with the same error (a worker holding one finds the campaign failed)."""
     _stop_campaign(campaign_id)
-    closed = db.session.scalars(
+    closed = db.session.execute(
         update(CampaignBatch).where(CampaignBatch.campaign_id == campaign_id, CampaignBatch.status == QUEUED)
         .values(status="done", finished_at=utcnow(), lease_until=None)
-        .returning(CampaignBatch.id).execution_options(synchronize_session=False)
+        .returning(CampaignBatch.id, CampaignBatch.attempts, CampaignBatch.contact_ids)
+        .execution_options(synchronize_session=False)
     ).all()
-    for ids in chunked(closed):
-        failed = db.session.scalars(
-            update(Delivery).where(one_of(Delivery.batch_id, ids), Delivery.status == QUEUED)
-            .values(status=FAILED, reason=RENDER_FAILED, error=error, updated_at=utcnow())
-            .returning(Delivery.id).execution_options(synchronize_session=False)).all()
-        outbox.delivery_outcomes(list(failed), FAILED)
+    for batch_id, attempts, contact_ids in closed:
+        done = set(db.session.scalars(select(Delivery.contact_id).where(Delivery.batch_id == batch_id)))
+        pending = [c for c in contact_ids or () if c not in done]
+        _Rows(campaign_id, batch_id, attempts).write(
+            [(d, c, None) for d, c in zip(new_delivery_ids(len(pending)), pending, strict=True)],
+            FAILED, reason=RENDER_FAILED, error=error)
     db.session.commit()
 
 

@@ -19,6 +19,15 @@ def chunked(values: Iterable, size: int = IN_CHUNK) -> Iterator[list]:
         yield unique[start:start + size]
 
 
+def parts_for_one_of(values: Iterable) -> Iterator[list]:
+    """`values` without duplicates in lists for `one_of`: one list on PostgreSQL (one array parameter
+    whatever its length), lists of at most IN_CHUNK elsewhere."""
+    unique = list(dict.fromkeys(values))
+    size = max(1, len(unique)) if db.engine.dialect.name == "postgresql" else IN_CHUNK
+    for start in range(0, len(unique), size):
+        yield unique[start:start + size]
+
+
 def one_of(column, values):
     """`column IN values` as one array parameter on PostgreSQL, an IN list elsewhere.
 

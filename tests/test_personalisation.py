@@ -7,6 +7,7 @@ whose uses of the contact are plain `{{ ... }}` pieces still go out as one reque
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
@@ -19,7 +20,7 @@ from preference_center.commands import campaigns as campaign_commands
 from preference_center.extensions import db
 from preference_center.mail import TemplateError
 from preference_center.mail.personal import FIELDS, compile_part, contact_values
-from preference_center.models import Campaign, Delivery, Topic
+from preference_center.models import Campaign, CampaignBatch, Delivery, Topic, utcnow
 
 from .helpers import csrf_token, factories, text_of
 
@@ -262,17 +263,27 @@ def test_rows_another_worker_took_while_this_one_rendered_are_not_sent_again(ctx
     db.session.commit()
     campaigns.start_due()
     batch = sending.plan_chunk(campaign.id, 100)
-    taken = db.session.scalar(select(Delivery.id).where(Delivery.contact_id == people[1].id))
     real = compose.CampaignMail.envelope
 
     def slow_envelope(self, contact, delivery_id, tracking=False):
-        # Rendering took so long that the lease ran out and another worker sent this row meanwhile.
-        if delivery_id == taken:
-            db.session.execute(Delivery.__table__.update().where(Delivery.__table__.c.id == taken)
-                               .values(status="sent"))
+        # Rendering took so long that the lease ran out: another worker took the batch and sent one person.
+        if contact.id == people[1].id and sending.claim_batch(batch) is False:
+            db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == batch)
+                               .values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+            db.session.commit()
+            assert sending.claim_batch(batch)
+            (their_id,) = sending.new_delivery_ids(1)
+            sending._Rows(campaign.id, batch, 2).write([(their_id, contact.id, None)], "sent")
+            db.session.commit()
         return real(self, contact, delivery_id, tracking)
 
     monkeypatch.setattr(compose.CampaignMail, "envelope", slow_envelope)
+    assert sending.send_batch(batch).sent == 0, "the batch is the other worker's now"
+    assert fake.accepted == []
+    monkeypatch.setattr(compose.CampaignMail, "envelope", real)
+    db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == batch)
+                       .values(lease_until=utcnow() - dt.timedelta(seconds=1)))  # that worker died in turn
+    db.session.commit()
     outcome = sending.send_batch(batch)
     assert outcome.sent == 2
     assert sorted(a.to[0] for a in fake.accepted) == ["p0@example.com", "p2@example.com"]

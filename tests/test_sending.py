@@ -217,19 +217,19 @@ def test_an_opt_out_after_planning_is_caught_at_send_time(ctx, news, fake, celer
     batches = plan_everything(campaign_id)
     assert len(batches) >= 2
     # Mid-campaign: people in the last batch opt out after it was planned.
-    last = db.session.scalars(select(Delivery).where(Delivery.batch_id == batches[-1])).all()
+    last = db.session.get(CampaignBatch, batches[-1]).contact_ids
     clickers, quitters = last[:3], last[3:5]
     gmail = ctx.test_client(use_cookies=False)
-    for delivery in clickers:  # RFC 8058 one-click: waits in the inbox until the send-time re-check settles it
-        person = db.session.get(Contact, delivery.contact_id)
+    for contact_id in clickers:  # RFC 8058 one-click: waits in the inbox until the send-time re-check settles it
+        person = db.session.get(Contact, contact_id)
         path = path_of(links.unsubscribe_url(person, news.id))
         assert gmail.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
         eligible.discard(person.email)
-    for delivery in quitters:
-        person = db.session.get(Contact, delivery.contact_id)
+    for contact_id in quitters:
+        person = db.session.get(Contact, contact_id)
         contacts.record_consent(person, action="withdraw", topic=news, source="preferences-page")
         eligible.discard(person.email)
-    restricted = db.session.get(Contact, last[5].contact_id)
+    restricted = db.session.get(Contact, last[5])
     ledger.append(ledger.RESTRICT, contact=restricted, scope=ledger.CONTACT, source="data-rights")
     eligible.discard(restricted.email)
     db.session.commit()
@@ -243,7 +243,7 @@ def test_an_opt_out_after_planning_is_caught_at_send_time(ctx, news, fake, celer
     skipped = db.session.scalars(select(Delivery).where(Delivery.status == "skipped")).all()
     assert all(d.reason and d.provider_message_id is None for d in skipped)
     clicked = db.session.scalars(select(ConsentEvent).where(ConsentEvent.source == "one-click")).all()
-    assert sorted(e.contact_id for e in clicked) == sorted(d.contact_id for d in clickers)
+    assert sorted(e.contact_id for e in clicked) == sorted(clickers)
     assert db.session.scalar(select(func.count()).select_from(OptOutInbox)) == 0
 
 
@@ -382,7 +382,7 @@ def _run_batches_to_the_end(campaign_id: int, batches: list[int]) -> None:
 
 @pytest.mark.parametrize("fault_at", ["reserving the send rate", "claiming the rows", "recording the outcome"])
 def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, fake, fault_at):
-    """A recipient is `unknown` only if the provider may have it: a fault before the call leaves the row queued
+    """A recipient is `unknown` only if the provider may have it: a fault before the call leaves nothing claimed
     (sent on the next attempt), a fault while recording the answer is retried on a fresh connection."""
     app.config["PC_SEND_RATE"] = 100000.0
     eligible = populate(150, news, seed=21)
@@ -392,7 +392,8 @@ def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, 
     matches = {
         "reserving the send rate": lambda sql: sql.startswith("update rate_limits"),
         "claiming the rows": lambda sql: sql.startswith("update campaign_batches set in_flight"),
-        "recording the outcome": lambda sql: sql.startswith("update deliveries") and "provider_message_id" in sql,
+        # The first statement of the transaction that writes the rows with their outcome: the claim's release.
+        "recording the outcome": lambda sql: sql.startswith("update campaign_batches set in_flight=null"),
     }[fault_at]
     fault = DatabaseFault(db.engine, matches)
     try:
@@ -413,24 +414,26 @@ def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, 
 
 
 def test_a_request_claimed_by_a_worker_that_died_is_unknown_and_the_rest_goes_once(ctx, app, news, fake):
-    """The claim unit is the request on its batch row: after the lease, its rows are `unknown` (never resent),
-    every other recipient goes exactly once, and the old worker's attempt can claim nothing more."""
+    """The claim unit is the request on its batch row: after the lease, its recipients are `unknown` (never
+    resent), every other recipient goes exactly once, and the old worker's attempt can claim nothing more."""
     app.config["PC_SEND_RATE"] = 100000.0
     eligible = populate(150, news, seed=5)
     campaign_id = new_campaign()
     start_now(campaign_id)
     first, *rest = plan_everything(campaign_id)
     assert sending.claim_batch(first)
-    queued = db.session.scalars(select(Delivery.id).where(Delivery.batch_id == first, Delivery.status == "queued")
-                                .order_by(Delivery.id)).all()
-    held = list(queued[:7])
-    assert sending._claim_request(first, 1, held)  # committed; then the worker dies before the answer
+    planned = db.session.get(CampaignBatch, first).contact_ids
+    triples = [(d, c, None) for d, c in zip(sending.new_delivery_ids(9), planned, strict=False)]
+    db.session.commit()
+    dead = sending._Rows(campaign_id, first, 1)
+    held = [d for d, _, _ in triples[:7]]
+    assert sending._claim_request(dead, triples[:7])  # committed; then the worker dies before the answer
     db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == first).values(
         lease_until=utcnow() - dt.timedelta(seconds=1)))
     db.session.commit()
     outcome = sending.send_batch(first)
     assert outcome.unknown == len(held)
-    assert not sending._claim_request(first, 1, queued[7:9]), "the dead attempt's claim must fail now"
+    assert not sending._claim_request(dead, triples[7:9]), "the dead attempt's claim must fail now"
     for batch_id in rest:
         sending.send_batch(batch_id)
     db.session.expire_all()
@@ -438,8 +441,7 @@ def test_a_request_claimed_by_a_worker_that_died_is_unknown_and_the_rest_goes_on
     statuses = dict(db.session.execute(select(Delivery.id, Delivery.status).where(
         Delivery.campaign_id == campaign_id)).all())
     assert {statuses[i] for i in held} == {"unknown"}
-    held_emails = set(db.session.scalars(select(Contact.email).join(Delivery, Delivery.contact_id == Contact.id)
-                                         .where(Delivery.id.in_(held))))
+    held_emails = set(db.session.scalars(select(Contact.email).where(Contact.id.in_(planned[:7]))))
     got = accepted_emails(fake)
     assert len(got) == len(set(got)), "a recipient was sent twice"
     assert set(got) == eligible - held_emails and not (set(got) & held_emails)
@@ -523,11 +525,11 @@ def test_a_worker_killed_mid_batch_leaves_nobody_unsent_and_forgotten(ctx, app, 
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     db.session.expire_all()
-    # The claim of a request in flight is on its batch: its delivery ids, still queued.
-    in_flight = [i for ids in db.session.scalars(select(CampaignBatch.in_flight).where(
-        CampaignBatch.in_flight.is_not(None))) for i in ids]
+    # The claim of a request in flight is on its batch: its (delivery id, contact, event) triples, no row yet.
+    in_flight = [t[0] for triples in db.session.scalars(select(CampaignBatch.in_flight).where(
+        CampaignBatch.in_flight.is_not(None))) for t in triples]
     assert in_flight, "the kill should have caught a batch in flight"
-    assert set(db.session.scalars(select(Delivery.status).where(Delivery.id.in_(in_flight)))) == {"queued"}
+    assert db.session.scalar(select(func.count()).select_from(Delivery).where(Delivery.id.in_(in_flight))) == 0
     with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=20):
         wait_until(lambda: status_of(campaign_id) == "sent", timeout=90, tick=tasks.tick)
     result = report(campaign_id)
