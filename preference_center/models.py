@@ -690,3 +690,20 @@ def _contact_search_text(mapper, connection, target) -> None:
     from .folding import contact_text
 
     target.search_text = contact_text(target.email, target.name, target.company)
+
+
+def contact_row(contact: Contact) -> dict:
+    """Every column of a new contact, as the ORM would insert it (defaults, `search_text`), for a bulk insert.
+
+    Every column is set on the object too, so it holds what its row holds and
+    nothing is lazy-loaded from it once it joins the session.
+    """
+    _contact_search_text(None, None, contact)
+    row = {}
+    for column in Contact.__table__.c:
+        value = getattr(contact, column.key)
+        if value is None and column.default is not None:
+            value = column.default.arg(None) if column.default.is_callable else column.default.arg
+        setattr(contact, column.key, value)
+        row[column.key] = value
+    return row
