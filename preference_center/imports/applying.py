@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from .. import actors, audit, characters, contacts, first_contact, ledger
+from .. import actors, audit, characters, contacts, first_contact, ledger, optouts
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
@@ -40,6 +40,7 @@ class Row:
     error: str | None = None
     grant: bool = False  # a consent grant will be recorded
     keeps_opt_out: bool = False  # withdrew from the topic before: no grant
+    contact: Contact | None = None  # the live contact of the address, if there is one
 
 
 def _cell(cells: list[str], index: int | None) -> str:
@@ -71,12 +72,17 @@ def _parse(job: ImportJob, line: int, cells: list[str]) -> Row:
 
 
 def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str]) -> list[Row]:
-    """Decide what each row of a chunk does, with three queries for the whole chunk."""
+    """Decide what each row of a chunk does, with three queries for the whole chunk.
+
+    One-click opt-outs still waiting for the chunk's contacts are settled first,
+    so a grant never follows an opt-out the person already made.
+    """
     rows = [_parse(job, line, cells) for line, cells in batch]
     valid = [r for r in rows if r.error is None]
     emails = list({r.email for r in valid})
     existing = {c.email: c for c in db.session.scalars(select(Contact).where(Contact.email.in_(emails)))} \
         if emails else {}
+    optouts.settle([contact.id for contact in existing.values()])
     hashes = {r.email: contacts.hash_of(r.email) for r in valid}
     suppressed: dict[str, set[str]] = {}
     if hashes:
@@ -107,7 +113,7 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
             row.error = "erased at the person's request" if row.outcome == ERASED else \
                 f"on the suppression list ({', '.join(sorted(reasons))})"
             continue
-        contact = existing.get(row.email)
+        contact = row.contact = existing.get(row.email)
         if contact is None:
             row.outcome = NEW
         elif any(getattr(contact, k) != v for k, v in row.fields.items()):
@@ -232,9 +238,9 @@ def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: di
             confirmed=job.confirmed_opt_in, detail={"import_job": job.id, "line": row.line, **third_party},
         )]
 
-    # Rows were normalised and cleaned by `classify`; upsert_many does not repeat it.
+    # Rows were normalised, cleaned and looked up by `classify` under the head's lock; upsert_many repeats none of it.
     results = contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant,
-                                   cleaned=True)
+                                   cleaned=True, known={row.email: row.contact for row in todo if row.contact})
     first_contact.due(job, [contact for contact, created in results if created])  # Art. 14: tell them
     # An import never lifts a suppression: suppressed addresses were skipped, and only the person's
     # own confirmation lifts their opt-out or an erasure.
@@ -277,6 +283,9 @@ def run(job_id: int, chunk: int | None = None) -> ImportJob | None:
                     seen.add(row.email)
         for batch in _chunks(job, skip=job.processed, size=chunk or CHUNK):
             _plan_each_statement()
+            # The head's lock before reading, as every ledger writer takes it: no contact, opt-out or
+            # suppression the chunk's rows were classified by can change before they are applied.
+            ledger.lock_head()
             counts = _empty_counts()
             _apply_rows(job, classify(job, batch, seen), topic, counts)
             done = db.session.execute(
