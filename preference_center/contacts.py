@@ -15,7 +15,7 @@ from . import bulk, characters, erasure, ledger
 from .emails import email_hash, normalize
 from .errors import ValidationError
 from .extensions import db
-from .models import RELATIONSHIPS, Contact, Subscription, Suppression, SystemMessage, Topic, utcnow
+from .models import RELATIONSHIPS, Contact, NewContact, Subscription, Suppression, SystemMessage, Topic, utcnow
 from .rules import Decision, may_send
 from .sqlutil import chunked
 
@@ -129,25 +129,9 @@ def _erased_before(contact: Contact) -> bool:
     ) is not None
 
 
-def _give_ids(fresh: list[Contact]) -> list[Contact]:
-    """Ids for new contacts: from the sequence on PostgreSQL for many (returned, their rows still to write),
-    else by the ORM inserting them now (nothing returned)."""
-    if not fresh:
-        return []
-    if db.session.connection().dialect.name != "postgresql" or len(fresh) < bulk.COPY_FROM:
-        db.session.add_all(fresh)
-        db.session.flush()
-        return []
-    ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('contacts', 'id')) "
-                                  "FROM generate_series(1, :n)"), {"n": len(fresh)}).all()
-    for contact, contact_id in zip(fresh, ids, strict=True):
-        contact.id = contact_id
-    return fresh
-
-
 def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = None,
                 user_agent: str | None = None, then=None, cleaned: bool = False,
-                known: dict[str, Contact] | None = None) -> list[tuple[Contact, bool]]:
+                known: dict[str, Contact] | None = None) -> list[tuple[Contact | NewContact, bool]]:
     """`upsert` for many (email, fields) rows at once, with one ledger append for all of them.
 
     `then(index, contact)` may return more ledger event specs (e.g. from
@@ -156,6 +140,10 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
     Contacts have their ids when `then` is called. `known`: the live contacts of
     these addresses by address, when the caller looked them up itself after
     taking the ledger head's lock (`ledger.lock_head`); otherwise they are read here.
+
+    Many new contacts on PostgreSQL are written in bulk, each row once with its
+    final state, and come back as `NewContact` records of their rows rather than
+    ORM objects (load them by id to change them).
     """
     # `cleaned`: the caller already ran each row through `normalize` and `clean_profile` (the import does).
     prepared = rows if cleaned else [(normalize(email), clean_profile(fields)) for email, fields in rows]
@@ -167,24 +155,34 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
                 known[contact.email] = contact
     else:
         known = dict(known)
-    results: list[tuple[Contact, bool]] = []
+    in_bulk = db.session.connection().dialect.name == "postgresql" and \
+        len({address for address, _ in prepared if address not in known}) >= bulk.COPY_FROM
+    results: list[tuple[Contact | NewContact, bool]] = []
     per_row: list[list[dict]] = []
-    fresh: list[Contact] = []
+    fresh: list = []
     for address, profile in prepared:
         contact = known.get(address)
         created = contact is None
         if created:
-            contact = known[address] = _new_contact(address)
+            contact = known[address] = NewContact.of(email=address, email_hash=hash_of(address)) if in_bulk \
+                else _new_contact(address)
             fresh.append(contact)
         per_row.append(_changes(contact, created, profile, source=source, ip=ip, user_agent=user_agent))
         results.append((contact, created))
-    unwritten = _give_ids(fresh)
+    if in_bulk:  # ids from the sequence; the ledger writes the rows, with their state, before their events
+        ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('contacts', 'id')) "
+                                      "FROM generate_series(1, :n)"), {"n": len(fresh)}).all()
+        for contact, contact_id in zip(fresh, ids, strict=True):
+            contact.id = contact_id
+    elif fresh:
+        db.session.add_all(fresh)
+        db.session.flush()
     specs: list[dict] = []
     for index, ((contact, _), own) in enumerate(zip(results, per_row, strict=False)):
         specs += own
         if then is not None:
             specs += then(index, contact) or []
-    ledger.append_many(specs, new_contacts=unwritten)
+    ledger.append_many(specs, new_contacts=fresh if in_bulk else [])
     return results
 
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import bulk
 from .characters import printable
 from .extensions import db
-from .models import ConsentEvent, ConsentText, Contact, LedgerHead, Subscription, contact_row, utcnow
+from .models import ConsentEvent, ConsentText, Contact, LedgerHead, NewContact, Subscription, contact_row, utcnow
 from .sqlutil import chunked, one_of
 
 GENESIS = "0" * 64
@@ -227,7 +227,7 @@ def append(
     return event
 
 
-def append_many(specs: list[dict], new_contacts: list[Contact] = ()) -> list[Appended]:
+def append_many(specs: list[dict], new_contacts: list[NewContact] = ()) -> list[Appended]:
     """Append several events in order, as `append` would one by one, under a single head lock.
 
     Each spec holds `append`'s arguments by name (`action`, `contact`, `source`, ...).
@@ -235,9 +235,10 @@ def append_many(specs: list[dict], new_contacts: list[Contact] = ()) -> list[App
     derived state in one pass. The returned events carry the stored values; they
     are not ORM objects (load them by id to change them).
 
-    `new_contacts` are contacts created in this transaction that have their ids
-    but no rows yet: each row is written once, with the state its events give
-    it, before the events (rather than inserted, then updated).
+    `new_contacts` are contacts created in this transaction (`NewContact`
+    records) that have their ids but no rows yet: each row is written once,
+    with the state its events give it, before the events (rather than
+    inserted, then updated).
     """
     specs = list(specs)
     for spec in specs:
@@ -266,14 +267,10 @@ def append_many(specs: list[dict], new_contacts: list[Contact] = ()) -> list[App
     return events
 
 
-def _write_new_contacts(new_contacts: list[Contact]) -> None:
-    """Insert contacts that have ids but no rows; they are then the session's, as if loaded."""
-    if not new_contacts:
-        return
-    bulk.insert_rows(Contact.__table__, [contact_row(contact) for contact in new_contacts])
-    for contact in new_contacts:  # persistent as the rows just written, without an INSERT at the next flush
-        make_transient_to_detached(contact)
-        db.session.add(contact)
+def _write_new_contacts(new_contacts: list[NewContact]) -> None:
+    """Insert the rows of contacts that have ids but no rows yet."""
+    if new_contacts:
+        bulk.insert_rows(Contact.__table__, [contact_row(contact) for contact in new_contacts])
 
 
 def _tell(pairs: list) -> None:

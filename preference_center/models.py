@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 from sqlalchemy import (
     JSON,
@@ -692,18 +693,23 @@ def _contact_search_text(mapper, connection, target) -> None:
     target.search_text = contact_text(target.email, target.name, target.company)
 
 
-def contact_row(contact: Contact) -> dict:
-    """Every column of a new contact, as the ORM would insert it (defaults, `search_text`), for a bulk insert.
 
-    Every column is set on the object too, so it holds what its row holds and
-    nothing is lazy-loaded from it once it joins the session.
-    """
+class NewContact(SimpleNamespace):
+    """A contact to be written in bulk: every column of its row in a plain record (no ORM object, no session)."""
+
+    @classmethod
+    def of(cls, **values) -> NewContact:
+        """`values` over every column's default, as the ORM would insert them."""
+        record = {}
+        for column in Contact.__table__.c:
+            default = column.default
+            record[column.key] = None if default is None else \
+                default.arg(None) if default.is_callable else default.arg
+        record.update(values)
+        return cls(**record)
+
+
+def contact_row(contact: NewContact) -> dict:
+    """The row of a new contact for a bulk insert, with its `search_text` (as the ORM's insert sets it)."""
     _contact_search_text(None, None, contact)
-    row = {}
-    for column in Contact.__table__.c:
-        value = getattr(contact, column.key)
-        if value is None and column.default is not None:
-            value = column.default.arg(None) if column.default.is_callable else column.default.arg
-        setattr(contact, column.key, value)
-        row[column.key] = value
-    return row
+    return dict(vars(contact))

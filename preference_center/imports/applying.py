@@ -16,6 +16,7 @@ from .. import actors, audit, characters, contacts, first_contact, ledger, optou
 from ..emails import InvalidEmail, normalize
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
+from ..sqlutil import one_of
 from .files import ImportProblem, delete_file, records
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
     rows = [_parse(job, line, cells) for line, cells in batch]
     valid = [r for r in rows if r.error is None]
     emails = list({r.email for r in valid})
-    existing = {c.email: c for c in db.session.scalars(select(Contact).where(Contact.email.in_(emails)))} \
+    existing = {c.email: c for c in db.session.scalars(select(Contact).where(one_of(Contact.email, emails)))} \
         if emails else {}
     optouts.settle([contact.id for contact in existing.values()])
     hashes = {r.email: contacts.hash_of(r.email) for r in valid}
@@ -88,7 +89,7 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
     if hashes:
         for email_hash, reason in db.session.execute(
                 select(Suppression.email_hash, Suppression.reason)
-                .where(Suppression.email_hash.in_(list(set(hashes.values()))))):
+                .where(one_of(Suppression.email_hash, set(hashes.values())))):
             suppressed.setdefault(email_hash, set()).add(reason)
     stopped: set[str] = set()
     if job.topic_id and hashes:
@@ -98,7 +99,7 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
         events = ConsentEvent.__table__.c
         stopped = set(db.session.scalars(
             select(Contact.email_hash).join(ConsentEvent, ConsentEvent.contact_id == Contact.id).where(
-                Contact.email_hash.in_(list(set(hashes.values()))),
+                one_of(Contact.email_hash, set(hashes.values())),
                 (events.action.in_((ledger.WITHDRAW, ledger.OBJECT))
                  & ((events.scope == ledger.ALL_MARKETING) | (events.topic_id == job.topic_id)))
                 | (events.action == ledger.ERASE)).distinct()))
