@@ -53,12 +53,14 @@ def statements_during(app, call) -> list[str]:
         seen.append(statement)
 
     with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
+        engines = {db.engine, optouts._engine()}  # the app's and the one-click pool (one on SQLite)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         call()
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
     return seen
 
 
@@ -93,6 +95,19 @@ def test_the_one_click_opt_out_is_committed_before_the_answer_leaves(app, ann):
         hooks.remove(look_from_elsewhere)
         other.dispose()
     assert seen_by_another_connection == [1]
+
+
+def test_a_click_taken_on_a_pooled_connection_the_database_closed_is_still_taken_once(app, ann):
+    assert click(app, ann, "news").status_code == 200  # the one-click pool now holds an idle connection
+    with app.app_context():
+        pool = optouts._engine().pool
+    closed = 0
+    for record in list(pool._pool.queue):  # as a database restart leaves them: dead, still pooled
+        record.dbapi_connection.close()
+        closed += 1
+    assert closed
+    assert click(app, ann, None).status_code == 200
+    assert waiting(app) == [(ann, topic_id(app, "news"), "one-click"), (ann, None, "one-click")]
 
 
 def test_settling_writes_the_withdraw_with_the_clicks_time_ip_and_user_agent(app, ann):
