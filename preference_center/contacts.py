@@ -10,13 +10,12 @@ import re
 
 from flask import current_app
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.orm import make_transient_to_detached
 
 from . import attributes, bulk, characters, engagement, erasure, ledger
 from .emails import email_hash, normalize
 from .errors import N_, ValidationError
 from .extensions import db
-from .models import RELATIONSHIPS, Contact, Subscription, Suppression, SystemMessage, Topic, utcnow
+from .models import RELATIONSHIPS, Contact, NewContact, Subscription, Suppression, SystemMessage, Topic, utcnow
 from .rules import Decision, may_send
 from .sqlutil import chunked
 
@@ -139,67 +138,60 @@ def _erased_before(contact: Contact) -> bool:
     ) is not None
 
 
-def _insert_new(fresh: list[Contact]) -> None:
-    """Insert new contacts and give them their ids: COPY on PostgreSQL for many, the ORM otherwise."""
-    connection = db.session.connection()
-    if connection.dialect.name != "postgresql" or len(fresh) < bulk.COPY_FROM:
-        db.session.add_all(fresh)
-        db.session.flush()
-        return
-    ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('contacts', 'id')) "
-                                  "FROM generate_series(1, :n)"), {"n": len(fresh)}).all()
-    table = Contact.__table__
-    rows = []
-    for contact, contact_id in zip(fresh, ids, strict=True):
-        contact.id = contact_id
-        row = {}
-        for column in table.c:
-            value = getattr(contact, column.key)
-            if value is None and column.default is not None:
-                value = column.default.arg(None) if column.default.is_callable else column.default.arg
-            setattr(contact, column.key, value)  # every column loaded: no lazy load per contact later
-            row[column.key] = value
-        rows.append(row)
-    bulk.insert_rows(table, rows)
-    for contact in fresh:  # persistent as the rows just written, without an INSERT at the next flush
-        make_transient_to_detached(contact)
-        db.session.add(contact)
-
-
 def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = None,
-                user_agent: str | None = None, then=None, cleaned: bool = False) -> list[tuple[Contact, bool]]:
+                user_agent: str | None = None, then=None, cleaned: bool = False,
+                known: dict[str, Contact] | None = None) -> list[tuple[Contact | NewContact, bool]]:
     """`upsert` for many (email, fields) rows at once, with one ledger append for all of them.
 
     `then(index, contact)` may return more ledger event specs (e.g. from
     `consent_spec`) to append right after row `index`'s own events, so the
     ledger reads exactly as if each row were upserted and followed up one by one.
-    Contacts have their ids when `then` is called.
+    Contacts have their ids when `then` is called. `known`: the live contacts of
+    these addresses by address, when the caller looked them up itself after
+    taking the ledger head's lock (`ledger.lock_head`); otherwise they are read here.
+
+    Many new contacts on PostgreSQL are written in bulk, each row once with its
+    final state, and come back as `NewContact` records of their rows rather than
+    ORM objects (load them by id to change them).
     """
     # `cleaned`: the caller already ran each row through `normalize` and `clean_profile` (the import does).
     prepared = rows if cleaned else [(normalize(email), clean_profile(fields)) for email, fields in rows]
     ledger.lock_head()  # before any new row: the lock order of `upsert`
-    known: dict[str, Contact] = {}
-    for part in chunked(address for address, _ in prepared):
-        for contact in db.session.scalars(select(Contact).where(Contact.email.in_(part))):
-            known[contact.email] = contact
-    results: list[tuple[Contact, bool]] = []
+    if known is None:
+        known = {}
+        for part in chunked(address for address, _ in prepared):
+            for contact in db.session.scalars(select(Contact).where(Contact.email.in_(part))):
+                known[contact.email] = contact
+    else:
+        known = dict(known)
+    in_bulk = db.session.connection().dialect.name == "postgresql" and \
+        len({address for address, _ in prepared if address not in known}) >= bulk.COPY_FROM
+    results: list[tuple[Contact | NewContact, bool]] = []
     per_row: list[list[dict]] = []
-    fresh: list[Contact] = []
+    fresh: list = []
     for address, profile in prepared:
         contact = known.get(address)
         created = contact is None
         if created:
-            contact = known[address] = _new_contact(address)
+            contact = known[address] = NewContact.of(email=address, email_hash=hash_of(address)) if in_bulk \
+                else _new_contact(address)
             fresh.append(contact)
         per_row.append(_changes(contact, created, profile, source=source, ip=ip, user_agent=user_agent))
         results.append((contact, created))
-    _insert_new(fresh)
+    if in_bulk:  # ids from the sequence; the ledger writes the rows, with their state, before their events
+        ids = db.session.scalars(text("SELECT nextval(pg_get_serial_sequence('contacts', 'id')) "
+                                      "FROM generate_series(1, :n)"), {"n": len(fresh)}).all()
+        for contact, contact_id in zip(fresh, ids, strict=True):
+            contact.id = contact_id
+    elif fresh:
+        db.session.add_all(fresh)
+        db.session.flush()
     specs: list[dict] = []
     for index, ((contact, _), own) in enumerate(zip(results, per_row, strict=False)):
         specs += own
         if then is not None:
             specs += then(index, contact) or []
-    ledger.append_many(specs)
+    ledger.append_many(specs, new_contacts=fresh if in_bulk else [])
     return results
 
 

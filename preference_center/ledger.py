@@ -14,6 +14,7 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import bulk
 from .characters import printable
 from .extensions import db
-from .models import ConsentEvent, ConsentText, Contact, LedgerHead, Subscription, utcnow
+from .models import ConsentEvent, ConsentText, Contact, LedgerHead, NewContact, Subscription, contact_row, utcnow
 from .sqlutil import chunked, one_of
 
 GENESIS = "0" * 64
@@ -114,14 +115,18 @@ def _check(spec: dict) -> None:
         raise TypeError("a ledger event needs a source")
 
 
-def _build(spec: dict, event_id: int, prev_hash: str) -> ConsentEvent:
+class Appended(SimpleNamespace):
+    """A just-appended event: the column values of the row written (not an ORM object)."""
+
+
+def _build(spec: dict, event_id: int, prev_hash: str) -> Appended:
     """The one definition of how an event is built, digested and chained onto prev_hash."""
     contact = spec.get("contact")
-    user_agent = spec.get("user_agent")
+    ip, user_agent = spec.get("ip"), spec.get("user_agent")
     salt = secrets.token_hex(16)
     personal = dict(spec.get("personal") or {})
     wording = spec.get("consent_text")
-    event = ConsentEvent(
+    event = Appended(
         id=event_id,
         contact_id=contact.id if contact is not None else None,
         topic_id=spec.get("topic_id"),
@@ -136,8 +141,8 @@ def _build(spec: dict, event_id: int, prev_hash: str) -> ConsentEvent:
         detail=spec.get("detail") or {},
         # Whatever door they came through (a provider's event, an API client's proof), the
         # proof fields hold no control characters: PostgreSQL refuses NUL, logs and CSV break on the rest.
-        ip=(printable(spec.get("ip")) or None) and printable(spec.get("ip"))[:64],
-        user_agent=(printable(user_agent) or None) and printable(user_agent)[:512],
+        ip=(ip and printable(ip)[:64]) or None,
+        user_agent=(user_agent and printable(user_agent)[:512]) or None,
         personal={**personal, "salt": salt},
         redacted=False,
         occurred_at=spec.get("occurred_at") or utcnow(),
@@ -213,7 +218,7 @@ def append(
     if contact is not None:
         _settle_waiting_opt_outs([contact.id])
     event_id, prev_hash = _take_ids(1)
-    event = _build(spec, event_id, prev_hash)
+    event = ConsentEvent(**vars(_build(spec, event_id, prev_hash)))
     db.session.add(event)
     _set_head_hash(event.hash)
     if contact is not None:
@@ -222,34 +227,50 @@ def append(
     return event
 
 
-def append_many(specs: list[dict]) -> list[ConsentEvent]:
+def append_many(specs: list[dict], new_contacts: list[NewContact] = ()) -> list[Appended]:
     """Append several events in order, as `append` would one by one, under a single head lock.
 
     Each spec holds `append`'s arguments by name (`action`, `contact`, `source`, ...).
     The events are hashed in order, inserted in one statement, and applied to the
-    derived state in one pass. The returned events carry the stored values but
-    are not attached to the session (load them by id to change them).
+    derived state in one pass. The returned events carry the stored values; they
+    are not ORM objects (load them by id to change them).
+
+    `new_contacts` are contacts created in this transaction (`NewContact`
+    records) that have their ids but no rows yet: each row is written once,
+    with the state its events give it, before the events (rather than
+    inserted, then updated).
     """
     specs = list(specs)
     for spec in specs:
         _check(spec)
     if not specs:
+        _write_new_contacts(new_contacts)
         return []
-    _settle_waiting_opt_outs([spec["contact"].id for spec in specs if spec.get("contact") is not None])
+    fresh = {contact.id for contact in new_contacts}
+    # A contact without a row has no opt-out waiting.
+    _settle_waiting_opt_outs([spec["contact"].id for spec in specs
+                              if spec.get("contact") is not None and spec["contact"].id not in fresh])
     first_id, prev_hash = _take_ids(len(specs))
     events = []
     for offset, spec in enumerate(specs):
         event = _build(spec, first_id + offset, prev_hash)
         prev_hash = event.hash
         events.append(event)
-    columns = [c.key for c in ConsentEvent.__mapper__.column_attrs]
-    # Core, not the ORM bulk path: COPY on PostgreSQL, one multi-row INSERT elsewhere.
-    bulk.insert_rows(ConsentEvent.__table__, [{c: getattr(e, c) for c in columns} for e in events])
-    _set_head_hash(prev_hash)
     pairs = [(spec.get("contact"), event) for spec, event in zip(specs, events, strict=False)]
-    apply_many(pairs)
+    state = _derive(pairs, fresh)
+    _write_new_contacts(new_contacts)
+    # Core, not the ORM bulk path: COPY on PostgreSQL, one multi-row INSERT elsewhere.
+    bulk.insert_rows(ConsentEvent.__table__, [vars(event) for event in events])
+    _set_head_hash(prev_hash)
+    _write_state(*state)
     _tell(pairs)
     return events
+
+
+def _write_new_contacts(new_contacts: list[NewContact]) -> None:
+    """Insert the rows of contacts that have ids but no rows yet."""
+    if new_contacts:
+        bulk.insert_rows(Contact.__table__, [contact_row(contact) for contact in new_contacts])
 
 
 def _tell(pairs: list) -> None:
@@ -354,16 +375,25 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
     session already holds get the new values as committed ones, so nothing
     reads a stale state and nothing is flushed twice.
     """
-    by_contact: dict[int, tuple[Contact, list[ConsentEvent]]] = {}
+    _write_state(*_derive(pairs, set()))
+
+
+def _derive(pairs: list[tuple[Contact | None, object]], fresh: set[int]) -> tuple[list, list, list]:
+    """The state changes events make (fold), as rows to write; contacts get their new values.
+
+    Contacts in `fresh` have no rows yet: none are read for them, and their
+    new values are simply set, to be inserted with the row.
+    """
+    by_contact: dict[int, tuple[Contact, list]] = {}
     for contact, event in pairs:
         if contact is not None:
             by_contact.setdefault(contact.id, (contact, []))[1].append(event)
     if not by_contact:
-        return
+        return [], [], []
     db.session.flush()
     subs = Subscription.__table__
     topics_of: dict[int, dict[int, tuple[str, int]]] = {}
-    for part in chunked(by_contact):
+    for part in chunked([contact_id for contact_id in by_contact if contact_id not in fresh]):
         for contact_id, topic_id, state, event_id in db.session.execute(
                 select(subs.c.contact_id, subs.c.topic_id, subs.c.state, subs.c.event_id)
                 .where(one_of(subs.c.contact_id, part))):
@@ -387,9 +417,19 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
         values = {"marketing_opt_out_event_id": after.marketing_opt_out_event_id,
                   "relationship_event_id": after.relationship_event_id, "status": after.status,
                   "last_interaction_at": events[-1].occurred_at, "updated_at": now}
+        if contact_id in fresh:
+            for key, value in values.items():
+                setattr(contact, key, value)
+            continue
         people.append({"b_id": contact_id, **values})
         for key, value in values.items():
             set_committed_value(contact, key, value)
+    return changed, added, people
+
+
+def _write_state(changed: list, added: list, people: list) -> None:
+    """Write the rows `_derive` gave; ORM objects the session holds get the new values as committed ones."""
+    subs = Subscription.__table__
     if changed:
         db.session.execute(
             update(subs).where(subs.c.contact_id == bindparam("b_contact"), subs.c.topic_id == bindparam("b_topic")),
@@ -397,8 +437,9 @@ def apply_many(pairs: list[tuple[Contact | None, ConsentEvent]]) -> None:
     if added:
         bulk.insert_rows(subs, [{"contact_id": r["b_contact"], "topic_id": r["b_topic"],
                                  **{k: r[k] for k in ("state", "event_id", "updated_at")}} for r in added])
-    contacts = Contact.__table__
-    db.session.execute(update(contacts).where(contacts.c.id == bindparam("b_id")), people)
+    if people:
+        contacts = Contact.__table__
+        db.session.execute(update(contacts).where(contacts.c.id == bindparam("b_id")), people)
     for row in changed + added:
         held = db.session.identity_map.get(Subscription.__mapper__.identity_key_from_primary_key(
             (row["b_contact"], row["b_topic"])))

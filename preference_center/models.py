@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 from sqlalchemy import (
     JSON,
@@ -720,3 +721,25 @@ def _contact_search_text(mapper, connection, target) -> None:
     from .folding import contact_text
 
     target.search_text = contact_text(target.email, target.name, target.company)
+
+
+
+class NewContact(SimpleNamespace):
+    """A contact to be written in bulk: every column of its row in a plain record (no ORM object, no session)."""
+
+    @classmethod
+    def of(cls, **values) -> NewContact:
+        """`values` over every column's default, as the ORM would insert them."""
+        record = {}
+        for column in Contact.__table__.c:
+            default = column.default
+            record[column.key] = None if default is None else \
+                default.arg(None) if default.is_callable else default.arg
+        record.update(values)
+        return cls(**record)
+
+
+def contact_row(contact: NewContact) -> dict:
+    """The row of a new contact for a bulk insert, with its `search_text` (as the ORM's insert sets it)."""
+    _contact_search_text(None, None, contact)
+    return dict(vars(contact))

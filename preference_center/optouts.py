@@ -20,7 +20,25 @@ inbox, so settlers queue on one lock and never deadlock on inbox rows.
 """
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String, bindparam, cast, delete, exists, func, insert, or_, select
+import threading
+
+from flask import current_app
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    create_engine,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.exc import DBAPIError
 
 from . import audit, characters, contacts, engagement, inputs, ledger
 from .actors import Actor, ActorKind
@@ -30,6 +48,8 @@ from .sqlutil import chunked, one_of, parts_for_one_of
 
 BATCH = 1000
 _SETTLING = "pc.settling_opt_outs"
+_ENGINE = "pc.one_click_engine"
+_ENGINE_LOCK = threading.Lock()
 
 
 def _take_statement():
@@ -61,24 +81,65 @@ def take(contact_id: int, version: int, topic_id: object, *, source: str, ip: st
     It holds while its contact exists, is not erased and still has that token
     version, and its topic (0 = all marketing) is a marketing topic; ids that no row could have are refused
     before the database sees them, and the IP and user agent lose any control characters. `delivery_id` is the
-    campaign delivery the link came in (unchecked here: `engagement.note_own_unsubscribe` checks it). Runs in
-    its own short transaction on a pooled connection, committed before it
-    returns: no ORM session, no ledger lock.
+    campaign delivery the link came in (unchecked here: `engagement.note_own_unsubscribe` checks it). Runs as
+    one autocommitted statement on a pooled connection (`_engine`), committed
+    before it returns: no ORM session, no ledger lock.
     """
     if not (inputs.fits(contact_id, Contact.id) and inputs.fits(version, Contact.token_version)
             and inputs.fits(topic_id, Topic.id, smallest=0)):
         return False
     # Header text is cleaned, never refused: an opt-out whose User-Agent holds a NUL is still an opt-out.
     ip, user_agent = characters.printable(ip), characters.printable(user_agent)
-    with db.engine.begin() as connection:
-        # RETURNING, not rowcount: INSERT … SELECT has no reliable rowcount on every driver.
-        inserted = connection.execute(_TAKE, {
-            "contact_id": contact_id, "version": version, "topic_id": topic_id,
-            "source": characters.printable(source)[:200], "ip": ip and ip[:64],
-            "user_agent": user_agent and user_agent[:512], "received_at": utcnow(),
-            "delivery_id": delivery_id if inputs.fits(delivery_id, OptOutInbox.delivery_id) else None,
-        }).first()
-    return inserted is not None
+    params = {"contact_id": contact_id, "version": version, "topic_id": topic_id,
+              "source": characters.printable(source)[:200], "ip": ip and ip[:64],
+              "user_agent": user_agent and user_agent[:512], "received_at": utcnow(),
+              "delivery_id": delivery_id if inputs.fits(delivery_id, OptOutInbox.delivery_id) else None}
+    for attempt in range(2):
+        try:
+            engine = _engine()
+            with engine.connect() as connection:
+                if engine is db.engine:  # the one-click pool is in autocommit already
+                    connection.execution_options(isolation_level="AUTOCOMMIT")
+                # RETURNING, not rowcount: INSERT … SELECT has no reliable rowcount on every driver.
+                return connection.execute(_TAKE, params).first() is not None
+        except DBAPIError as exc:
+            # A pooled connection the database had closed (restart, idle timeout): once more on a fresh one.
+            # Had the first INSERT committed after all, the click waits twice and settles into one withdraw.
+            if attempt or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _engine() -> Engine:
+    """The engine the one-click INSERT runs on: on PostgreSQL its own pool, without the ping before each checkout.
+
+    Autocommit: one statement on its own is its own transaction, committed
+    before the database answers it, so the opt-out is durable when `execute`
+    returns, with no BEGIN and COMMIT round trips around it. The app's pool
+    pings every connection it hands out, a round trip as long as the INSERT
+    itself; here a dead connection fails the statement instead, and `take`
+    runs it again on a fresh one. Created once per process and app.
+    """
+    app = current_app._get_current_object()
+    engine = app.extensions.get(_ENGINE)
+    if engine is None:
+        with _ENGINE_LOCK:
+            engine = app.extensions.get(_ENGINE)
+            if engine is None:
+                engine = db.engine
+                if engine.dialect.name == "postgresql":
+                    options = {k: v for k, v in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items()
+                               if k != "pool_pre_ping"}
+                    engine = create_engine(engine.url, **options, pool_pre_ping=False, isolation_level="AUTOCOMMIT")
+                app.extensions[_ENGINE] = engine
+    return engine
+
+
+def dispose_engine(app) -> None:
+    """Close the one-click pool's connections (an app that is done, as the tests' are)."""
+    engine = app.extensions.pop(_ENGINE, None)
+    if engine is not None:
+        engine.dispose()
 
 
 _INBOX = OptOutInbox.__table__

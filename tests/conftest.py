@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from preference_center import create_app
+from preference_center import create_app, optouts
 from preference_center.extensions import db
 
 from .fake_sendgrid import FakeSendGrid
@@ -130,6 +130,7 @@ def app(app_config, sqlite_schema, template_cache):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+    optouts.dispose_engine(app)
 
 
 @pytest.fixture

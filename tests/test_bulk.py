@@ -6,7 +6,7 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from preference_center import bulk, contacts, imports, ledger
+from preference_center import bulk, contacts, directory, imports, ledger
 from preference_center.extensions import db
 from preference_center.models import ConsentEvent, Contact, Subscription
 
@@ -76,4 +76,38 @@ def test_copied_json_and_null_values_match_an_insert(news):
     assert all(s.personal and "salt" in s.personal for s in stored)
     assert [s.hash for s in stored] == [e.hash for e in events]
     assert all(ledger.event_hash(s) == s.hash for s in stored)
+    assert ledger.verify().ok
+
+
+def test_contacts_written_in_bulk_hold_what_one_by_one_upserts_write(news):
+    many = bulk.COPY_FROM * 2
+    rows = [(f"Bulk{i}@Example.com", {"name": f"Zoë {i}", "company": "Peña Ltd", "relationship": "customer"})
+            for i in range(many)]
+
+    def grant(index, contact):
+        return [contacts.consent_spec(contact, action=ledger.GRANT, topic=news, source="sheet", confirmed=True)]
+
+    results = contacts.upsert_many(rows, source="sheet", then=grant)
+    for i in range(3):
+        one, _ = contacts.upsert(f"single{i}@example.com", rows[i][1], source="sheet")
+        contacts.record_consent(one, action=ledger.GRANT, topic=news, source="sheet", confirmed=True)
+    db.session.commit()
+    assert all(created for _, created in results)
+    db.session.expire_all()
+    columns = ("company", "relationship", "status", "token_version", "soft_bounces", "marketing_opt_out_event_id")
+    single = contacts.find("single0@example.com")
+    for address in ("bulk0@example.com", f"bulk{many - 1}@example.com"):
+        person = contacts.find(address)
+        assert [getattr(person, c) for c in columns] == [getattr(single, c) for c in columns]
+        assert person.name == "Zoë " + address[4:address.index("@")]
+        assert person.search_text == "bulk" + address[4:] + " | zoe " + address[4:address.index("@")] + " | pena ltd"
+        events = db.session.scalars(select(ConsentEvent).where(ConsentEvent.contact_id == person.id)
+                                    .order_by(ConsentEvent.id)).all()
+        assert [e.action for e in events] == ["relationship", "grant"]
+        assert person.relationship_event_id == events[0].id
+        assert person.last_interaction_at == events[-1].occurred_at
+        assert person.created_at.tzinfo is not None and person.updated_at.tzinfo is not None
+        assert ledger.state_of(person) == ledger.replay(person.id)
+    # Found by name in the contact list, as any contact is.
+    assert directory.count(directory.Filters(q="zoe 77 pena")) == 1
     assert ledger.verify().ok

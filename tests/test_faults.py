@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from preference_center import campaigns, contacts, create_app, imports, ledger, rules, tasks
 from preference_center.extensions import db
+from preference_center.imports import applying
 from preference_center.models import Campaign, ConsentEvent, Contact, Delivery, ImportJob, Subscription, Topic
 
 from .fake_sendgrid import FakeSendGrid
@@ -188,8 +189,11 @@ def _status(campaign_id: int) -> str:
 
 
 @requires_servers
-def test_a_csv_import_survives_killed_database_connections_and_imports_each_row_once(app):
-    rows = 3000
+def test_a_csv_import_survives_killed_database_connections_and_imports_each_row_once(app, monkeypatch):
+    # Small chunks: many commits, so the import is still running when the connections are killed (3,000 rows
+    # in chunks of 2,000 can finish before the first kill).
+    monkeypatch.setattr(applying, "CHUNK", 100)
+    rows = 6000
     body = "email,name\n" + "".join(f"i{i}@example.com,Person {i}\n" for i in range(rows))
     with app.app_context():
         job = imports.store(io.BytesIO(body.encode()), "big.csv", created_by="test")
@@ -202,7 +206,7 @@ def test_a_csv_import_survives_killed_database_connections_and_imports_each_row_
         with start_worker(app.extensions["celery"], pool="threads", concurrency=1, perform_ping_check=False,
                           shutdown_timeout=30, loglevel="ERROR"):
             tasks.enqueue("import_csv", job_id)
-            killer = Killer(times=3, every=0.8)
+            killer = Killer(times=3, every=0.5)
 
             def finished() -> bool:
                 db.session.expire_all()

@@ -12,7 +12,7 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 
 import preference_center.tasks  # noqa: F401  (registers preference_center.tasks.import_csv)
-from preference_center import contacts, imports, ledger, rules
+from preference_center import contacts, imports, ledger, optouts, rules
 from preference_center.extensions import db
 from preference_center.models import ConsentEvent, Contact, ImportJob, Subscription
 
@@ -252,6 +252,36 @@ def test_an_import_never_resubscribes_someone_who_unsubscribed(as_marketer, news
     assert job.granted_count == 0
     assert states("ann@example.com")["news"] == "unsubscribed"
     assert states("out@example.com")["news"] == "unsubscribed"
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_an_import_never_resubscribes_someone_whose_one_click_opt_out_still_waits(ctx, news, chunk):
+    ann = factories.contact("ann@example.com")
+    contacts.record_consent(ann, action="grant", topic=news, source="test", confirmed=True)
+    bob = factories.contact("bob@example.com")
+    db.session.commit()
+    # Both clicked one-click unsubscribe (ann from news, bob from all marketing); not chained yet.
+    assert optouts.take(ann.id, ann.token_version, news.id, source="one-click", ip=None, user_agent=None)
+    assert optouts.take(bob.id, bob.token_version, 0, source="one-click", ip=None, user_agent=None)
+    job = imports.store(io.BytesIO(b"email\nann@example.com\nbob@example.com\ncat@example.com\n"), "x.csv",
+                        created_by="test")
+    imports.configure(job, imports.Settings(mapping={"email": 0}, legal_basis="consent", source_text=SOURCE,
+                                            topic_key="news", consent_collected=True, confirmed_opt_in=True))
+    if chunk is None:  # previewed: the preview already counts them as kept out
+        counts = imports.preview(job)["counts"]
+        assert (counts["kept_opt_out"], counts["suppressed"], counts["grants"]) == (1, 1, 1)
+    else:  # the waiting opt-outs are found when the chunk runs
+        job.status = "previewed"
+    imports.start(job)
+    db.session.commit()
+    assert optouts.take(ann.id, ann.token_version, 0, source="one-click", ip=None, user_agent=None)
+    job = imports.run(job.id, chunk=chunk)
+    assert job.status == "done" and job.granted_count == 1
+    assert states("ann@example.com")["news"] == "unsubscribed"
+    assert states("bob@example.com")["news"] == "unsubscribed"
+    assert states("cat@example.com")["news"] == "subscribed"
+    assert not optouts.waiting()
+    assert ledger.verify().ok
 
 
 def test_running_the_same_job_twice_imports_it_once(ctx, news):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import create_engine, event, func, select
 
 from preference_center import contacts, ledger, links, optouts, rules
 from preference_center.extensions import db
@@ -53,12 +53,14 @@ def statements_during(app, call) -> list[str]:
         seen.append(statement)
 
     with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
+        engines = {db.engine, optouts._engine()}  # the app's and the one-click pool (one on SQLite)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         call()
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
     return seen
 
 
@@ -70,6 +72,42 @@ def test_the_one_click_request_is_one_insert_and_leaves_the_ledger_head_alone(ap
     assert len(writes) == 1 and writes[0].lstrip().upper().startswith("INSERT INTO OPT_OUT_INBOX")
     assert not any("ledger_head" in s or "consent_events" in s for s in statements)
     assert waiting(app) == [(ann, topic_id(app, "news"), "one-click")]
+
+
+def test_the_one_click_opt_out_is_committed_before_the_answer_leaves(app, ann):
+    seen_by_another_connection = []
+    with app.app_context():
+        url = db.engine.url
+    other = create_engine(url)
+
+    def look_from_elsewhere(response):
+        # Another connection, outside the request's pool: it sees only what is committed.
+        with other.connect() as connection:
+            seen_by_another_connection.append(connection.execute(
+                select(func.count()).select_from(OptOutInbox).where(OptOutInbox.contact_id == ann)).scalar())
+        return response
+
+    hooks = app.after_request_funcs.setdefault(None, [])
+    hooks.append(look_from_elsewhere)  # the app has served requests: no decorator any more
+    try:
+        assert click(app, ann, "news").status_code == 200
+    finally:
+        hooks.remove(look_from_elsewhere)
+        other.dispose()
+    assert seen_by_another_connection == [1]
+
+
+def test_a_click_taken_on_a_pooled_connection_the_database_closed_is_still_taken_once(app, ann):
+    assert click(app, ann, "news").status_code == 200  # the one-click pool now holds an idle connection
+    with app.app_context():
+        pool = optouts._engine().pool
+    closed = 0
+    for record in list(pool._pool.queue):  # as a database restart leaves them: dead, still pooled
+        record.dbapi_connection.close()
+        closed += 1
+    assert closed
+    assert click(app, ann, None).status_code == 200
+    assert waiting(app) == [(ann, topic_id(app, "news"), "one-click"), (ann, None, "one-click")]
 
 
 def test_settling_writes_the_withdraw_with_the_clicks_time_ip_and_user_agent(app, ann):

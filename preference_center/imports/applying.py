@@ -12,11 +12,12 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from .. import actors, attributes, audit, characters, contacts, first_contact, ledger
+from .. import actors, attributes, audit, characters, contacts, first_contact, ledger, optouts
 from ..emails import InvalidEmail, normalize
 from ..errors import N_
 from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
+from ..sqlutil import one_of
 from .files import ImportProblem, delete_file, records
 from .settings import ATTRIBUTE
 
@@ -42,6 +43,7 @@ class Row:
     error: str | None = None
     grant: bool = False  # a consent grant will be recorded
     keeps_opt_out: bool = False  # withdrew from the topic before: no grant
+    contact: Contact | None = None  # the live contact of the address, if there is one
 
 
 def _cell(cells: list[str], index: int | None) -> str:
@@ -78,31 +80,41 @@ def _parse(job: ImportJob, line: int, cells: list[str]) -> Row:
 
 
 def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str]) -> list[Row]:
-    """Decide what each row of a chunk does, with three queries for the whole chunk."""
+    """Decide what each row of a chunk does, with three queries for the whole chunk.
+
+    One-click opt-outs still waiting for the chunk's contacts are settled first,
+    so a grant never follows an opt-out the person already made.
+    """
     rows = [_parse(job, line, cells) for line, cells in batch]
     valid = [r for r in rows if r.error is None]
     emails = list({r.email for r in valid})
-    existing = {c.email: c for c in db.session.scalars(select(Contact).where(Contact.email.in_(emails)))} \
+    existing = {c.email: c for c in db.session.scalars(select(Contact).where(one_of(Contact.email, emails)))} \
         if emails else {}
+    optouts.settle([contact.id for contact in existing.values()])
     hashes = {r.email: contacts.hash_of(r.email) for r in valid}
     suppressed: dict[str, set[str]] = {}
     if hashes:
         for email_hash, reason in db.session.execute(
                 select(Suppression.email_hash, Suppression.reason)
-                .where(Suppression.email_hash.in_(list(set(hashes.values()))))):
+                .where(one_of(Suppression.email_hash, set(hashes.values())))):
             suppressed.setdefault(email_hash, set()).add(reason)
     stopped: set[str] = set()
     if job.topic_id and hashes:
         # Anyone whose address ever withdrew from this topic or from all marketing, objected or was erased
         # (on any row: an erased row keeps its hash) gets no grant from an import: only their own
         # confirmation brings them back (SPEC section 7, invariant 1).
-        events = ConsentEvent.__table__.c
-        stopped = set(db.session.scalars(
-            select(Contact.email_hash).join(ConsentEvent, ConsentEvent.contact_id == Contact.id).where(
-                Contact.email_hash.in_(list(set(hashes.values()))),
-                (events.action.in_((ledger.WITHDRAW, ledger.OBJECT))
-                 & ((events.scope == ledger.ALL_MARKETING) | (events.topic_id == job.topic_id)))
-                | (events.action == ledger.ERASE)).distinct()))
+        # Two steps, each on its own index: the rows of these addresses, then only their events (a join
+        # planned on the statistics of a table the import is still filling may scan every event).
+        hash_of_row = dict(db.session.execute(
+            select(Contact.id, Contact.email_hash).where(one_of(Contact.email_hash, set(hashes.values())))).all())
+        if hash_of_row:
+            events = ConsentEvent.__table__.c
+            stopped = {hash_of_row[contact_id] for contact_id in db.session.scalars(
+                select(events.contact_id).where(
+                    one_of(events.contact_id, list(hash_of_row)),
+                    (events.action.in_((ledger.WITHDRAW, ledger.OBJECT))
+                     & ((events.scope == ledger.ALL_MARKETING) | (events.topic_id == job.topic_id)))
+                    | (events.action == ledger.ERASE)).distinct())}
     for row in valid:
         if row.email in seen:
             row.outcome, row.error = DUPLICATE, "the address appears earlier in the file"
@@ -114,7 +126,7 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
             row.error = "erased at the person's request" if row.outcome == ERASED else \
                 f"on the suppression list ({', '.join(sorted(reasons))})"
             continue
-        contact = existing.get(row.email)
+        contact = row.contact = existing.get(row.email)
         if contact is not None and "attributes" in row.fields:
             try:  # the file's attributes are added to (or change) the stored ones, never remove them
                 row.fields["attributes"] = attributes.clean({**attributes.of(contact), **row.fields["attributes"]})
@@ -245,9 +257,9 @@ def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: di
             confirmed=job.confirmed_opt_in, detail={"import_job": job.id, "line": row.line, **third_party},
         )]
 
-    # Rows were normalised and cleaned by `classify`; upsert_many does not repeat it.
+    # Rows were normalised, cleaned and looked up by `classify` under the head's lock; upsert_many repeats none of it.
     results = contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant,
-                                   cleaned=True)
+                                   cleaned=True, known={row.email: row.contact for row in todo if row.contact})
     first_contact.due(job, [contact for contact, created in results if created])  # Art. 14: tell them
     # An import never lifts a suppression: suppressed addresses were skipped, and only the person's
     # own confirmation lifts their opt-out or an erasure.
@@ -290,6 +302,9 @@ def run(job_id: int, chunk: int | None = None) -> ImportJob | None:
                     seen.add(row.email)
         for batch in _chunks(job, skip=job.processed, size=chunk or CHUNK):
             _plan_each_statement()
+            # The head's lock before reading, as every ledger writer takes it: no contact, opt-out or
+            # suppression the chunk's rows were classified by can change before they are applied.
+            ledger.lock_head()
             counts = _empty_counts()
             _apply_rows(job, classify(job, batch, seen), topic, counts)
             done = db.session.execute(
