@@ -138,8 +138,28 @@ def _get_topic(key: str) -> Topic:
     return db.session.scalar(select(Topic).where(Topic.key == key))
 
 
-# Used as `factories.topic(...)`, `factories.contact(...)`, `factories.get_topic(...)`.
-factories = SimpleNamespace(topic=_topic, contact=_contact, get_topic=_get_topic)
+def _subscriber(topic: Topic, email: str, **fields) -> Contact:
+    """A contact with confirmed consent to `topic`, committed."""
+    row = _contact(email, **fields)
+    contacts.record_consent(row, action="grant", topic=topic, source="test", confirmed=True)
+    db.session.commit()
+    return row
+
+
+# Used as `factories.topic(...)`, `factories.contact(...)`, `factories.subscriber(...)`, `factories.get_topic(...)`.
+factories = SimpleNamespace(topic=_topic, contact=_contact, subscriber=_subscriber, get_topic=_get_topic)
+
+
+def drain(campaign_id: int, size: int = 100) -> list[int]:
+    """Start what is due, then plan and send a campaign batch by batch, as the worker does; the batch ids."""
+    from preference_center import campaigns, sending
+
+    campaigns.start_due()
+    batches = []
+    while (batch := sending.plan_chunk(campaign_id, size)) is not None:
+        sending.send_batch(batch)
+        batches.append(batch)
+    return batches
 
 
 # -- pages --------------------------------------------------------------------------

@@ -11,11 +11,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select, update
 
-from preference_center import campaigns, contacts, sending
+from preference_center import campaigns, contacts
 from preference_center.extensions import db
 from preference_center.models import Campaign, Contact
 
-from .helpers import csrf_token, factories, text_of
+from .helpers import csrf_token, drain, factories, text_of
 
 # Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
 pytestmark = pytest.mark.sendgrid()
@@ -58,9 +58,7 @@ def test_each_filter_narrows_and_the_count_equals_who_receives_it(people, api, f
     campaign_id = created.json["id"]
     assert api.get(f"/campaigns/{campaign_id}/audience").json == {"count": len(expected)}
     api.post(f"/campaigns/{campaign_id}/schedule", json={"at": None})
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign_id, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign_id)
     assert {a.to[0] for a in fake.accepted} == expected
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from preference_center import actors, attributes, campaigns, compose, contacts, sending
+from preference_center import actors, attributes, campaigns, compose, contacts
 from preference_center.admin import preview
 from preference_center.commands import campaigns as campaign_commands
 from preference_center.errors import ValidationError
@@ -18,12 +18,16 @@ from preference_center.mail import TemplateError
 from preference_center.mail.personal import compile_part, contact_values
 from preference_center.models import AuditLog, ConsentEvent, Contact, Segment, Topic
 
-from .helpers import factories, text_of
+from .helpers import drain, factories, text_of
 
 SUBJECT = "Your {{ contact.attributes.plan|default('free') }} plan"
 TEXT = ("Seats: {{ contact.attributes.seats }}; trial: {{ contact.attributes['trial'] }}"
         "{% if contact.attributes.city %} in {{ contact.attributes.city|upper }}{% endif %}.")
 HTML = "<p>{{ contact.attributes.city }} / {{ contact.attributes.plan or 'none' }}</p>"
+
+
+# A contact with confirmed consent to the topic.
+person = factories.subscriber
 
 
 @pytest.fixture
@@ -33,22 +37,13 @@ def news(ctx):
     return topic
 
 
-def person(topic: Topic, email: str, **fields) -> Contact:
-    contact = factories.contact(email, **fields)
-    contacts.record_consent(contact, action="grant", topic=topic, source="test", confirmed=True)
-    db.session.commit()
-    return contact
-
-
 def send(topic: Topic, subject: str, text: str, html: str = "", audience: dict | None = None) -> int:
     campaign = campaign_commands.create(actors.staff("mia@example.com"), {
         "name": "A", "topic": topic.key, "subject": subject, "text": text, "html": html,
         **({"audience": audience} if audience else {})})
     campaigns.schedule(campaign, None)
     db.session.commit()
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign.id, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign.id)
     return campaign.id
 
 

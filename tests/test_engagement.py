@@ -10,18 +10,22 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from preference_center import actors, campaigns, contacts, engagement, feedback, ledger, links, sending
+from preference_center import actors, campaigns, engagement, feedback, ledger, links
 from preference_center.commands import tracking
 from preference_center.extensions import db
-from preference_center.models import AuditLog, ConsentEvent, Contact, Delivery
+from preference_center.models import AuditLog, ConsentEvent, Delivery
 
-from .helpers import csrf_token, factories, ledger_ok, text_of
+from .helpers import csrf_token, drain, factories, ledger_ok, text_of
 
 # Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
 pytestmark = pytest.mark.sendgrid()
 
 
 MIA = actors.staff("mia@example.com")
+
+
+# A contact with confirmed consent to the topic.
+subscriber = factories.subscriber
 
 
 @pytest.fixture
@@ -31,21 +35,12 @@ def news(ctx):
     return topic
 
 
-def subscriber(topic, email: str) -> Contact:
-    contact = factories.contact(email)
-    contacts.record_consent(contact, action="grant", topic=topic, source="test", confirmed=True)
-    db.session.commit()
-    return contact
-
-
 def run(topic, html: str = '<p>Hi <a href="https://example.com/shop">shop</a></p>') -> int:
     campaign = campaigns.create({"name": "W", "topic": topic.key, "subject": "Hi", "text": "Hello", "html": html},
                                 created_by="t")
     campaigns.schedule(campaign, None)
     db.session.commit()
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign.id, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign.id)
     return campaign.id
 
 

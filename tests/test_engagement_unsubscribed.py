@@ -7,13 +7,17 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from preference_center import campaigns, contacts, engagement, feedback, optouts, sending
+from preference_center import campaigns, engagement, feedback, optouts
 from preference_center.extensions import db
 from preference_center.models import Contact, Delivery, EngagementEvent, Subscription
 
-from .helpers import csrf_token, factories, text_of
+from .helpers import csrf_token, drain, factories, text_of
 
 pytestmark = pytest.mark.sendgrid()
+
+
+# A contact with confirmed consent to the topic.
+subscriber = factories.subscriber
 
 
 @pytest.fixture
@@ -23,20 +27,11 @@ def news(ctx):
     return topic
 
 
-def subscriber(topic, email: str) -> Contact:
-    contact = factories.contact(email)
-    contacts.record_consent(contact, action="grant", topic=topic, source="test", confirmed=True)
-    db.session.commit()
-    return contact
-
-
 def run(topic, name: str = "W") -> int:
     campaign = campaigns.create({"name": name, "topic": topic.key, "subject": "Hi", "text": "Hello"}, created_by="t")
     campaigns.schedule(campaign, None)
     db.session.commit()
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign.id, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign.id)
     return campaign.id
 
 

@@ -14,7 +14,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from preference_center import actors, campaigns, compose, contacts, sending
+from preference_center import actors, campaigns, compose, sending
 from preference_center.admin import preview
 from preference_center.commands import campaigns as campaign_commands
 from preference_center.extensions import db
@@ -22,7 +22,7 @@ from preference_center.mail import TemplateError
 from preference_center.mail.personal import FIELDS, compile_part, contact_values
 from preference_center.models import Campaign, CampaignBatch, Delivery, Topic, utcnow
 
-from .helpers import csrf_token, factories, text_of
+from .helpers import csrf_token, drain, factories, text_of
 
 # Sent through the real sendgrid client to the fake provider (`fake`, tests/conftest.py).
 pytestmark = pytest.mark.sendgrid(PC_SENDGRID_MAX_ATTEMPTS=2, PC_BATCH_SIZE=100)
@@ -33,18 +33,15 @@ TEXT = "Dear {{ contact.name|title }}{% if contact.title %} ({{ contact.title|lo
 HTML = "<p>Hi {{ contact.name or 'there' }} at {{ contact.company|upper }}</p>"
 
 
+# A contact with confirmed consent to the topic.
+person = factories.subscriber
+
+
 @pytest.fixture
 def news(ctx):
     topic = factories.topic("news")
     db.session.commit()
     return topic
-
-
-def person(topic: Topic, email: str, **fields):
-    contact = factories.contact(email, **fields)
-    contacts.record_consent(contact, action="grant", topic=topic, source="test", confirmed=True)
-    db.session.commit()
-    return contact
 
 
 def send(topic: Topic, subject: str, text: str, html: str = "") -> int:
@@ -53,9 +50,7 @@ def send(topic: Topic, subject: str, text: str, html: str = "") -> int:
                                         {"name": "P", "topic": topic.key, "subject": subject, "text": text, "html": html})
     campaigns.schedule(campaign, None)
     db.session.commit()
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign.id, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign.id)
     return campaign.id
 
 

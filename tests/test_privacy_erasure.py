@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from preference_center import campaigns, erasure, feedback, imports, links, privacy_logging, provider_erasure, sending
+from preference_center import erasure, feedback, imports, links, privacy_logging, provider_erasure, sending
 from preference_center.actors import staff as staff_actor
 from preference_center.commands import DomainError
 from preference_center.commands import imports as import_commands
@@ -28,7 +28,7 @@ from preference_center.models import (
 )
 
 from .fake_sendgrid import FakeSendGrid
-from .helpers import IP, PG_URL, UA, csrf_token, outbox, settle, token
+from .helpers import IP, PG_URL, UA, csrf_token, drain, outbox, settle, token
 
 EMAIL = "zeb.quattlebaum@example.org"
 NAME = "Zebulon Quattlebaum"
@@ -98,9 +98,7 @@ def _live_a_full_life(app, client, api, as_admin, fake_sendgrid) -> int:
     campaign = api.post("/campaigns", json={"name": "Tips", "topic": "tips", "subject": "Tips for {{ contact.name }}",
                                             "text": "Hi {{ contact.name }} ({{ contact.attributes.tier }})"}).json["id"]
     assert api.post(f"/campaigns/{campaign}/schedule", json={"at": None}).status_code == 200
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign)
     delivered = db.session.scalar(select(Delivery).where(Delivery.campaign_id == campaign,
                                                          Delivery.contact_id == contact_id))
     assert delivered.status == "sent"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from preference_center import campaigns, links, sending
+from preference_center import links
 from preference_center.extensions import db
 from preference_center.models import AuditLog, InterestAssessment, Topic
 
-from .helpers import csrf_token, events, make_contact, outbox, path_of, states, text_of, token
+from .helpers import csrf_token, drain, events, make_contact, outbox, path_of, states, text_of, token
 
 PURPOSE = "news about the products you bought from us, and offers for them"
 TEXT = "Purpose: keep customers informed. Necessity: email is how they asked to hear from us. Balance: ..."
@@ -54,9 +54,7 @@ def _run(api, topic: str) -> None:
     campaign = api.post("/campaigns", json={"name": "C", "topic": topic, "subject": "Hi", "text": "Hello",
                                             "html": "<p>Hello</p>"}).json["id"]
     assert api.post(f"/campaigns/{campaign}/schedule", json={"at": None}).status_code == 200
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign)
 
 
 def test_a_legitimate_interest_mail_says_why_we_write_and_offers_a_one_click_objection(app, api, as_admin, topics):

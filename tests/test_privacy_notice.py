@@ -7,14 +7,14 @@ import io
 import pytest
 from sqlalchemy import select
 
-from preference_center import campaigns, first_contact, imports, sending
+from preference_center import first_contact, imports
 from preference_center.actors import staff
 from preference_center.commands import imports as import_commands
 from preference_center.extensions import db
 from preference_center.models import Delivery, FirstContactNotice
 
 from .fake_sendgrid import FakeSendGrid
-from .helpers import factories, outbox
+from .helpers import drain, factories, outbox
 
 BOSS = staff("boss@example.com")
 
@@ -32,9 +32,7 @@ def _import(rows: str, third_party: str | None = "Fair Ltd") -> None:
 def _campaign(api, name="Tips") -> int:
     campaign = api.post("/campaigns", json={"name": name, "topic": "tips", "subject": "Tips", "text": "Hello"}).json["id"]
     assert api.post(f"/campaigns/{campaign}/schedule", json={"at": None}).status_code == 200
-    campaigns.start_due()
-    while (batch := sending.plan_chunk(campaign, 100)) is not None:
-        sending.send_batch(batch)
+    drain(campaign)
     return campaign
 
 
