@@ -131,3 +131,47 @@ def test_bad_numbers_in_settings_are_reported(monkeypatch, tmp_path):
     monkeypatch.setenv("PC_BATCH_SIZE", "lots")
     with pytest.raises(config.ConfigError, match="PC_BATCH_SIZE"):
         config.load(tmp_path)
+
+
+def test_the_upgrade_to_batches_as_plans_keeps_every_open_batch_recipient_and_its_claim(tmp_path, empty_database):
+    """0010: an open batch's recipients move onto the batch, its request in flight becomes triples, and the rows
+    still queued go (they are written again when sent); rows with an outcome stay."""
+    from sqlalchemy import insert, select
+
+    from preference_center.models import Campaign, CampaignBatch, Contact, Delivery, Topic
+
+    app = create_app({"PC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": empty_database,
+                      "PC_INSTANCE_PATH": str(tmp_path / "instance")})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade", "0009_speed"]).exit_code == 0
+    with app.app_context():
+        people = [db.session.execute(insert(Contact.__table__).values(email=f"p{i}@example.com", email_hash=f"h{i}")
+                                     .returning(Contact.__table__.c.id)).scalar_one() for i in range(3)]
+        topic = db.session.execute(insert(Topic.__table__).values(key="news", name="News", kind="marketing",
+                                                                  legal_basis="consent", default_relationships=[],
+                                                                  description="").returning(Topic.__table__.c.id)
+                                   ).scalar_one()
+        campaign = db.session.execute(insert(Campaign.__table__).values(
+            name="C", topic_id=topic, subject="S", html="", text="T", status="sending", created_by="test")
+            .returning(Campaign.__table__.c.id)).scalar_one()
+        batches = CampaignBatch.__table__
+        batch = db.session.execute(insert(batches).values(
+            campaign_id=campaign, first_contact_id=people[0], last_contact_id=people[2], size=3, status="claimed",
+            attempts=1).returning(batches.c.id)).scalar_one()
+        rows = [db.session.execute(insert(Delivery.__table__).values(
+            campaign_id=campaign, batch_id=batch, contact_id=person, status=status, event_id=7, attempts=1)
+            .returning(Delivery.__table__.c.id)).scalar_one()
+            for person, status in zip(people, ("sent", "queued", "queued"), strict=True)]
+        db.session.execute(text("UPDATE campaign_batches SET in_flight = :ids").bindparams(
+            db.bindparam("ids", type_=db.JSON)), {"ids": [rows[1]]})
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    with app.app_context():
+        plan = db.session.get(CampaignBatch, batch)
+        assert plan.contact_ids == people
+        assert plan.in_flight == [[rows[1], people[1], 7]]
+        assert db.session.scalars(select(Delivery.status).where(Delivery.batch_id == batch)).all() == ["sent"]
+        db.session.remove()
+        db.engine.dispose()
