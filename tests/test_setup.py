@@ -134,8 +134,9 @@ def test_bad_numbers_in_settings_are_reported(monkeypatch, tmp_path):
 
 
 def test_the_upgrade_to_batches_as_plans_keeps_every_open_batch_recipient_and_its_claim(tmp_path, empty_database):
-    """0010: an open batch's recipients move onto the batch, its request in flight becomes triples, and the rows
-    still queued go (they are written again when sent); rows with an outcome stay."""
+    """0013_batch_is_the_plan (after revision 0010_engagement_folding): an open batch's recipients move onto the
+    batch, its request in flight becomes triples, and the rows still queued go (they are written again when sent);
+    rows with an outcome stay."""
     from sqlalchemy import insert, select
 
     from preference_center.models import Campaign, CampaignBatch, Contact, Delivery, Topic
@@ -143,7 +144,7 @@ def test_the_upgrade_to_batches_as_plans_keeps_every_open_batch_recipient_and_it
     app = create_app({"PC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": empty_database,
                       "PC_INSTANCE_PATH": str(tmp_path / "instance")})
     runner = app.test_cli_runner()
-    assert runner.invoke(args=["db", "upgrade", "0009_speed"]).exit_code == 0
+    assert runner.invoke(args=["db", "upgrade", "0010_engagement_folding"]).exit_code == 0
     with app.app_context():
         people = [db.session.execute(insert(Contact.__table__).values(email=f"p{i}@example.com", email_hash=f"h{i}")
                                      .returning(Contact.__table__.c.id)).scalar_one() for i in range(3)]
