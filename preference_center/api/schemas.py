@@ -14,7 +14,7 @@ through them, so an answer cannot carry a field the document does not describe. 
 """
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from .. import attributes, campaigns
 from ..contacts import FIELD_LIMITS
@@ -139,10 +139,19 @@ class TopicList(Output):
 
 # -- contacts -------------------------------------------------------------------------
 
+def _written_with_a_point(value: object) -> object:
+    """The float branch takes numbers written as decimals only: an integer past the int branch's bounds must not
+    come back rounded to the nearest float (-9007199254740993 would be stored as -9007199254740992)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError("an integer must be between the bounds")
+    return value
+
+
 AttributeKey = Annotated[str, StringConstraints(pattern=attributes.KEY.pattern)]
 AttributeValue = (Annotated[str, StringConstraints(max_length=attributes.VALUE_MAX, pattern=ONE_LINE)] | bool
                   | Annotated[int, Field(ge=-attributes.NUMBER_MAX, le=attributes.NUMBER_MAX)]
-                  | Annotated[float, Field(ge=-attributes.NUMBER_MAX, le=attributes.NUMBER_MAX, allow_inf_nan=False)])
+                  | Annotated[float, BeforeValidator(_written_with_a_point),
+                              Field(ge=-attributes.NUMBER_MAX, le=attributes.NUMBER_MAX, allow_inf_nan=False)])
 Attributes = Annotated[dict[AttributeKey, AttributeValue], Field(
     max_length=attributes.MAX_KEYS, json_schema_extra={"additionalProperties": False})]
 
