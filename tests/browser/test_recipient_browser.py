@@ -107,6 +107,18 @@ def test_subscribe_form_to_confirmed_subscription(app, site, browser, topics):
     assert states(app, contact_id)["news"] == "subscribed"
 
 
+def downloaded(target, seconds: float = 15) -> bool:
+    """Chromium may show the final name (empty) before it moves the finished `.crdownload` file over it: wait until
+    the file has content and nothing is still downloading."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (target.exists() and target.stat().st_size > 0
+                and not any(p.suffix == ".crdownload" for p in target.parent.iterdir())):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_data_export_downloads_a_file_through_the_emailed_link(app, site, browser, downloads, ann):
     browser.get(f"{site}/p/{token(app, links.PREFERENCES, ann)}/data")
     settled(browser)
@@ -117,10 +129,7 @@ def test_data_export_downloads_a_file_through_the_emailed_link(app, site, browse
     settled(browser)
     browser.find_element("xpath", "//button[contains(., 'Download JSON')]").click()
     target = downloads / "my-data.json"
-    deadline = time.monotonic() + 15
-    while not target.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert target.exists(), f"no download in {list(downloads.iterdir())}"
+    assert downloaded(target), f"no download in {list(downloads.iterdir())}"
     data = json.loads(target.read_text())
     assert data["profile"]["email"] == "ann@example.com"
     assert any(e["action"] == "grant" and e["topic"] == "news" for e in data["consent_history"])
