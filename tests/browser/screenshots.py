@@ -130,12 +130,16 @@ def settled(driver, timeout: float = 10) -> None:
 
 def submit(driver, button) -> None:
     """Click a form button and wait for the next page (not for a download)."""
+    html = driver.find_element("tag name", "html")
+    button.click()
+    next_page(driver, html)
+
+
+def next_page(driver, html) -> None:
+    """Wait until the page whose <html> element is `html` has been replaced by the next one, loaded."""
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
-
-    html = driver.find_element("tag name", "html")
-    button.click()
 
     def navigated(_):
         # Mid-navigation Chromium may answer "node does not belong to the

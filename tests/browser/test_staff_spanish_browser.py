@@ -14,7 +14,7 @@ from preference_center.extensions import db
 from preference_center.models import Campaign
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium_path, css, fits_the_screen, screenshot, serve, settled, submit
+from .screenshots import chromium_path, css, fits_the_screen, next_page, screenshot, serve, settled, submit
 
 pytestmark = [
     pytest.mark.browser,
@@ -63,8 +63,10 @@ def test_a_marketer_switches_to_spanish_and_schedules_a_campaign_at_phone_width(
     browser.get(f"{site}/admin/login")
     settled(browser)
     assert browser.find_element("tag name", "html").get_attribute("lang") == "en"
-    tab_to(browser, "nav.lang a[lang=es]").send_keys(Keys.ENTER)
-    settled(browser)
+    switch = tab_to(browser, "nav.lang a[lang=es]")
+    html = browser.find_element("tag name", "html")
+    switch.send_keys(Keys.ENTER)
+    next_page(browser, html)
     assert browser.find_element("tag name", "html").get_attribute("lang") == "es"
     assert "Acceso del personal" in browser.page_source and fits_the_screen(browser)
 

@@ -14,7 +14,7 @@ from preference_center.extensions import db
 from preference_center.models import Contact, Suppression
 
 from ..helpers import PASSWORD, factories
-from .screenshots import chromium_path, css, desktop, fits_the_screen, serve, settled
+from .screenshots import chromium_path, css, desktop, fits_the_screen, next_page, serve, settled
 
 pytestmark = [
     pytest.mark.browser,
@@ -50,6 +50,15 @@ def press(driver, *keys) -> None:
     settled(driver)
 
 
+def send_form(driver, *keys) -> None:
+    """Keys that send a form (Enter on a field or a button): wait for the next page, not just any loaded one."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    html = driver.find_element("tag name", "html")
+    ActionChains(driver).send_keys(*keys).perform()
+    next_page(driver, html)
+
+
 def focus_by_tab(driver, element, limit: int = 60) -> None:
     """Tab from where the focus is until `element` has it (keyboard only: no clicks)."""
     from selenium.webdriver.common.keys import Keys
@@ -72,16 +81,16 @@ def test_an_admin_works_with_contacts_in_spanish_at_desktop_width_by_keyboard(ap
     browser.get(f"{site}/admin/login?lang=es")
     settled(browser)
     css(browser, "#email").send_keys("ada@example.com")
-    css(browser, "#password").send_keys(PASSWORD, Keys.ENTER)
-    settled(browser)
+    css(browser, "#password").send_keys(PASSWORD)
+    send_form(browser, Keys.ENTER)
     assert browser.find_element("tag name", "html").get_attribute("lang") == "es"
 
     # Find Ana without typing the accent; the total reads Spanish.
     browser.get(f"{site}/admin/contacts")
     settled(browser)
     assert "2 contactos coinciden." in css(browser, ".list-total").text and fits_the_screen(browser)
-    css(browser, "#q").send_keys("garcia", Keys.ENTER)
-    settled(browser)
+    css(browser, "#q").send_keys("garcia")
+    send_form(browser, Keys.ENTER)
     assert "1 contacto coincide con «garcia»." in css(browser, ".list-total").text
     rows = browser.find_elements("css selector", "tbody tr")
     assert len(rows) == 1 and "ana@example.com" in rows[0].text
@@ -95,7 +104,7 @@ def test_an_admin_works_with_contacts_in_spanish_at_desktop_width_by_keyboard(ap
     css(browser, "#attributes").send_keys("plan = gold", Keys.ENTER, "seats = 12")
     add = browser.find_element("xpath", "//main//button[normalize-space(.)='Añadir el contacto']")
     focus_by_tab(browser, add)
-    press(browser, Keys.ENTER)
+    send_form(browser, Keys.ENTER)
     assert "Contacto cy@example.com añadido." in browser.page_source and fits_the_screen(browser)
     assert "plan" in main_text(browser) and "gold" in main_text(browser)
     desktop(browser, "admin-contact-es-desktop", SHOTS)
@@ -114,14 +123,14 @@ def test_an_admin_works_with_contacts_in_spanish_at_desktop_width_by_keyboard(ap
     css(browser, "#reason").send_keys("pidió por teléfono")
     go_on = browser.find_element("xpath", "//main//button[normalize-space(.)='Continuar…']")
     focus_by_tab(browser, go_on)
-    press(browser, Keys.ENTER)
+    send_form(browser, Keys.ENTER)
     assert "¿Dejar de enviar correo de marketing a 1 contacto?" in main_text(browser) and fits_the_screen(browser)
     desktop(browser, "admin-bulk-confirm-es-desktop", SHOTS)
     desktop_width(browser)
     with app.app_context():
         assert db.session.scalar(select(Suppression.id)) is None
     focus_by_tab(browser, browser.find_element("xpath", "//main//button[normalize-space(.)='Sí, hacerlo']"))
-    press(browser, Keys.ENTER)
+    send_form(browser, Keys.ENTER)
     assert "Hecho para 1 contacto." in main_text(browser)
     assert "Done for" not in main_text(browser)
     with app.app_context():
