@@ -8,35 +8,20 @@ import io
 import re
 
 import pytest
-from flask import has_app_context
-from flask_babel import force_locale, refresh
+from flask_babel import force_locale
 
 from preference_center import contacts, rights
 from preference_center.admin.labels import label
 from preference_center.extensions import db
 
-from .helpers import Staff, factories, text_of
+from .helpers import factories, text_of
 
 ES = {"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
 
 
-class StaffReader(Staff):
-    """The staff client, each of whose requests also picks its language afresh.
-
-    The test's application context is shared by its requests, and Flask-Babel keeps the locale it chose in it;
-    a real server chooses for every request.
-    """
-
-    @staticmethod
-    def _fresh_request() -> None:
-        Staff._fresh_request()
-        if has_app_context():
-            refresh()
-
-
 @pytest.fixture
 def admin(as_admin):
-    return StaffReader(as_admin.client)
+    return as_admin
 
 
 @pytest.fixture
