@@ -14,6 +14,7 @@ floor measured in this run.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import signal
@@ -96,6 +97,9 @@ def main() -> None:
                      "--concurrency", str(args.threads), "--loglevel", "WARNING", "-n", f"bench{i}@%h",
                      "--without-heartbeat", "--without-mingle", "--without-gossip"],
                     cwd=ROOT, env={**os.environ, "PC_BENCH_STATS": str(stats)}), stats))
+            # Workers left behind (a failure below, or the run stopped) would take the next run's batches.
+            atexit.register(lambda: [w.kill() for w, _ in workers if w.poll() is None])
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
             time.sleep(4)  # let the workers connect before the clock starts
             spies = []
             if args.py_spy:
