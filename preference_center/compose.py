@@ -31,7 +31,7 @@ from markupsafe import escape as escape_html
 
 from . import branding, links
 from .mail import Envelope, MessageBatch, TemplateError
-from .mail.personal import CAMPAIGN_NAMES, SAMPLE, SYSTEM_NAMES, Part, compile_part, contact_values, field_value
+from .mail.personal import CAMPAIGN_NAMES, SAMPLE, SYSTEM_NAMES, Part, compile_part, contact_values, field_reader
 from .mail.render import MAX_OUTPUT, deadline_from_now
 from .models import Contact, Topic
 
@@ -119,19 +119,23 @@ class CampaignMail:
         self.bounded = worst <= 8_000 and all(hole.field is not None for hole in holes)
         # Only plain fields: each recipient's values are read straight from their row (the hot path).
         self.plain = self.split and self.bounded
-        self.field_holes = list({hole.key: (hole.key, hole.field, part.html)
-                                 for part in self.parts for hole in part.holes}.values())
+        # Per field one reader, per placeholder (in the order `fill` gives them) its field's index and escaping.
+        fields = list({hole.field: None for part in self.parts for hole in part.holes if hole.field})
+        self._readers = [field_reader(name) for name in fields]
+        self._holes = list({hole.key: (hole.key, fields.index(hole.field), part.html)
+                            for part in self.parts for hole in part.holes if hole.field}.values())
         self.mailto = current_app.config.get("PC_UNSUBSCRIBE_MAILTO")
         self._topic_id, self._campaign = topic.id or 0, str(campaign_id)
         self._unsubscribe_url = links.UrlMaker(links.UNSUBSCRIBE, "/u/")
         self._preferences_url = links.UrlMaker(links.PREFERENCES, "/p/")
-        self._languages: dict[str | None, str] = {}
         self.bases: dict[str, str] = {}
         if self.split:
             deadline = deadline_from_now()  # one time budget for the shared body
             context = {"unsubscribe_url": UNSUB, "preferences_url": PREFS}
             self.bases = {part.name: part.render_base(context, deadline) for part in self.parts}
         self._shared: dict[tuple[str, bool], tuple[MessageBatch, PartSizes]] = {}
+        # (recipient's locale, tracking) -> their shared message, its sizes and the room every value has in it.
+        self._by_locale: dict[tuple[str | None, bool], tuple[MessageBatch, PartSizes, int]] = {}
         # A template that fails for a made-up recipient with every field, or with none, is broken
         # for everyone: refused at the door, and the campaign fails instead of each recipient.
         unsubscribe, preferences = sample_links()
@@ -182,25 +186,30 @@ class CampaignMail:
         """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
         `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
         # The same links as links.unsubscribe_url and links.preferences_url, keys and base read once per batch.
-        unsubscribe, preferences = self._unsubscribe_url(contact, self._topic_id), self._preferences_url(contact)
+        contact_id, version = contact.id, contact.token_version  # read once: an attribute of a row is not free
+        unsubscribe = self._unsubscribe_url.of(contact_id, version, self._topic_id)
+        preferences = self._preferences_url.of(contact_id, version)
         if delivery_id:  # an opt-out through this link counts on this campaign's report (engagement.py)
             unsubscribe += f"?d={delivery_id}"
         locale = getattr(contact, "locale", None)
         if self.plain:  # the same values `fill` gives, without building the whole context
             substitutions = {UNSUB: unsubscribe, PREFS: preferences}
-            for key, name, html in self.field_holes:
-                value = field_value(contact, name)
-                substitutions[key] = str(escape_html(value)) if html else value
-            if locale not in self._languages:
-                self._languages[locale] = language(locale)
-            message, sizes = self.shared(self._languages[locale], tracking)
-            sizes.check(substitutions)
+            values = [read(contact) for read in self._readers]
+            for key, index, html in self._holes:
+                substitutions[key] = str(escape_html(values[index])) if html else values[index]
+            shared = self._by_locale.get((locale, tracking))
+            if shared is None:
+                message, sizes = self.shared(language(locale), tracking)
+                shared = self._by_locale[(locale, tracking)] = (message, sizes, sizes.room())
+            message, sizes, room = shared
+            if max(map(len, substitutions.values())) > room:  # PartSizes.check's own first test, inlined
+                sizes.check(substitutions)
         else:
             message, substitutions = self.fill(contact_values(contact), unsubscribe, preferences, locale, tracking)
-        header = f"<{unsubscribe}>" + (f", <mailto:{self.mailto}?subject=unsubscribe-{delivery_id}>"
-                                       if self.mailto else "")
-        return message, Envelope(to=contact.email, substitutions=substitutions, headers={"List-Unsubscribe": header},
-                                 custom_args={"delivery_id": str(delivery_id), "campaign_id": self._campaign})
+        header = (f"<{unsubscribe}>, <mailto:{self.mailto}?subject=unsubscribe-{delivery_id}>" if self.mailto
+                  else f"<{unsubscribe}>")
+        return message, Envelope(contact.email, substitutions, {"List-Unsubscribe": header},
+                                 {"delivery_id": str(delivery_id), "campaign_id": self._campaign})
 
 
 def marketing_batch(topic: Topic, subject: str, html: str, text: str, campaign_id: int) -> MessageBatch:
@@ -274,17 +283,19 @@ class PartSizes:
                 parts.append((field, len(body), counts))
         return cls(tuple(parts))
 
+    def room(self) -> int:
+        """The longest value every placeholder may take without any part going over the limit."""
+        if self._room is None:
+            object.__setattr__(self, "_room", min((MAX_OUTPUT - length) // max(1, sum(n for _, n in counts))
+                                                  for _, length, counts in self.parts) if self.parts else MAX_OUTPUT)
+        return self._room
+
     def check(self, substitutions: dict[str, str]) -> None:
         """Raise TemplateError (with .field) if a part filled in with these values is longer than the limit."""
         # Fast path (every recipient of a batch comes here): no part can grow past the limit if even
         # the most placeholders of any part, each filled with this recipient's longest value, fit.
-        if self.parts:
-            longest = max(map(len, substitutions.values()), default=0)
-            if self._room is None:
-                object.__setattr__(self, "_room", min((MAX_OUTPUT - length) // max(1, sum(n for _, n in counts))
-                                                      for _, length, counts in self.parts))
-            if longest <= self._room:
-                return
+        if not self.parts or max(map(len, substitutions.values()), default=0) <= self.room():
+            return
         for field, length, counts in self.parts:
             size = length + sum(n * (len(substitutions.get(key, key)) - len(key)) for key, n in counts)
             if size > MAX_OUTPUT:

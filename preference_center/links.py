@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from base64 import urlsafe_b64encode
+from binascii import b2a_base64
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -77,18 +77,23 @@ def _serializer_for(keys: tuple[str, ...], purpose: str) -> URLSafeTimedSerializ
 
 
 class _FastSigner:
-    """Makes the very tokens `_Serializer.dumps` makes, for short payloads, with one precomputed HMAC state.
+    """Makes the very tokens `_Serializer.dumps` makes, for short payloads, with precomputed HMAC states.
 
     itsdangerous derives the key (sha1(salt + b"signer" + newest key)) and
     starts an HMAC for every token; here both are done once per key set and
-    purpose, and each link copies the started state. Payloads over 64 bytes
-    (which itsdangerous may compress) go through the serializer itself.
+    purpose: HMAC-SHA1 as RFC 2104 defines it, sha1(key ^ opad + sha1(key ^
+    ipad + value)), from the two SHA-1 states with the padded key already
+    hashed, which each link copies (what `hmac` does, without its Python
+    wrapper). Payloads over 64 bytes (which itsdangerous may compress) go
+    through the serializer itself.
     """
 
     def __init__(self, keys: tuple[str, ...], purpose: str) -> None:
         self.serializer = _serializer_for(keys, purpose)
         key = hashlib.sha1(f"pc.{purpose}".encode() + b"signer" + keys[-1].encode()).digest()
-        self.mac = hmac.new(key, digestmod=hashlib.sha1)
+        key = key.ljust(_SHA1_BLOCK, b"\0")  # 20 bytes: shorter than the block, so padded, never hashed
+        self._inner = hashlib.sha1(key.translate(_IPAD))
+        self._outer = hashlib.sha1(key.translate(_OPAD))
         self._stamp = (None, b"")  # (second, its base64 timestamp): a campaign signs thousands per second
 
     def dumps(self, contact_id: int, version: int, argument: object) -> str:
@@ -98,20 +103,32 @@ class _FastSigner:
             payload = json.dumps([contact_id, version, argument], separators=(",", ":")).encode()
         if len(payload) > 64:
             return self.serializer.dumps([contact_id, version, argument])
+        return self.sign(payload)
+
+    def sign(self, payload: bytes) -> str:
+        """The token of a payload of at most 64 bytes, stamped now."""
         now = int(_timed.time.time())
         second, stamp = self._stamp
         if second != now:
             stamp = b"." + base64_encode(int_to_bytes(now))
             self._stamp = (now, stamp)
         value = _b64(payload) + stamp
-        mac = self.mac.copy()
-        mac.update(value)
-        return (value + b"." + _b64(mac.digest())).decode("ascii")
+        inner = self._inner.copy()
+        inner.update(value)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return (value + b"." + _b64(outer.digest())).decode("ascii")
+
+
+_SHA1_BLOCK = hashlib.sha1().block_size
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _b64(data: bytes) -> bytes:
-    """itsdangerous's base64_encode for bytes: URL-safe, without padding."""
-    return urlsafe_b64encode(data).rstrip(b"=")
+    """itsdangerous's base64_encode for bytes: URL-safe, without padding (urlsafe_b64encode, one call less)."""
+    return b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 class UrlMaker:
@@ -121,9 +138,18 @@ class UrlMaker:
     def __init__(self, purpose: str, path: str) -> None:
         self.signer = _signer_for(tuple(current_app.config["PC_SECRET_KEYS"]), purpose)
         self.prefix = f"{current_app.config['PC_BASE_URL']}{path}"
+        self._sign = self.signer.sign
 
     def __call__(self, contact, argument: object = 0) -> str:
-        return self.prefix + self.signer.dumps(contact.id, contact.token_version, argument)
+        return self.of(contact.id, contact.token_version, argument)
+
+    def of(self, contact_id: int, version: int, argument: object = 0) -> str:
+        """The link of a contact known by its id and token version (read once for several links)."""
+        if type(contact_id) is int and type(version) is int and type(argument) is int:  # a campaign's links
+            payload = b"[%d,%d,%d]" % (contact_id, version, argument)
+            if len(payload) <= 64:
+                return self.prefix + self._sign(payload)
+        return self.prefix + self.signer.dumps(contact_id, version, argument)
 
 
 @lru_cache(maxsize=64)

@@ -49,13 +49,26 @@ _ASSIGNING = (nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nod
 def field_value(contact, name: str) -> str:
     """One field of `contact_values(contact)`, "" when missing (what a plain `{{ contact.x }}` prints);
     "attributes.plan" is one attribute, printed as Jinja prints it."""
+    return field_reader(name)(contact)
+
+
+def field_reader(name: str):
+    """`field_value` for one field, as a function of the contact (chosen once, called per recipient)."""
     if name.startswith("attributes."):
-        value = (getattr(contact, "attributes", None) or {}).get(name[len("attributes."):])
-        return "" if value is None else str(value)
-    if name in ("name", "first_name"):
-        full = (getattr(contact, "name", None) or "").strip()
-        return full if name == "name" else (full.split()[0] if full else "")
-    return getattr(contact, name, None) or ""
+        key = name[len("attributes."):]
+
+        def attribute(contact) -> str:
+            value = (getattr(contact, "attributes", None) or {}).get(key)
+            return "" if value is None else str(value)
+        return attribute
+    if name == "name":
+        return lambda contact: (getattr(contact, "name", None) or "").strip()
+    if name == "first_name":
+        def first_name(contact) -> str:
+            full = (getattr(contact, "name", None) or "").strip()
+            return full.split()[0] if full else ""
+        return first_name
+    return lambda contact: getattr(contact, name, None) or ""
 
 
 def contact_values(contact) -> dict[str, str]:

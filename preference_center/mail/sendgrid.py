@@ -7,13 +7,14 @@ import random
 import time
 from collections.abc import Callable
 from email.utils import parseaddr
+from os.path import commonprefix
 from urllib.error import URLError
 
 import sendgrid
 from python_http_client.exceptions import HTTPError
 
 from .. import metrics
-from .base import Envelope, MessageBatch, SendResult, TransportError, check_headers, envelope_headers
+from .base import Envelope, MessageBatch, SendResult, TransportError, check_headers, substitute
 
 MAX_PERSONALIZATIONS = 1000
 BACKOFF_BASE = 0.5
@@ -103,7 +104,7 @@ def request_body(batch: MessageBatch, envelopes: list[Envelope]) -> dict:
     if batch.html:
         content.append({"type": "text/html", "value": batch.html})
     body: dict = {
-        "personalizations": [personalization(batch, e) for e in envelopes],
+        "personalizations": personalizations(batch, envelopes),
         "from": address(batch.from_email),
         "subject": batch.subject,
         "content": content,
@@ -119,15 +120,41 @@ def request_body(batch: MessageBatch, envelopes: list[Envelope]) -> dict:
 
 def personalization(batch: MessageBatch, envelope: Envelope) -> dict:
     """One recipient's block; headers are substituted here because SendGrid does not do it reliably."""
-    block: dict = {"to": [address(envelope.to)]}
-    if envelope.substitutions:
-        block["substitutions"] = dict(envelope.substitutions)
-    headers = envelope_headers(batch, envelope)
-    if headers:
-        block["headers"] = headers
-    if envelope.custom_args:
-        block["custom_args"] = dict(envelope.custom_args)
-    return block
+    return personalizations(batch, [envelope])[0]
+
+
+def personalizations(batch: MessageBatch, envelopes: list[Envelope]) -> list[dict]:
+    """Each recipient's block, as `personalization` describes it, with what they share worked out once.
+
+    The body is serialized as soon as it is built, so the envelopes' own dicts go in as they are (no copy).
+    A header value is substituted as `envelope_headers` does; one that does not hold the text every
+    placeholder of the request starts with (a campaign's "-pc_") holds none of them and is taken as it is.
+    """
+    keys: set[str] = set()
+    for envelope in envelopes:
+        keys.update(envelope.substitutions)
+    start = commonprefix(list(keys)) if keys else ""
+    common = batch.headers
+    blocks = []
+    for envelope in envelopes:
+        to, substitutions, own = envelope.to, envelope.substitutions, envelope.headers
+        if "<" in to or "(" in to or '"' in to or " " in to:
+            block: dict = {"to": [address(to)]}
+        else:  # a bare address, as contacts are stored: no parsing needed
+            block = {"to": [{"email": to}]}
+        if substitutions:
+            block["substitutions"] = substitutions
+            headers = {}
+            for name, value in ({**common, **own} if common else own).items():
+                headers[name] = substitute(value, substitutions) if not start or start in value else value
+        else:
+            headers = {**common, **own}
+        if headers:
+            block["headers"] = headers
+        if envelope.custom_args:
+            block["custom_args"] = envelope.custom_args
+        blocks.append(block)
+    return blocks
 
 
 def address(value: str) -> dict:
