@@ -20,6 +20,7 @@ building the message.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
@@ -31,7 +32,7 @@ from markupsafe import escape as escape_html
 
 from . import branding, links
 from .mail import Envelope, MessageBatch, TemplateError
-from .mail.personal import CAMPAIGN_NAMES, SAMPLE, SYSTEM_NAMES, Part, compile_part, contact_values, field_reader
+from .mail.personal import CAMPAIGN_NAMES, SAMPLE, SYSTEM_NAMES, Part, compile_part, contact_values, field_column
 from .mail.render import MAX_OUTPUT, deadline_from_now
 from .models import Contact, Topic
 
@@ -119,9 +120,13 @@ class CampaignMail:
         self.bounded = worst <= 8_000 and all(hole.field is not None for hole in holes)
         # Only plain fields: each recipient's values are read straight from their row (the hot path).
         self.plain = self.split and self.bounded
-        # Per field one reader, per placeholder (in the order `fill` gives them) its field's index and escaping.
+        # What the plain path reads of a contact: _ADDRESSING, then the columns its fields come from; per field
+        # the index of its column in that and the function giving its text; per placeholder (in the order `fill`
+        # gives them) its field's index and whether it is escaped.
         fields = list({hole.field: None for part in self.parts for hole in part.holes if hole.field})
-        self._readers = [field_reader(name) for name in fields]
+        self._columns = list({field_column(name)[0]: None for name in fields})
+        self._texts = [(len(_ADDRESSING) + self._columns.index(column), text)
+                       for column, text in map(field_column, fields)]
         self._holes = list({hole.key: (hole.key, fields.index(hole.field), part.html)
                             for part in self.parts for hole in part.holes if hole.field}.values())
         self.mailto = current_app.config.get("PC_UNSUBSCRIBE_MAILTO")
@@ -182,19 +187,24 @@ class CampaignMail:
         PartSizes.of(message, [UNSUB, PREFS]).check(substitutions)
         return message, substitutions
 
-    def envelope(self, contact, delivery_id: int, tracking: bool = False) -> tuple[MessageBatch, Envelope]:
+    def envelope(self, contact, delivery_id: int, tracking: bool = False, read=None) -> tuple[MessageBatch, Envelope]:
         """One recipient (a contact model or row): their message, own links, one-click header and opaque ids;
-        `tracking` only when they agreed and the topic allows it (engagement.tracked)."""
+        `tracking` only when they agreed and the topic allows it (engagement.tracked); `read`: what `reader`
+        gave for the rows this one is among."""
+        if self.plain:  # each attribute read once: an attribute of a row is not free
+            got = read(contact) if read is not None else self._read(contact)
+            contact_id, version, locale, email = got[0], got[1], got[2], got[3]
+        else:
+            contact_id, version, locale, email = (contact.id, contact.token_version, getattr(contact, "locale", None),
+                                                  contact.email)
         # The same links as links.unsubscribe_url and links.preferences_url, keys and base read once per batch.
-        contact_id, version = contact.id, contact.token_version  # read once: an attribute of a row is not free
         unsubscribe = self._unsubscribe_url.of(contact_id, version, self._topic_id)
         preferences = self._preferences_url.of(contact_id, version)
         if delivery_id:  # an opt-out through this link counts on this campaign's report (engagement.py)
             unsubscribe += f"?d={delivery_id}"
-        locale = getattr(contact, "locale", None)
         if self.plain:  # the same values `fill` gives, without building the whole context
             substitutions = {UNSUB: unsubscribe, PREFS: preferences}
-            values = [read(contact) for read in self._readers]
+            values = [text(got[index]) for index, text in self._texts]
             for key, index, html in self._holes:
                 substitutions[key] = str(escape_html(values[index])) if html else values[index]
             shared = self._by_locale.get((locale, tracking))
@@ -208,8 +218,27 @@ class CampaignMail:
             message, substitutions = self.fill(contact_values(contact), unsubscribe, preferences, locale, tracking)
         header = (f"<{unsubscribe}>, <mailto:{self.mailto}?subject=unsubscribe-{delivery_id}>" if self.mailto
                   else f"<{unsubscribe}>")
-        return message, Envelope(contact.email, substitutions, {"List-Unsubscribe": header},
+        return message, Envelope(email, substitutions, {"List-Unsubscribe": header},
                                  {"delivery_id": str(delivery_id), "campaign_id": self._campaign})
+
+    def _read(self, contact) -> tuple:
+        """What the plain path reads of a contact (model or row), attribute by attribute."""
+        return (contact.id, contact.token_version, getattr(contact, "locale", None), contact.email,
+                *[getattr(contact, column, None) for column in self._columns])
+
+    def reader(self, sample):
+        """For rows of one query shaped like `sample` (SQLAlchemy rows, whose attributes cost far more than
+        their items): a function reading what `envelope` reads of one in a single call, to pass it as `read`;
+        None when it would gain nothing (a model, a campaign rendered per recipient, a column missing)."""
+        fields = getattr(sample, "_fields", None)
+        wanted = (*_ADDRESSING, *self._columns)
+        if not self.plain or not isinstance(fields, tuple) or not all(name in fields for name in wanted):
+            return None
+        return operator.itemgetter(*(fields.index(name) for name in wanted))
+
+
+# Read of every recipient of a plain campaign, in this order, before the columns of its fields.
+_ADDRESSING = ("id", "token_version", "locale", "email")
 
 
 def marketing_batch(topic: Topic, subject: str, html: str, text: str, campaign_id: int) -> MessageBatch:

@@ -112,12 +112,13 @@ class _FastSigner:
         if second != now:
             stamp = b"." + base64_encode(int_to_bytes(now))
             self._stamp = (now, stamp)
-        value = _b64(payload) + stamp
+        value = b2a_base64(payload, newline=False).translate(_URLSAFE).rstrip(b"=") + stamp  # _b64, inlined
         inner = self._inner.copy()
         inner.update(value)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return (value + b"." + _b64(outer.digest())).decode("ascii")
+        return (value + b"." + b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+                ).decode("ascii")
 
 
 _SHA1_BLOCK = hashlib.sha1().block_size

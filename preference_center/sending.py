@@ -287,6 +287,8 @@ def send_batch(batch_id: int) -> Outcome:
     tracked = engagement.tracked(topic, [c for c, (_, d) in decisions.items() if d.send]) if mail else set()
     go: list[Triple] = []
     envelopes = []
+    # The rows of one query: what a recipient's envelope reads of theirs is read in one call (compose.reader).
+    read = mail.reader(next(iter(decisions.values()))[0]) if mail is not None and decisions else None
     skips: dict[str, list[Triple]] = {}
     unrenderable: list[tuple[Triple, str]] = []
     for delivery_id, contact_id in zip(new_delivery_ids(len(pending)), pending, strict=True):
@@ -300,7 +302,7 @@ def send_batch(batch_id: int) -> Outcome:
             unrenderable.append((triple, render_error))
             continue
         try:  # this recipient's values may make a part fail or grow too large
-            addressed = mail.envelope(contact, delivery_id, tracking=contact_id in tracked)
+            addressed = mail.envelope(contact, delivery_id, contact_id in tracked, read)
         except TemplateError as exc:
             unrenderable.append((triple, _render_error(exc)))
             continue

@@ -79,9 +79,11 @@ def test_the_plain_path_gives_what_fill_gives_for_models_and_rows(news, people, 
     assert mail.plain
     rows = [row for row, _ in rules.decide(news, [p.id for p in people]).values()]
     assert len(rows) == len(people)
-    for contact in [*people, *rows]:
+    read = mail.reader(rows[0])  # the send-time re-check's rows, read by their items
+    assert read is not None and mail.reader(people[0]) is None
+    for contact, how in [*((p, None) for p in people), *((r, None) for r in rows), *((r, read) for r in rows)]:
         for tracking in (False, True):
-            message, envelope = mail.envelope(contact, 77, tracking=tracking)
+            message, envelope = mail.envelope(contact, 77, tracking, how)
             unsubscribe, preferences = envelope.substitutions[compose.UNSUB], envelope.substitutions[compose.PREFS]
             assert unsubscribe.endswith("?d=77")
             filled, substitutions = mail.fill(contact_values(contact), unsubscribe, preferences, contact.locale,
@@ -91,6 +93,12 @@ def test_the_plain_path_gives_what_fill_gives_for_models_and_rows(news, people, 
             assert envelope.to == contact.email
             assert envelope.headers == {"List-Unsubscribe": f"<{unsubscribe}>"}
             assert envelope.custom_args == {"delivery_id": "77", "campaign_id": "5"}
+
+
+def test_only_a_plain_campaign_reads_rows_by_their_items(news, people):
+    row = next(iter(rules.decide(news, [people[0].id]).values()))[0]
+    assert compose.CampaignMail(news, "S", "", "{{ contact.name|title }}", 5).reader(row) is None
+    assert compose.CampaignMail(news, "S", "", "{{ contact.name }}", 5).reader(row) is not None
 
 
 def test_the_plain_path_signs_the_links_links_make_signs(news, people, monkeypatch):

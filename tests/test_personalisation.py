@@ -260,7 +260,7 @@ def test_rows_another_worker_took_while_this_one_rendered_are_not_sent_again(ctx
     batch = sending.plan_chunk(campaign.id, 100)
     real = compose.CampaignMail.envelope
 
-    def slow_envelope(self, contact, delivery_id, tracking=False):
+    def slow_envelope(self, contact, delivery_id, tracking=False, read=None):
         # Rendering took so long that the lease ran out: another worker took the batch and sent one person.
         if contact.id == people[1].id and sending.claim_batch(batch) is False:
             db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == batch)
@@ -270,7 +270,7 @@ def test_rows_another_worker_took_while_this_one_rendered_are_not_sent_again(ctx
             (their_id,) = sending.new_delivery_ids(1)
             sending._Rows(campaign.id, batch, 2).write([(their_id, contact.id, None)], "sent")
             db.session.commit()
-        return real(self, contact, delivery_id, tracking)
+        return real(self, contact, delivery_id, tracking, read)
 
     monkeypatch.setattr(compose.CampaignMail, "envelope", slow_envelope)
     assert sending.send_batch(batch).sent == 0, "the batch is the other worker's now"

@@ -462,14 +462,14 @@ def test_a_worker_that_rendered_past_its_lease_sends_nothing_once_another_took_t
     real = sending.compose.CampaignMail.envelope
     calls = []
 
-    def slow_envelope(self, contact, delivery_id, tracking=False):
+    def slow_envelope(self, contact, delivery_id, tracking=False, read=None):
         if not calls:  # the lease ran out here and another worker claimed the batch (its attempt, its lease)
             db.session.execute(CampaignBatch.__table__.update().where(CampaignBatch.id == first).values(
                 lease_until=utcnow() - dt.timedelta(seconds=1)))
             db.session.commit()
             assert sending.claim_batch(first)
         calls.append(delivery_id)
-        return real(self, contact, delivery_id, tracking)
+        return real(self, contact, delivery_id, tracking, read)
 
     monkeypatch.setattr(sending.compose.CampaignMail, "envelope", slow_envelope)
     outcome = sending.send_batch(first)

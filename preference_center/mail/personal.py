@@ -49,26 +49,36 @@ _ASSIGNING = (nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock, nod
 def field_value(contact, name: str) -> str:
     """One field of `contact_values(contact)`, "" when missing (what a plain `{{ contact.x }}` prints);
     "attributes.plan" is one attribute, printed as Jinja prints it."""
-    return field_reader(name)(contact)
+    column, text = field_column(name)
+    return text(getattr(contact, column, None))
 
 
-def field_reader(name: str):
-    """`field_value` for one field, as a function of the contact (chosen once, called per recipient)."""
+def field_column(name: str):
+    """(the contact's column a field is read from, the function giving `field_value` from that column's value):
+    chosen once per campaign, called per recipient."""
     if name.startswith("attributes."):
         key = name[len("attributes."):]
 
-        def attribute(contact) -> str:
-            value = (getattr(contact, "attributes", None) or {}).get(key)
+        def attribute(attributes) -> str:
+            value = (attributes or {}).get(key)
             return "" if value is None else str(value)
-        return attribute
+        return ATTRIBUTES, attribute
     if name == "name":
-        return lambda contact: (getattr(contact, "name", None) or "").strip()
+        return "name", _stripped
     if name == "first_name":
-        def first_name(contact) -> str:
-            full = (getattr(contact, "name", None) or "").strip()
+        def first_name(full) -> str:
+            full = (full or "").strip()
             return full.split()[0] if full else ""
-        return first_name
-    return lambda contact: getattr(contact, name, None) or ""
+        return "name", first_name
+    return name, _text
+
+
+def _stripped(value) -> str:
+    return (value or "").strip()
+
+
+def _text(value) -> str:
+    return value or ""
 
 
 def contact_values(contact) -> dict[str, str]:

@@ -55,7 +55,7 @@ class SendGridTransport:
             except TransportError as exc:
                 exc.sent = results + exc.sent
                 raise
-            results.extend(SendResult(e.to, ok=True, provider_message_id=message_id) for e in chunk)
+            results += [SendResult(e.to, True, message_id) for e in chunk]
         return results
 
     def _post(self, body: dict) -> str | None:
