@@ -21,6 +21,7 @@ building the message.
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
@@ -206,7 +207,9 @@ class CampaignMail:
             substitutions = {UNSUB: unsubscribe, PREFS: preferences}
             values = [text(got[index]) for index, text in self._texts]
             for key, index, html in self._holes:
-                substitutions[key] = str(escape_html(values[index])) if html else values[index]
+                value = values[index]
+                # str(escape_html(value)), which is the value itself when it holds none of the five it escapes.
+                substitutions[key] = value if not html or _HTML_SPECIAL(value) is None else str(escape_html(value))
             shared = self._by_locale.get((locale, tracking))
             if shared is None:
                 message, sizes = self.shared(language(locale), tracking)
@@ -237,6 +240,8 @@ class CampaignMail:
         return operator.itemgetter(*(fields.index(name) for name in wanted))
 
 
+# The characters markupsafe's escape replaces.
+_HTML_SPECIAL = re.compile("[&<>\"']").search
 # Read of every recipient of a plain campaign, in this order, before the columns of its fields.
 _ADDRESSING = ("id", "token_version", "locale", "email")
 

@@ -68,7 +68,7 @@ def people(news):
         factories.subscriber(news, "ann@example.com", name="  Ann   Lee ", company="A & B <Ltd>", title='"Chief"',
                              locale="es", attributes={"plan": "gold 'x'", "seats": 12}),
         factories.subscriber(news, "bo@example.com"),  # every optional field missing
-        factories.subscriber(news, "cy@example.com", name="Cy -pc_name- Ünïcode", locale="fr",
+        factories.subscriber(news, "cy@example.com", name="Cy <-pc_name-> & 'Ünïcode' \"x\"", locale="fr",
                              attributes={"plan": 2.5, "seats": True}),
     ]
 
