@@ -23,7 +23,8 @@ The database is the source of truth, not the broker:
   (`in_flight`) and committed; only then is it handed to the transport
   (nothing touches the database between that commit and the call). The rows
   are written once, with their outcome (COPY on PostgreSQL), in the
-  transaction that clears `in_flight`.
+  transaction that replaces `in_flight` by the next request's claim, or that
+  clears it and finishes the batch.
 - A batch whose broker message was lost stays `queued` and is re-queued by the
   scheduler; a batch whose worker died keeps its lease until it runs out,
   then is re-queued, and the request it had in flight is written `unknown`
