@@ -23,7 +23,8 @@ The database is the source of truth, not the broker:
   (`in_flight`) and committed; only then is it handed to the transport
   (nothing touches the database between that commit and the call). The rows
   are written once, with their outcome (COPY on PostgreSQL), in the
-  transaction that clears `in_flight`.
+  transaction that replaces `in_flight` by the next request's claim, or that
+  clears it and finishes the batch.
 - A batch whose broker message was lost stays `queued` and is re-queued by the
   scheduler; a batch whose worker died keeps its lease until it runs out,
   then is re-queued, and the request it had in flight is written `unknown`
@@ -108,10 +109,12 @@ def plan_chunk(campaign_id: int, size: int) -> int | None:
     batch = CampaignBatch(campaign_id=campaign_id, first_contact_id=ids[0], last_contact_id=ids[-1],
                           size=len(ids), status=QUEUED, contact_ids=ids)
     db.session.add(batch)
+    db.session.flush()
+    batch_id = batch.id  # read before the commit expires it (reading it after would load the row again)
     db.session.execute(update(Campaign).where(Campaign.id == campaign_id).values(
         dispatch_cursor=ids[-1], dispatch_done=len(ids) < size))
     db.session.commit()
-    return batch.id
+    return batch_id
 
 
 # -- claiming -----------------------------------------------------------------
@@ -244,6 +247,8 @@ def send_batch(batch_id: int) -> Outcome:
     # Our attempt, read once: after a commit `batch.attempts` would reload, and if the lease ran out
     # meanwhile (a long per-recipient render) it would be the attempt of the worker that took over.
     attempt = batch.attempts
+    # The batch as claimed, read once (after a commit its row, recipients and all, would be read again).
+    batch = _Batch(batch.id, batch.campaign_id)
     campaign = db.session.get(Campaign, batch.campaign_id)
     if campaign.status == CampaignStatus.PAUSED:
         # Paused between batches: hand the batch back untouched (this claim does not count as an attempt).
@@ -262,14 +267,16 @@ def send_batch(batch_id: int) -> Outcome:
             render_error = _render_error(exc)
     # Whoever had this batch before: the request it claimed may have gone out (never resend: `unknown`,
     # unless its worker, still alive, records the real outcome), and the recipients with a row are done.
-    held = [tuple(t) for t in batch.in_flight or []]
+    claimed = db.session.get(CampaignBatch, batch_id)
+    held = [tuple(t) for t in claimed.in_flight or []]
     if held:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(in_flight=null()))
         rows.write(held, UNKNOWN, keep=True, error="worker stopped while sending; delivery not confirmed")
         outcome.unknown = len(held)
     done = set(db.session.scalars(select(Delivery.contact_id).where(Delivery.batch_id == batch_id)))
     done.update(c for _, c, _ in held)
-    pending = [c for c in batch.contact_ids or () if c not in done]
+    pending = [c for c in claimed.contact_ids or () if c not in done]
+    db.session.expunge(claimed)  # nothing reads it again: commits need not expire it
     if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.FAILED):
         triples = [(d, c, None) for d, c in zip(new_delivery_ids(len(pending)), pending, strict=True)]
         if campaign.status == CampaignStatus.CANCELLED:
@@ -328,16 +335,25 @@ def send_batch(batch_id: int) -> Outcome:
         outcome.skipped += len(go) - len(kept)
         go, envelopes = [t for t, _ in kept], [envelope for _, envelope in kept]
     db.session.commit()
+    last = None
     if envelopes:
-        _deliver_batch(rows, [(message, envelope, t) for (message, envelope), t in zip(envelopes, go, strict=True)],
-                       outcome)
+        last = _deliver_batch(rows, [(message, envelope, t) for (message, envelope), t in zip(envelopes, go, strict=True)],
+                              outcome)
     if outcome.retry_in is not None:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id, CampaignBatch.attempts == attempt)
                            .values(status=QUEUED, lease_until=None))
         db.session.commit()
         return outcome
-    finish_batch(batch, attempt)
+    finish_batch(batch, attempt, last)
     return outcome
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The ids of a claimed batch (what `finish_batch` needs), kept apart from its row."""
+
+    id: int
+    campaign_id: int
 
 
 def _requests(items: list[tuple], step: int):
@@ -354,26 +370,51 @@ def _requests(items: list[tuple], step: int):
             start += len(chosen)
 
 
-def _deliver_batch(rows: _Rows, items: list[tuple[MessageBatch, Envelope, Triple]], outcome: Outcome) -> None:
-    """Hand a batch's envelopes to the transport in provider-sized requests, each claimed just before its call.
+class _Written:
+    """A request's outcome waiting to be written: with the next request's claim, or when the batch finishes
+    (one statement and one commit for both)."""
+
+    def __init__(self, rows: _Rows, triples: list[Triple], write) -> None:
+        self.rows, self.first, self._write, self._tried = rows, triples[0][0], write, False
+
+    def record(self, released: bool) -> None:
+        """Write the rows in the caller's transaction (`released` False: the batch is no longer this attempt's,
+        the rows may be there, `unknown`). Called again after a failed commit, it writes them only if that
+        commit did not (its answer may have been lost with the connection)."""
+        if self._tried and db.session.scalar(select(Delivery.id).where(
+                Delivery.id == self.first, Delivery.attempts == self.rows.attempt)) is not None:
+            return
+        self._tried = True
+        self._write(released)
+
+
+def _deliver_batch(rows: _Rows, items: list[tuple[MessageBatch, Envelope, Triple]], outcome: Outcome) -> _Written | None:
+    """Hand a batch's envelopes to the transport in provider-sized requests, each claimed just before its call;
+    returns the last request's outcome, still to be written (`finish_batch` writes it).
 
     Per request: reserve the shared rate, claim it on the batch row
     (`in_flight`, committed, only while the batch is still this attempt's),
-    call the provider, then write the request's rows with their outcome and
-    clear the claim in one transaction. Nothing touches the database between
-    the claim's commit and the call, so a database fault before the call
-    leaves nothing claimed (sent later, by this worker or after the lease) and
-    one after it leaves the claim in place (later `unknown`): a recipient is
-    never marked as possibly sent without having been handed over.
+    call the provider. The request's rows are written with their outcome in
+    the transaction that replaces its claim by the next request's (or that
+    finishes the batch): one statement and one commit between two calls.
+    Nothing touches the database between the claim's commit and the call, so
+    a database fault before the call leaves nothing claimed (sent later, by
+    this worker or after the lease) and one after it leaves the claim in place
+    (later `unknown`): a recipient is never marked as possibly sent without
+    having been handed over. (With a send rate, the next request's slot is
+    reserved, and waited for, before the previous outcome is written.)
     """
     transport = get_transport(current_app.config)
     requests = list(_requests(items, max(1, transport.max_batch)))
     order = [t for _, _, triples, _ in requests for t in triples]  # the recipients in sending order
 
+    written = None  # the previous request's outcome, written with this request's claim
     for message, part, triples, start in requests:
         wait_for_rate(len(triples))
-        if not _claim_request(rows, triples):
-            return  # the lease ran out and another worker holds the batch now: the rest is theirs
+        taken = _claim_request(rows, triples, written)
+        written = None
+        if not taken:
+            return None  # the lease ran out and another worker holds the batch now: the rest is theirs
         try:
             results = transport.send(MessageBatch(**{**message.__dict__, "envelopes": part}))
         except TransportError as error:
@@ -385,11 +426,11 @@ def _deliver_batch(rows: _Rows, items: list[tuple[MessageBatch, Envelope, Triple
             if error.retryable and rows.attempt < current_app.config["PC_SEND_ATTEMPTS"]:
                 _conclude(rows, [], QUEUED)  # nothing went out: no row, the batch goes back to the queue
                 outcome.retry_in = error.retry_after or min(300.0, 2.0 ** rows.attempt)
-                return
+                return None
             rest = triples + order[start + len(triples):]  # this request's recipients and the ones not yet claimed
             _conclude(rows, rest, FAILED, error=reason)
             outcome.failed += len(rest)
-            return
+            return None
         sent = [t for t, r in zip(triples, results, strict=False) if r.ok]
         failed = [(t, r) for t, r in zip(triples, results, strict=False) if not r.ok]
         provider_ids = {t[0]: r.provider_message_id for t, r in zip(triples, results, strict=False) if r.ok}
@@ -399,9 +440,10 @@ def _deliver_batch(rows: _Rows, items: list[tuple[MessageBatch, Envelope, Triple
             for triple, result in failed:
                 rows.write([triple], FAILED, replace=not released, error=(result.error or "refused")[:2000])
 
-        _committed(lambda write=write: write(_release(rows)))
+        written = _Written(rows, triples, write)
         outcome.sent += len(sent)
         outcome.failed += len(failed)
+    return written
 
 
 def _release(rows: _Rows) -> bool:
@@ -439,16 +481,18 @@ def _committed(write) -> None:
         db.session.commit()
 
 
-def _claim_request(rows: _Rows, triples: list[Triple]) -> bool:
+def _claim_request(rows: _Rows, triples: list[Triple], written: _Written | None = None) -> bool:
     """Claim one provider request of a campaign batch: its triples written on the batch row (`in_flight`)
-    and committed, only while the batch is claimed by this attempt.
+    and committed, only while the batch is claimed by this attempt; the previous request's outcome
+    (`written`), whose claim this one replaces, is written in the same transaction.
 
     False if the batch is no longer this attempt's (its lease ran out and
     another worker took it, or it was handed back): that worker skips every
     recipient with a row or in a claim, and this one sends nothing more. If
     the commit fails the provider is not called; a claim the commit may have
     made anyway is given back (only this attempt's), so the recipients are
-    sent later rather than reported `unknown`.
+    sent later rather than reported `unknown`, and the previous outcome is
+    written unless that commit wrote it.
     """
     try:
         taken = db.session.execute(
@@ -456,10 +500,18 @@ def _claim_request(rows: _Rows, triples: list[Triple]) -> bool:
                                         CampaignBatch.status == "claimed")
             .values(in_flight=[list(t) for t in triples]).execution_options(synchronize_session=False)
         ).rowcount == 1
+        if written is not None:
+            written.record(taken or _release(rows))  # taken: the previous claim was ours, and is replaced
         db.session.commit()
     except DBAPIError:
         db.session.rollback()
-        _committed(lambda: _release(rows))
+
+        def give_back() -> None:
+            released = _release(rows)
+            if written is not None:
+                written.record(released)
+
+        _committed(give_back)
         raise
     return taken
 
@@ -565,15 +617,20 @@ def campaign_render_error(campaign_id: int) -> str:
         or "the campaign failed: its template cannot be rendered"
 
 
-def finish_batch(batch: CampaignBatch, attempt: int | None = None) -> None:
+def finish_batch(batch: CampaignBatch | _Batch, attempt: int | None = None, written: _Written | None = None) -> None:
     """Mark the batch done; with `attempt`, only while it is still that attempt's (a worker whose lease
-    ran out and was taken over leaves the batch to the one that holds it now)."""
+    ran out and was taken over leaves the batch to the one that holds it now). `written`: the outcome of
+    the attempt's last request, written in the same transaction, which also clears its claim."""
     query = update(CampaignBatch).where(CampaignBatch.id == batch.id)
     if attempt is not None:
         query = query.where(CampaignBatch.attempts == attempt)
-    db.session.execute(query.values(status="done", finished_at=utcnow(), lease_until=None)
-                       .execution_options(synchronize_session=False))
-    db.session.commit()
+    values = {"status": "done", "finished_at": utcnow(), "lease_until": None}
+    if written is None:
+        db.session.execute(query.values(**values).execution_options(synchronize_session=False))
+        db.session.commit()
+    else:
+        _committed(lambda: written.record(db.session.execute(
+            query.values(**values, in_flight=null()).execution_options(synchronize_session=False)).rowcount == 1))
     finish_campaign_if_done(batch.campaign_id)
 
 

@@ -74,6 +74,20 @@ def test_the_scheduler_tells_people_even_when_no_campaign_reaches_them(app, topi
     assert first_contact.send_due() == (set(), set())
 
 
+def test_a_batch_tells_only_its_own_recipients_even_with_others_due_between_them(app, topics, ctx):
+    """A campaign batch's notices are read by the range of its ids: people due in that range who are not in the
+    batch (not eligible, or in no batch) are left to the scheduler."""
+    _import("".join(f"n{i}@example.com,customer\n" for i in range(6)))
+    ids = sorted(db.session.scalars(select(FirstContactNotice.contact_id)))
+    batch = ids[::2]  # every other one: the ones between are due too
+    told, failed = first_contact.send_due(batch)
+    assert told == set(batch) and failed == set()
+    unsent = set(db.session.scalars(select(FirstContactNotice.contact_id).where(FirstContactNotice.sent_at.is_(None))))
+    assert unsent == set(ids) - set(batch)
+    spread = [ids[1], ids[1] + 10_000]  # far apart: asked for by id, not by range
+    assert first_contact.send_due(spread) == ({ids[1]}, set())
+
+
 @pytest.fixture
 def fake():
     with FakeSendGrid() as server:

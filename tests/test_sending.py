@@ -380,22 +380,36 @@ def _run_batches_to_the_end(campaign_id: int, batches: list[int]) -> None:
     raise AssertionError("the campaign did not end")
 
 
-@pytest.mark.parametrize("fault_at", ["reserving the send rate", "claiming the rows", "recording the outcome"])
-def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, fake, fault_at):
+@pytest.mark.parametrize("requests", [1, 3])
+@pytest.mark.parametrize("fault_at", ["reserving the send rate", "claiming the rows", "recording the outcome",
+                                      "committing a claim"])
+def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, fake, fault_at, requests,
+                                                                 monkeypatch):
     """A recipient is `unknown` only if the provider may have it: a fault before the call leaves nothing claimed
-    (sent on the next attempt), a fault while recording the answer is retried on a fresh connection."""
+    (sent on the next attempt), a fault while recording the answer is retried on a fresh connection. With
+    several requests per batch, a request's outcome is written in the transaction that claims the next one:
+    a fault there, even one that loses the answer of a commit that went through, neither loses the outcome
+    nor leaves the next request claimed."""
+    from preference_center.mail.sendgrid import SendGridTransport
+
     app.config["PC_SEND_RATE"] = 100000.0
     eligible = populate(150, news, seed=21)
+    monkeypatch.setattr(SendGridTransport, "max_batch", -(-len(eligible) // requests) if requests > 1 else 1000)
     campaign_id = new_campaign()
     start_now(campaign_id)
     batches = plan_everything(campaign_id)
+    claims = iter(range(requests))
     matches = {
         "reserving the send rate": lambda sql: sql.startswith("update rate_limits"),
-        "claiming the rows": lambda sql: sql.startswith("update campaign_batches set in_flight"),
-        # The first statement of the transaction that writes the rows with their outcome: the claim's release.
-        "recording the outcome": lambda sql: sql.startswith("update campaign_batches set in_flight=null"),
-    }[fault_at]
-    fault = DatabaseFault(db.engine, matches)
+        # The last request's claim (with several, it also writes the previous request's outcome).
+        "claiming the rows": lambda sql: _is_claim(sql) and next(claims, None) == requests - 1,
+        # The transaction that writes the last request's rows with their outcome: it finishes the batch.
+        "recording the outcome": lambda sql: sql.startswith("update campaign_batches set status") and
+        "in_flight=null" in sql,
+    }.get(fault_at)
+    if fault_at == "committing a claim":  # the commit goes through, its answer is lost with the connection
+        matches = _commit_then_fail(db.engine, requests)
+    fault = matches if isinstance(matches, _CommitThenFail) else DatabaseFault(db.engine, matches)
     try:
         try:
             sending.send_batch(batches[0])
@@ -411,6 +425,47 @@ def test_a_database_fault_around_the_provider_call_loses_nobody(ctx, app, news, 
     assert len(got) == len(set(got)) == len(eligible), "a recipient was lost or sent twice"
     assert set(got) == eligible
     assert statuses.get("sent") == len(eligible) and "unknown" not in statuses, statuses
+
+
+class _CommitThenFail:
+    """The commit of the `nth` claim goes through, then its connection dies before the answer: the worker sees
+    the same error as if it had not (an invalidated connection) and must not lose or resend anything."""
+
+    def __init__(self, engine, nth: int):
+        from sqlalchemy import event
+
+        self.engine, self.nth, self.claims, self.armed, self.fired, self._event = engine, nth, 0, False, 0, event
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "commit", self._commit)
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        if _is_claim(" ".join(statement.split()).lower()):
+            self.claims += 1
+            self.armed = self.claims == self.nth and not self.fired
+
+    def _commit(self, conn):
+        from sqlalchemy.exc import OperationalError
+
+        if self.armed:
+            self.armed, self.fired = False, self.fired + 1
+            conn.connection.dbapi_connection.commit()  # it happened
+            conn.invalidate()
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"),
+                                   connection_invalidated=True)
+
+    def remove(self):
+        self._event.remove(self.engine, "before_cursor_execute", self._before)
+        self._event.remove(self.engine, "commit", self._commit)
+
+
+def _commit_then_fail(engine, nth):
+    return _CommitThenFail(engine, nth)
+
+
+def _is_claim(sql: str) -> bool:
+    """A request's claim (not the release of one): its triples written on the batch row."""
+    return sql.startswith("update campaign_batches set in_flight=") and \
+        not sql.startswith("update campaign_batches set in_flight=null")
 
 
 def test_a_request_claimed_by_a_worker_that_died_is_unknown_and_the_rest_goes_once(ctx, app, news, fake):

@@ -176,3 +176,36 @@ def test_the_upgrade_to_batches_as_plans_keeps_every_open_batch_recipient_and_it
         assert db.session.scalars(select(Delivery.status).where(Delivery.batch_id == batch)).all() == ["sent"]
         db.session.remove()
         db.engine.dispose()
+
+
+def test_the_lean_deliveries_migration_goes_down_and_up_again_keeping_its_guarantees(tmp_path, empty_database):
+    """0014_lean_deliveries: campaign and contact lose their foreign keys (nothing deletes a contact, or a
+    campaign that has deliveries) and the downgrade puts them back; campaigns keep one delivery per contact,
+    campaign rows (no system message) stay out of the one-per-system-message index, and on SQLite the table
+    stays AUTOINCREMENT (delivery ids are taken before rows are written)."""
+    from sqlalchemy import insert, inspect
+    from sqlalchemy.exc import IntegrityError
+
+    from preference_center.models import Delivery
+
+    app = create_app({"PC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": empty_database,
+                      "PC_INSTANCE_PATH": str(tmp_path / "instance")})
+    runner = app.test_cli_runner()
+    for step in (["upgrade"], ["downgrade", "0010_batch_is_the_plan"], ["upgrade"]):
+        result = runner.invoke(args=["db", *step])
+        assert result.exit_code == 0, result.output
+        with app.app_context():
+            names = {fk["name"] for fk in inspect(db.engine).get_foreign_keys("deliveries")}
+            assert ("fk_deliveries_contact_id_contacts" in names) is (step[0] == "downgrade")
+            assert ("fk_deliveries_campaign_id_campaigns" in names) is (step[0] == "downgrade")
+            db.engine.dispose()
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            assert "AUTOINCREMENT" in db.session.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'deliveries'"))
+        row = {"campaign_id": 9, "contact_id": 1, "status": "sent", "attempts": 1}
+        db.session.execute(insert(Delivery.__table__), [row, {**row, "contact_id": 2}])
+        with pytest.raises(IntegrityError), db.session.begin_nested():
+            db.session.execute(insert(Delivery.__table__).values(**row))
+        db.session.rollback()
+        db.session.remove()
+        db.engine.dispose()
