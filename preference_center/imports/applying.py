@@ -45,6 +45,7 @@ class Row:
     grant: bool = False  # a consent grant will be recorded
     keeps_opt_out: bool = False  # withdrew from the topic before: no grant
     contact: Contact | None = None  # the live contact of the address, if there is one
+    email_hash: str | None = None
 
 
 def _cell(cells: list[str], index: int | None) -> str:
@@ -125,7 +126,8 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: Seen | No
             row.outcome, row.error = DUPLICATE, "the address appears earlier in the file"
             continue
         in_chunk.add(row.email)
-        reasons = suppressed.get(hashes[row.email])
+        row.email_hash = hashes[row.email]
+        reasons = suppressed.get(row.email_hash)
         if reasons:
             row.outcome = ERASED if "erased" in reasons else SUPPRESSED
             row.error = "erased at the person's request" if row.outcome == ERASED else \
@@ -267,7 +269,8 @@ def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: di
 
     # Rows were normalised, cleaned and looked up by `classify` under the head's lock; upsert_many repeats none of it.
     results = contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant,
-                                   cleaned=True, known={row.email: row.contact for row in todo if row.contact})
+                                   cleaned=True, known={row.email: row.contact for row in todo if row.contact},
+                                   hashes={row.email: row.email_hash for row in todo})
     first_contact.due(job, [contact for contact, created in results if created])  # Art. 14: tell them
     # An import never lifts a suppression: suppressed addresses were skipped, and only the person's
     # own confirmation lifts their opt-out or an erasure.
