@@ -12,7 +12,9 @@ row, and the chain must verify.
 Then the import floor (`bench.floor_import`, which imports nothing of the
 project: COPY of contacts, subscriptions and the hash-chained ledger events)
 loads the same file into the emptied tables; the last line is the ratio of
-the product's end-to-end time (upload to done) to the floor's.
+the product's end-to-end time (upload to done) to the floor's. The peak
+resident memory of the import (VmHWM from upload to done) is printed too:
+compare two sizes to see that it does not grow with the file.
 """
 from __future__ import annotations
 
@@ -35,17 +37,33 @@ from tests.conftest import ensure_postgres_database as ensure_database  # noqa: 
 from . import floor_import  # noqa: E402
 
 
+def _reset_peak_memory() -> None:
+    """Start VmHWM again from the current resident size (Linux): the peak is then the import's, not the set-up's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/pc_bench_import")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
     ensure_database(args.database)
     instance = Path("/tmp/pc-bench-import")
     instance.mkdir(exist_ok=True)
     os.environ.update({"PC_ENV": "testing", "PC_DATABASE_URL": args.database, "PC_INSTANCE_PATH": str(instance),
                        "PC_SECRET_KEYS": "bench-secret-key-0123456789", "PC_SUPPRESSION_KEY": "bench-suppression-key",
-                       "PC_BROKER_URL": "redis://127.0.0.1:6379/14"})
+                       "PC_BROKER_URL": args.broker})
     app = create_app()
     with app.app_context():
         db.drop_all()
@@ -60,6 +78,7 @@ def main() -> None:
             for i in range(args.rows):
                 out.write(f"person{i}@bench.example.com,Person {i},{'customer' if i % 4 == 0 else 'prospect'}\n")
         topic_id = db.session.scalar(select(Topic.id).where(Topic.key == "news"))
+        _reset_peak_memory()
         end_to_end = time.perf_counter()
         with open(path, "rb") as upload:
             job = imports.store(upload, "bench.csv", created_by="bench")
@@ -91,6 +110,7 @@ def main() -> None:
         job = imports.run(job.id)
         took = time.perf_counter() - started
         end_to_end = time.perf_counter() - end_to_end
+        peak = _peak_memory_mib()
         event.remove(db.engine, "before_cursor_execute", count)
         event.remove(db.engine, "after_cursor_execute", timed)
         contacts = db.session.scalar(select(func.count()).select_from(Contact))
@@ -116,6 +136,7 @@ def main() -> None:
     print(f"checks: {contacts:,} contacts, {subscribed:,} confirmed subscriptions, {events:,} ledger events "
           f"(expected {2 * args.rows:,}), chain verifies: {verified.ok}")
     print(f"end to end (upload, preview, run): {end_to_end:.1f} s = {args.rows / end_to_end:,.0f} rows/s")
+    print(f"peak memory of the importing process (VmHWM, upload to done): {peak:,.0f} MiB")
     print(f"import floor (COPY, chain hashed in one process, nothing of the project): {floor_rows:,} rows in "
           f"{floor:.2f} s = {floor_rows / floor:,.0f} rows/s")
     assert status == "done" and contacts == subscribed == args.rows and events == 2 * args.rows and verified.ok

@@ -140,7 +140,8 @@ def _erased_before(contact: Contact) -> bool:
 
 def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = None,
                 user_agent: str | None = None, then=None, cleaned: bool = False,
-                known: dict[str, Contact] | None = None) -> list[tuple[Contact | NewContact, bool]]:
+                known: dict[str, Contact] | None = None,
+                hashes: dict[str, str] | None = None) -> list[tuple[Contact | NewContact, bool]]:
     """`upsert` for many (email, fields) rows at once, with one ledger append for all of them.
 
     `then(index, contact)` may return more ledger event specs (e.g. from
@@ -149,6 +150,7 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
     Contacts have their ids when `then` is called. `known`: the live contacts of
     these addresses by address, when the caller looked them up itself after
     taking the ledger head's lock (`ledger.lock_head`); otherwise they are read here.
+    `hashes`: `hash_of` of these addresses, when the caller has them already.
 
     Many new contacts on PostgreSQL are written in bulk, each row once with its
     final state, and come back as `NewContact` records of their rows rather than
@@ -173,7 +175,8 @@ def upsert_many(rows: list[tuple[str, dict]], *, source: str, ip: str | None = N
         contact = known.get(address)
         created = contact is None
         if created:
-            contact = known[address] = NewContact.of(email=address, email_hash=hash_of(address)) if in_bulk \
+            contact = known[address] = NewContact.of(
+                email=address, email_hash=hashes[address] if hashes else hash_of(address)) if in_bulk \
                 else _new_contact(address)
             fresh.append(contact)
         per_row.append(_changes(contact, created, profile, source=source, ip=ip, user_agent=user_agent))

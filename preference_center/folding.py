@@ -13,6 +13,8 @@ def fold(text: str | None) -> str:
     """Lower-case, accent-free, compatibility-normalised text with single spaces."""
     if not text:
         return ""
+    if text.isascii():  # nothing to decompose or strip: the same result without a loop over every character
+        return " ".join(text.lower().split())
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " ".join(unicodedata.normalize("NFKC", plain).split())

@@ -56,13 +56,21 @@ def _canonical(value) -> bytes:
 
 
 def _timestamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The characters of strftime("%Y-%m-%dT%H:%M:%S.%fZ") for every year from 1000, at about half its cost
+    # (hashed with every event written and verified).
+    utc = moment if moment.tzinfo is dt.UTC else moment.astimezone(dt.UTC)
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
+
+
+_NO_PERSONAL_DATA = _canonical([None, None, {}])  # most events (imports, campaigns' own events) carry none
 
 
 def pii_digest(salt: str, ip: str | None, user_agent: str | None, personal: dict | None) -> str:
     """Digest of the personal fields; the random salt stops guessing an IP back."""
     body = {k: v for k, v in (personal or {}).items() if k != "salt"}
-    return hashlib.sha256(salt.encode() + _canonical([ip, user_agent, body])).hexdigest()
+    fields = _NO_PERSONAL_DATA if ip is None and user_agent is None and not body else \
+        _canonical([ip, user_agent, body])
+    return hashlib.sha256(salt.encode() + fields).hexdigest()
 
 
 def event_hash(event: ConsentEvent) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from types import SimpleNamespace
 
 from sqlalchemy import (
@@ -743,13 +744,26 @@ class NewContact(SimpleNamespace):
     @classmethod
     def of(cls, **values) -> NewContact:
         """`values` over every column's default, as the ORM would insert them."""
-        record = {}
-        for column in Contact.__table__.c:
-            default = column.default
-            record[column.key] = None if default is None else \
-                default.arg(None) if default.is_callable else default.arg
+        constant, computed = _contact_defaults()
+        record = dict(constant)  # every column, in the table's order
+        for key, make in computed:
+            if key not in values:
+                record[key] = make(None)
         record.update(values)
         return cls(**record)
+
+
+@functools.cache
+def _contact_defaults() -> tuple[dict, tuple]:
+    """Every contact column with its plain default (None for those computed per row), and the computed ones
+    (key, function): read once, not per row."""
+    constant, computed = {}, []
+    for column in Contact.__table__.c:
+        default = column.default
+        constant[column.key] = None if default is None or default.is_callable else default.arg
+        if default is not None and default.is_callable:
+            computed.append((column.key, default.arg))
+    return constant, tuple(computed)
 
 
 def contact_row(contact: NewContact) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from preference_center import bulk, contacts, directory, imports, ledger
 from preference_center.extensions import db
@@ -110,4 +110,19 @@ def test_contacts_written_in_bulk_hold_what_one_by_one_upserts_write(news):
         assert ledger.state_of(person) == ledger.replay(person.id)
     # Found by name in the contact list, as any contact is.
     assert directory.count(directory.Filters(q="zoe 77 pena")) == 1
+    assert ledger.verify().ok
+
+
+def test_a_copy_leaves_the_callers_own_planning_setting_as_it_found_it(news):
+    # COPY has its rows' foreign-key checks use their cached plans; the import plans its own lookups afresh.
+    if db.session.connection().dialect.name != "postgresql":
+        pytest.skip("COPY and plan_cache_mode are PostgreSQL's")
+    contact, _ = contacts.upsert("plans@example.com", {"relationship": "customer"}, source="test")
+    db.session.flush()
+    db.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    ledger.append_many([dict(action=ledger.GRANT, contact=contact, source="test", topic_id=news.id,
+                             legal_basis="consent", confirmed=True) for _ in range(bulk.COPY_FROM)])
+    assert db.session.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+    db.session.commit()
+    assert db.session.scalar(text("SHOW plan_cache_mode")) == "auto", "only for the transaction"
     assert ledger.verify().ok

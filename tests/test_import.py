@@ -302,6 +302,67 @@ def test_running_the_same_job_twice_imports_it_once(ctx, news):
     assert db.session.get(ImportJob, job.id).processed == 3
 
 
+DUPLICATES = (
+    "email,name,relationship\n"
+    "dup@example.com,Dup,friend\n"         # 2: invalid (relationship): its address is not taken yet
+    "a@example.com,A,customer\n"           # 3: new
+    "dup@example.com,Dup,customer\n"       # 4: new, the first valid row of its address
+    "a@example.com,A again,customer\n"     # 5: duplicate of line 3, a chunk earlier
+    "b@example.com,B,customer\n"           # 6: new
+    "B@example.com,B again,customer\n"     # 7: duplicate of line 6, in the same chunk
+    "bounced@example.com,X,customer\n"     # 8: suppressed
+    "c@example.com,C,customer\n"           # 9: new
+    "bounced@example.com,Y,customer\n"     # 10: duplicate of line 8, a chunk later
+)
+
+
+def test_the_duplicate_check_answers_the_addresses_of_earlier_chunks():
+    with imports.Seen() as seen:
+        assert seen.add(["a@example.com", "b@example.com", "a@example.com"]) == set()
+        assert seen.add(["c@example.com", "b@example.com", "c@example.com"]) == {"b@example.com"}
+        assert seen.add([]) == set()
+        assert seen.add(["a@example.com", "c@example.com", "d@example.com"]) == {"a@example.com", "c@example.com"}
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_duplicates_are_found_across_chunks_and_after_a_resume_as_in_the_preview(ctx, news, monkeypatch, resumed):
+    from preference_center.imports import applying
+
+    bounced = factories.contact("bounced@example.com")
+    contacts.suppress(bounced.email_hash, "all", "hard_bounce", source="test", contact=bounced)
+    db.session.commit()
+    job = imports.store(io.BytesIO(DUPLICATES.encode()), "x.csv", created_by="test")
+    imports.configure(job, imports.Settings(mapping={"email": 0, "name": 1, "relationship": 2},
+                                            legal_basis="consent", source_text=SOURCE, topic_key="news",
+                                            consent_collected=True, confirmed_opt_in=True))
+    assert imports.preview(job)["counts"] == {"new": 4, "update": 0, "unchanged": 0, "suppressed": 1, "erased": 0,
+                                              "duplicate": 3, "invalid": 1, "grants": 4, "kept_opt_out": 0}
+    imports.start(job)
+    db.session.commit()
+    if resumed:  # the worker dies after the first chunk; the retry reads the committed rows' addresses again
+        apply_rows, calls = applying._apply_rows, []
+
+        def dies_on_the_second_chunk(*args):
+            calls.append(args)
+            if len(calls) == 2:
+                raise RuntimeError("worker lost")
+            apply_rows(*args)
+
+        monkeypatch.setattr(applying, "_apply_rows", dies_on_the_second_chunk)
+        assert imports.run(job.id, chunk=2).status == "failed"
+        monkeypatch.setattr(applying, "_apply_rows", apply_rows)
+        assert db.session.get(ImportJob, job.id).processed == 2
+        imports.retry(job)
+        db.session.commit()
+    job = imports.run(job.id, chunk=2)
+    assert job.status == "done" and job.processed == 9
+    assert (job.created_count, job.skipped_count, job.invalid_count, job.granted_count) == (4, 4, 1, 4)
+    assert (contacts.find("a@example.com").name, contacts.find("b@example.com").name) == ("A", "B")
+    assert contacts.find("dup@example.com").relationship == "customer"
+    assert contacts.find("bounced@example.com").name is None
+    assert ledger.verify().ok
+
+
 # -- a big file in the worker -------------------------------------------------------
 
 BIG_ROWS = int(os.environ.get("PC_TEST_IMPORT_ROWS", "3000"))
@@ -410,16 +471,16 @@ def test_the_bulk_import_writes_the_same_ledger_as_one_row_at_a_time(ctx, popula
     before = ledger_count()
 
     # The one-row-at-a-time path the import used to take.
-    seen: set[str] = set()
-    for batch in imports._chunks(job, size=3):
-        for row in imports.classify(job, batch, seen):
-            if row.outcome in (imports.NEW, imports.UPDATE, imports.UNCHANGED):
-                contact, _ = contacts.upsert(row.email, row.fields, source=imports.source_of(job))
-                if row.grant:
-                    contacts.record_consent(contact, action=ledger.GRANT, topic=news,
-                                            source=imports.consent_source_of(job), legal_basis="consent",
-                                            confirmed=job.confirmed_opt_in,
-                                            detail={"import_job": job.id, "line": row.line})
+    with imports.Seen() as seen:
+        for batch in imports._chunks(job, size=3):
+            for row in imports.classify(job, batch, seen):
+                if row.outcome in (imports.NEW, imports.UPDATE, imports.UNCHANGED):
+                    contact, _ = contacts.upsert(row.email, row.fields, source=imports.source_of(job))
+                    if row.grant:
+                        contacts.record_consent(contact, action=ledger.GRANT, topic=news,
+                                                source=imports.consent_source_of(job), legal_basis="consent",
+                                                confirmed=job.confirmed_opt_in,
+                                                detail={"import_job": job.id, "line": row.line})
     db.session.flush()
     expected = _import_snapshot(before)
     db.session.rollback()

@@ -8,8 +8,9 @@ bounced, complained, opted out) are skipped, so a re-import cannot bring
 anyone back. Every change is a ledger event with source ``import:<job id>``.
 
 Modules: `files` (the upload: store, sniff, records, delete), `settings` (the
-mapping and the stated basis) and `applying` (what each row does, preview,
-run, recovery). Everything is re-exported here: use `imports.X`.
+mapping and the stated basis), `seen` (the addresses a pass has read, on disk,
+for the duplicate check) and `applying` (what each row does, preview, run,
+recovery). Everything is re-exported here: use `imports.X`.
 """
 from .applying import (
     CHUNK,
@@ -51,12 +52,13 @@ from .files import (
     store,
     uploads_folder,
 )
+from .seen import Seen
 from .settings import BASES, BASIS_NAMES, FIELDS, SOURCE_MAX, Settings, configure
 
 __all__ = [
     "BASES", "BASIS_NAMES", "CHUNK", "DELIMITERS", "DUPLICATE", "ERASED", "FIELDS", "INVALID", "INVALID_LISTED",
     "NEW", "OUTCOMES", "PROFILE", "SAMPLE_ROWS", "SNIFF_BYTES", "SOURCE_MAX", "SUPPRESSED", "SYNONYMS", "UNCHANGED",
-    "UPDATE", "ImportProblem", "Row", "Settings", "classify", "configure", "consent_source_of", "delete_file",
+    "UPDATE", "ImportProblem", "Row", "Seen", "Settings", "classify", "configure", "consent_source_of", "delete_file",
     "describe", "discard", "guess_mapping", "inline_limit", "jobs", "preview", "records", "requeue_lost", "retry",
     "run", "sample", "source_of", "start", "store", "uploads_folder",
 ]

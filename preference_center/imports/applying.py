@@ -19,6 +19,7 @@ from ..extensions import db
 from ..models import ConsentEvent, Contact, ImportJob, Suppression, Topic, utcnow
 from ..sqlutil import one_of
 from .files import ImportProblem, delete_file, records
+from .seen import Seen
 from .settings import ATTRIBUTE
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Row:
     grant: bool = False  # a consent grant will be recorded
     keeps_opt_out: bool = False  # withdrew from the topic before: no grant
     contact: Contact | None = None  # the live contact of the address, if there is one
+    email_hash: str | None = None
 
 
 def _cell(cells: list[str], index: int | None) -> str:
@@ -79,14 +81,18 @@ def _parse(job: ImportJob, line: int, cells: list[str]) -> Row:
     return row
 
 
-def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str]) -> list[Row]:
+def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: Seen | None = None) -> list[Row]:
     """Decide what each row of a chunk does, with three queries for the whole chunk.
 
-    One-click opt-outs still waiting for the chunk's contacts are settled first,
-    so a grant never follows an opt-out the person already made.
+    A valid row whose address an earlier valid row had (in `seen`, the pass's
+    earlier chunks, or in this chunk) is a duplicate. One-click opt-outs still
+    waiting for the chunk's contacts are settled first, so a grant never
+    follows an opt-out the person already made.
     """
     rows = [_parse(job, line, cells) for line, cells in batch]
     valid = [r for r in rows if r.error is None]
+    earlier = seen.add(r.email for r in valid) if seen is not None else set()
+    in_chunk: set[str] = set()
     emails = list({r.email for r in valid})
     existing = {c.email: c for c in db.session.scalars(select(Contact).where(one_of(Contact.email, emails)))} \
         if emails else {}
@@ -116,11 +122,12 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
                      & ((events.scope == ledger.ALL_MARKETING) | (events.topic_id == job.topic_id)))
                     | (events.action == ledger.ERASE)).distinct())}
     for row in valid:
-        if row.email in seen:
+        if row.email in earlier or row.email in in_chunk:
             row.outcome, row.error = DUPLICATE, "the address appears earlier in the file"
             continue
-        seen.add(row.email)
-        reasons = suppressed.get(hashes[row.email])
+        in_chunk.add(row.email)
+        row.email_hash = hashes[row.email]
+        reasons = suppressed.get(row.email_hash)
         if reasons:
             row.outcome = ERASED if "erased" in reasons else SUPPRESSED
             row.error = "erased at the person's request" if row.outcome == ERASED else \
@@ -148,9 +155,12 @@ def classify(job: ImportJob, batch: list[tuple[int, list[str]]], seen: set[str])
     return rows
 
 
-def _chunks(job: ImportJob, skip: int = 0, size: int = CHUNK) -> Iterator[list[tuple[int, list[str]]]]:
+def _chunks(job: ImportJob, skip: int = 0, size: int = CHUNK,
+            stop: int | None = None) -> Iterator[list[tuple[int, list[str]]]]:
+    """The file's records after the first `skip` (and before the `stop`-th), `size` at a time."""
     batch = []
-    for record in records(job, skip):
+    read = records(job, skip)
+    for record in read if stop is None else _take(read, stop - skip):
         batch.append(record)
         if len(batch) >= size:
             yield batch
@@ -167,20 +177,20 @@ def preview(job: ImportJob) -> dict:
     """Read the whole file without changing anything: counts, invalid lines and the first rows."""
     counts = _empty_counts()
     invalid, sample = [], []
-    seen: set[str] = set()
-    for batch in _chunks(job):
-        for row in classify(job, batch, seen):
-            counts[row.outcome] += 1
-            counts["grants"] += row.grant
-            counts["kept_opt_out"] += row.keeps_opt_out
-            # What the preview keeps and shows of a bad cell (and a validator's message quoting it) is printable.
-            shown, error = characters.printable(row.raw_email)[:320], characters.printable(row.error)
-            if row.outcome == INVALID and len(invalid) < INVALID_LISTED:
-                invalid.append({"line": row.line, "value": shown, "error": error})
-            if len(sample) < SAMPLE_ROWS:
-                sample.append({"line": row.line, "email": row.email or shown,
-                               "outcome": row.outcome, "error": error, "grant": row.grant,
-                               "fields": row.fields})
+    with Seen() as seen:
+        for batch in _chunks(job):
+            for row in classify(job, batch, seen):
+                counts[row.outcome] += 1
+                counts["grants"] += row.grant
+                counts["kept_opt_out"] += row.keeps_opt_out
+                # What the preview keeps and shows of a bad cell (and a validator's message quoting it) is printable.
+                shown, error = characters.printable(row.raw_email)[:320], characters.printable(row.error)
+                if row.outcome == INVALID and len(invalid) < INVALID_LISTED:
+                    invalid.append({"line": row.line, "value": shown, "error": error})
+                if len(sample) < SAMPLE_ROWS:
+                    sample.append({"line": row.line, "email": row.email or shown,
+                                   "outcome": row.outcome, "error": error, "grant": row.grant,
+                                   "fields": row.fields})
     result = {"counts": counts, "invalid": invalid, "sample": sample, "rows": sum(
         counts[o] for o in OUTCOMES)}
     job.preview = result
@@ -259,7 +269,8 @@ def _apply_rows(job: ImportJob, rows: list[Row], topic: Topic | None, counts: di
 
     # Rows were normalised, cleaned and looked up by `classify` under the head's lock; upsert_many repeats none of it.
     results = contacts.upsert_many([(row.email, row.fields) for row in todo], source=source_of(job), then=grant,
-                                   cleaned=True, known={row.email: row.contact for row in todo if row.contact})
+                                   cleaned=True, known={row.email: row.contact for row in todo if row.contact},
+                                   hashes={row.email: row.email_hash for row in todo})
     first_contact.due(job, [contact for contact, created in results if created])  # Art. 14: tell them
     # An import never lifts a suppression: suppressed addresses were skipped, and only the person's
     # own confirmation lifts their opt-out or an erasure.
@@ -297,44 +308,49 @@ def run(job_id: int, chunk: int | None = None) -> ImportJob | None:
     job.started_at = job.started_at or utcnow()
     db.session.commit()
     try:
-        topic = db.session.get(Topic, job.topic_id) if job.topic_id else None
-        seen: set[str] = set()
-        if job.processed:
-            # Resuming: remember the addresses already handled, so duplicates stay duplicates.
-            for line, cells in _take(records(job), job.processed):
-                row = _parse(job, line, cells)
-                if row.email:
-                    seen.add(row.email)
-        for batch in _chunks(job, skip=job.processed, size=chunk or CHUNK):
-            _plan_each_statement()
-            # The head's lock before reading, as every ledger writer takes it: no contact, opt-out or
-            # suppression the chunk's rows were classified by can change before they are applied.
-            ledger.lock_head()
-            counts = _empty_counts()
-            _apply_rows(job, classify(job, batch, seen), topic, counts)
-            done = db.session.execute(
-                update(ImportJob)
-                .where(ImportJob.id == job.id, ImportJob.processed == job.processed, ImportJob.status == "running")
-                .values(processed=ImportJob.processed + len(batch),
-                        created_count=ImportJob.created_count + counts[NEW],
-                        updated_count=ImportJob.updated_count + counts[UPDATE],
-                        unchanged_count=ImportJob.unchanged_count + counts[UNCHANGED],
-                        skipped_count=ImportJob.skipped_count + counts[SUPPRESSED] + counts[ERASED]
-                        + counts[DUPLICATE],
-                        invalid_count=ImportJob.invalid_count + counts[INVALID],
-                        granted_count=ImportJob.granted_count + counts["grants"])
-                .execution_options(synchronize_session=False)
-            )
-            if not done.rowcount:
-                db.session.rollback()
-                return db.session.get(ImportJob, job_id)
-            audit.record(actors.import_job(job.id), "import.apply", target_type="import", target_id=job.id,
-                         detail={"rows": len(batch), **{k: v for k, v in counts.items() if v}})
-            db.session.commit()
-            db.session.refresh(job)
+        with Seen() as seen:
+            return _run_chunks(job, seen, chunk or CHUNK)
     except Exception as exc:  # noqa: BLE001 - any failure stops the job; committed chunks stay
         log.exception("import %s failed", job_id)
         return _record_failure(job_id, f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _run_chunks(job: ImportJob, seen: Seen, size: int) -> ImportJob | None:
+    """Apply the rows after the committed progress, one committed chunk at a time, then mark the job done."""
+    job_id = job.id
+    topic = db.session.get(Topic, job.topic_id) if job.topic_id else None
+    if job.processed:
+        # Resuming: remember the addresses the committed rows had, so duplicates stay duplicates (the same
+        # rows as `classify`: an address counts once its row is valid).
+        for batch in _chunks(job, size=size, stop=job.processed):
+            seen.add(row.email for row in (_parse(job, line, cells) for line, cells in batch) if row.error is None)
+    for batch in _chunks(job, skip=job.processed, size=size):
+        _plan_each_statement()
+        # The head's lock before reading, as every ledger writer takes it: no contact, opt-out or
+        # suppression the chunk's rows were classified by can change before they are applied.
+        ledger.lock_head()
+        counts = _empty_counts()
+        _apply_rows(job, classify(job, batch, seen), topic, counts)
+        done = db.session.execute(
+            update(ImportJob)
+            .where(ImportJob.id == job.id, ImportJob.processed == job.processed, ImportJob.status == "running")
+            .values(processed=ImportJob.processed + len(batch),
+                    created_count=ImportJob.created_count + counts[NEW],
+                    updated_count=ImportJob.updated_count + counts[UPDATE],
+                    unchanged_count=ImportJob.unchanged_count + counts[UNCHANGED],
+                    skipped_count=ImportJob.skipped_count + counts[SUPPRESSED] + counts[ERASED]
+                    + counts[DUPLICATE],
+                    invalid_count=ImportJob.invalid_count + counts[INVALID],
+                    granted_count=ImportJob.granted_count + counts["grants"])
+            .execution_options(synchronize_session=False)
+        )
+        if not done.rowcount:
+            db.session.rollback()
+            return db.session.get(ImportJob, job_id)
+        audit.record(actors.import_job(job.id), "import.apply", target_type="import", target_id=job.id,
+                     detail={"rows": len(batch), **{k: v for k, v in counts.items() if v}})
+        db.session.commit()
+        db.session.refresh(job)
     job.status = "done"
     job.finished_at = utcnow()
     delete_file(job)
@@ -379,7 +395,7 @@ def sample(job: ImportJob) -> list[Row]:
     if not job.stored_path or not Path(job.stored_path).exists() or "email" not in (job.mapping or {}):
         return []
     first = list(_take(records(job), SAMPLE_ROWS))
-    return classify(job, first, set())
+    return classify(job, first)
 
 
 def inline_limit() -> int:
