@@ -160,21 +160,30 @@ def register_errors(app: Flask) -> None:
 
 
 def register_security_headers(app: Flask) -> None:
+    # The same for every answer: built once, each added only where the view did not set its own.
+    always = (
+        # Links carry signed tokens in the path: no Referer may leak them.
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy",
+         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+         "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    )
+    no_store = (("Cache-Control", "no-store"),)
+    # Production is served over HTTPS only (secure cookies): browsers must never try plain HTTP.
+    https_only = (("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),)
+    # (carries tokens, production) -> the headers every such answer gets
+    sets = {(tokens, production): always + (no_store if tokens else ()) + (https_only if production else ())
+            for tokens in (False, True) for production in (False, True)}
+
     @app.after_request
     def security_headers(response):
         headers = response.headers
-        # Links carry signed tokens in the path: no Referer may leak them.
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        )
-        if request.path.startswith(("/p/", "/u/", "/confirm/", "/api/")):
-            headers.setdefault("Cache-Control", "no-store")
-        if app.config["PC_ENV"] == "production":
-            # Production is served over HTTPS only (secure cookies): browsers must never try plain HTTP.
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        wanted = sets[(request.path.startswith(("/p/", "/u/", "/confirm/", "/api/")),
+                       app.config["PC_ENV"] == "production")]
+        present = {name.lower() for name, _ in headers}
+        for name, value in wanted:
+            if name.lower() not in present:
+                headers.add(name, value)
         return response

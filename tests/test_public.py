@@ -81,6 +81,28 @@ def test_recipient_pages_leak_no_token_and_are_not_cached(client, app, ann):
     assert "<script" not in response.get_data(as_text=True)
 
 
+SECURITY = ("Referrer-Policy", "X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy")
+
+
+def test_every_answer_carries_each_security_header_once_and_a_views_own_cache_control_is_kept(app, ann):
+    gmail = app.test_client(use_cookies=False)
+    one_click = gmail.post(f"/u/{token(app, links.UNSUBSCRIBE, ann, topic_id(app, 'news'))}",
+                           data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    answers = {"one-click": one_click, "page": gmail.get(f"/p/{token(app, links.PREFERENCES, ann)}"),
+               "bad link": gmail.post("/u/not-a-token", data="List-Unsubscribe=One-Click",
+                                      content_type="application/x-www-form-urlencoded"),
+               "form": gmail.get("/subscribe"), "nowhere": gmail.get("/nowhere"), "theme": gmail.get("/brand/theme.css")}
+    assert (one_click.status_code, answers["bad link"].status_code) == (200, 404)
+    for name, response in answers.items():
+        for header in SECURITY:
+            assert len(response.headers.getlist(header)) == 1, (name, header)
+        assert "Strict-Transport-Security" not in response.headers  # not production
+    for name in ("one-click", "page", "bad link"):  # tokens in the path
+        assert answers[name].headers.getlist("Cache-Control") == ["no-store"], name
+    assert "Cache-Control" not in answers["form"].headers
+    assert answers["theme"].headers.getlist("Cache-Control") == ["public, max-age=300"]  # the view's own, kept
+
+
 # -- the preference page -------------------------------------------------------------
 
 def test_preference_page_shows_marketing_state_system_topics_and_rights_link(client, app, ann):
