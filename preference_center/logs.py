@@ -66,11 +66,18 @@ def mask(text: str) -> str:
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
 
 
+_LABELS: dict[str, str] = {}  # rule -> label: the app's rules are few and fixed
+
+
 def route_label() -> str:
     """The request's route rule without converter arguments (`/api/v1/campaigns/<id>/schedule`), never its path."""
     if request.url_rule is None:
         return "(unmatched)"
-    return _CONVERTER.sub(r"<\1>", request.url_rule.rule)
+    rule = request.url_rule.rule
+    label = _LABELS.get(rule)
+    if label is None:
+        label = _LABELS[rule] = _CONVERTER.sub(r"<\1>", rule)
+    return label
 
 
 def current_request_id() -> str | None:
