@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from preference_center import contacts, ledger, links
 from preference_center.extensions import db
@@ -225,6 +225,25 @@ def test_one_click_post_unsubscribes_without_cookies(app, ann, encoding):
     assert last.occurred_at == waiting[0].received_at
     assert states(app, ann)["news"] == "unsubscribed"
     assert ledger_ok(app)
+
+
+@pytest.mark.parametrize("body, content_type, one_click", [
+    ("List-Unsubscribe=One-Click", "application/x-www-form-urlencoded", True),
+    ("List-Unsubscribe=One-Click", "application/x-www-form-urlencoded; charset=utf-8", True),
+    ("List-Unsubscribe=One-Click&utm=x", "application/x-www-form-urlencoded", True),
+    ("utm=x&List-Unsubscribe=One-Click", "application/x-www-form-urlencoded", True),
+    ("List-Unsubscribe=One-Click", "text/plain", False),
+    ("List-Unsubscribe=One-Clock", "application/x-www-form-urlencoded", False),  # as long, not the same
+    ("List-Unsubscribe=one-click", "application/x-www-form-urlencoded", False),
+    ("List-Unsubscribe=One-Click%00", "application/x-www-form-urlencoded", None),  # refused as hostile input
+])
+def test_only_a_one_click_body_is_taken_without_a_csrf_token(app, ann, body, content_type, one_click):
+    gmail = app.test_client(use_cookies=False)
+    response = gmail.post(f"/u/{token(app, links.UNSUBSCRIBE, ann, topic_id(app, 'news'))}", data=body,
+                          content_type=content_type)
+    with app.app_context():
+        taken = db.session.scalar(select(func.count()).select_from(OptOutInbox))
+    assert (response.status_code, taken) == ((200, 1) if one_click else (400, 0))
 
 
 def test_repeated_one_click_posts_are_idempotent(app, ann):

@@ -32,6 +32,7 @@ from .forms import (
 DATA_PAGE = LinkSource.DATA_PAGE
 STEP_UP_ACTIONS = tuple(requests.STEP_UP_KINDS)
 ONE_CLICK_BODY = ("List-Unsubscribe", "One-Click")
+ONE_CLICK_RAW = b"List-Unsubscribe=One-Click"
 
 
 def _client() -> dict:
@@ -145,6 +146,11 @@ def _delivery() -> int | None:
 
 
 def _is_one_click() -> bool:
+    # The body mail providers post (RFC 8058), byte for byte, is recognised without the form parser; any other
+    # body (multipart, more fields, another encoding) is parsed and checked field by field.
+    if (request.content_length == len(ONE_CLICK_RAW) and request.mimetype == "application/x-www-form-urlencoded"
+            and request.get_data(cache=True) == ONE_CLICK_RAW):
+        return True
     name, value = ONE_CLICK_BODY
     return request.form.get(name) == value
 
