@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -19,6 +20,21 @@ from .i18n import localized
 PACKAGE = Path(__file__).resolve().parent
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per set of keys, not per request
+    (Flask opens the session of every request, one-click posts without cookies included)."""
+
+    _built: tuple = (None, None)
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        built_for, serializer = self._built
+        if built_for != keys:
+            serializer = super().get_signing_serializer(app)
+            self._built = (keys, serializer)
+        return serializer
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config from PC_* variables, then `test_config` on top."""
     instance = Path((test_config or {}).get("PC_INSTANCE_PATH") or settings.instance_path())
@@ -28,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(settings.PROJECT_ROOT / "templates"),
         static_folder=str(settings.PROJECT_ROOT / "static"),
     )
+    app.session_interface = SessionInterface()
     app.config.update(settings.load(instance))
     if test_config:
         app.config.update(test_config)
