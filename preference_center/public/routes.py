@@ -141,6 +141,8 @@ def unsubscribe_page(token: str):
 def _delivery() -> int | None:
     """The campaign delivery an unsubscribe link came in (`?d=`), for the campaign's report; checked by the
     command against the link's contact. Anything that is not a plain id is ignored."""
+    if not request.query_string:  # a one-click post carries none: no arguments to parse
+        return None
     value = request.args.get("d", "")
     return int(value) if value.isdigit() and len(value) <= 19 else None
 
