@@ -85,8 +85,8 @@ class _DriverStatement:
     execution before it finds the compiled form, as much CPU as the rest of the
     request's database work; the statement never changes, so its text, its
     constant parameters and its bind processors are kept, and each click only
-    fills in its own values. Events and error handling stay SQLAlchemy's
-    (`exec_driver_sql`).
+    fills in its own values. It runs through `exec_driver_sql` (SQLite, or a
+    pool someone listens to) or on the driver's cursor (`_insert_on_driver`).
     """
 
     def __init__(self, dialect) -> None:
