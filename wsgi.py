@@ -1,7 +1,7 @@
 """WSGI entry point: gunicorn wsgi:app"""
 import sys
 
-from preference_center import create_app
+from preference_center import create_app, optouts
 from preference_center.config import ConfigError, instance_path, load
 from preference_center.logs import configure as configure_logging
 
@@ -14,3 +14,5 @@ except ConfigError as exc:
     print(f"preference-center: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 configure_logging(app.config)  # the app's own settings, test overrides included
+with app.app_context():
+    optouts.prepare()  # before the first request, not during it

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -19,6 +20,21 @@ from .i18n import localized
 PACKAGE = Path(__file__).resolve().parent
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per set of keys, not per request
+    (Flask opens the session of every request, one-click posts without cookies included)."""
+
+    _built: tuple = (None, None)
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        built_for, serializer = self._built
+        if built_for != keys:
+            serializer = super().get_signing_serializer(app)
+            self._built = (keys, serializer)
+        return serializer
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config from PC_* variables, then `test_config` on top."""
     instance = Path((test_config or {}).get("PC_INSTANCE_PATH") or settings.instance_path())
@@ -28,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(settings.PROJECT_ROOT / "templates"),
         static_folder=str(settings.PROJECT_ROOT / "static"),
     )
+    app.session_interface = SessionInterface()
     app.config.update(settings.load(instance))
     if test_config:
         app.config.update(test_config)
@@ -160,21 +177,30 @@ def register_errors(app: Flask) -> None:
 
 
 def register_security_headers(app: Flask) -> None:
+    # The same for every answer: built once, each added only where the view did not set its own.
+    always = (
+        # Links carry signed tokens in the path: no Referer may leak them.
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy",
+         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+         "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    )
+    no_store = (("Cache-Control", "no-store"),)
+    # Production is served over HTTPS only (secure cookies): browsers must never try plain HTTP.
+    https_only = (("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),)
+    # (carries tokens, production) -> the headers every such answer gets
+    sets = {(tokens, production): always + (no_store if tokens else ()) + (https_only if production else ())
+            for tokens in (False, True) for production in (False, True)}
+
     @app.after_request
     def security_headers(response):
         headers = response.headers
-        # Links carry signed tokens in the path: no Referer may leak them.
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        )
-        if request.path.startswith(("/p/", "/u/", "/confirm/", "/api/")):
-            headers.setdefault("Cache-Control", "no-store")
-        if app.config["PC_ENV"] == "production":
-            # Production is served over HTTPS only (secure cookies): browsers must never try plain HTTP.
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        wanted = sets[(request.path.startswith(("/p/", "/u/", "/confirm/", "/api/")),
+                       app.config["PC_ENV"] == "production")]
+        present = {name.lower() for name, _ in headers}
+        for name, value in wanted:
+            if name.lower() not in present:
+                headers.add(name, value)
         return response

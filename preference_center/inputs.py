@@ -52,13 +52,21 @@ MAX_INTEGER = 2**31 - 1
 
 # -- ids --------------------------------------------------------------------------------
 
+# Column (or model) -> its largest value: a column's type never changes, and reading it through a mapped
+# attribute costs more than the check itself (every one-click verifies three ids). Keys are compared by
+# identity first, so a mapped attribute's SQL `==` is never called on a hit.
+_LARGEST: dict[object, int] = {}
+
+
 def largest(column=None) -> int:
     """The largest value `column` (a model: its primary key; None: any id) holds on every database we run on."""
     if column is None:
         return MAX_BIGINT
-    if isinstance(column, type):
-        column = sa_inspect(column).primary_key[0]
-    return MAX_BIGINT if isinstance(column.type, BigInteger) else MAX_INTEGER
+    known = _LARGEST.get(column)
+    if known is None:
+        target = sa_inspect(column).primary_key[0] if isinstance(column, type) else column
+        known = _LARGEST[column] = MAX_BIGINT if isinstance(target.type, BigInteger) else MAX_INTEGER
+    return known
 
 
 def fits(value, column=None, *, smallest: int = 1) -> bool:

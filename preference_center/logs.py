@@ -66,11 +66,18 @@ def mask(text: str) -> str:
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^:<>]+)>")
 
 
+_LABELS: dict[str, str] = {}  # rule -> label: the app's rules are few and fixed
+
+
 def route_label() -> str:
     """The request's route rule without converter arguments (`/api/v1/campaigns/<id>/schedule`), never its path."""
     if request.url_rule is None:
         return "(unmatched)"
-    return _CONVERTER.sub(r"<\1>", request.url_rule.rule)
+    rule = request.url_rule.rule
+    label = _LABELS.get(rule)
+    if label is None:
+        label = _LABELS[rule] = _CONVERTER.sub(r"<\1>", rule)
+    return label
 
 
 def current_request_id() -> str | None:
@@ -118,17 +125,26 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# Set by the record factory of privacy_logging to the message it masked: while `record.msg` is still that very
+# object (and there are no arguments), the message needs no second pass.
+MASKED_MESSAGE = "_pc_masked_message"
+# The ids we make (uuid4 hex) hold nothing any mask matches (no '@', '.', '_', '/', space or '%').
+_OWN_ID = re.compile(r"[0-9a-f]{32}")
+
+
 class MaskingFilter(logging.Filter):
     """Mask addresses and tokens in the message, its arguments and any traceback of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
-            message = f"{record.msg!r} {record.args!r}"
-        record.msg, record.args = mask(message), None
-        if isinstance(getattr(record, "request_id", None), str):
-            record.request_id = mask(record.request_id)  # a caller's own id is as untrusted as any input
+        if record.args or getattr(record, MASKED_MESSAGE, None) is not record.msg:
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad format string must not lose the record
+                message = f"{record.msg!r} {record.args!r}"
+            record.msg, record.args = mask(message), None
+        request_id = getattr(record, "request_id", None)
+        if isinstance(request_id, str) and not _OWN_ID.fullmatch(request_id):
+            record.request_id = mask(request_id)  # a caller's own id is as untrusted as any input
         if record.exc_info and not record.exc_text:
             record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         if record.exc_text:

@@ -207,11 +207,22 @@ def init_app(app: Flask) -> None:
     """Mount /metrics and time every request by its route rule."""
     app.register_blueprint(bp)
 
+    # The labelled series, looked up once each: `labels()` checks and locks on every call.
+    counters: dict[tuple[str, str, int], object] = {}
+    timers: dict[tuple[str, str], object] = {}
+
     @app.after_request
     def count_request(response):
         started = g.get("request_started")  # taken by logs.init_app's first hook
-        route = logs.route_label()
-        REQUESTS.labels(method=request.method, route=route, status=str(response.status_code)).inc()
+        method, route, status = request.method, logs.route_label(), response.status_code
+        counter = counters.get((method, route, status))
+        if counter is None:
+            counter = counters[(method, route, status)] = REQUESTS.labels(method=method, route=route,
+                                                                           status=str(status))
+        counter.inc()
         if started is not None:
-            LATENCY.labels(method=request.method, route=route).observe(time.perf_counter() - started)
+            timer = timers.get((method, route))
+            if timer is None:
+                timer = timers[(method, route)] = LATENCY.labels(method=method, route=route)
+            timer.observe(time.perf_counter() - started)
         return response

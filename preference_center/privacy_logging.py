@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from .logs import mask
+from .logs import MASKED_MESSAGE, mask
 
 
 class MaskingFilter(logging.Filter):
@@ -63,6 +63,7 @@ def install() -> None:
         except Exception:  # noqa: BLE001
             return record
         record.msg, record.args = mask(message), ()
+        setattr(record, MASKED_MESSAGE, record.msg)  # the handler's filter need not mask it again
         return record
 
     logging.setLogRecordFactory(factory)

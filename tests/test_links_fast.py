@@ -51,3 +51,53 @@ def test_rotation_signs_with_the_newest_key_and_verifies_with_every_key(app_conf
     with before.app_context():  # an instance that does not know the newest key yet refuses its tokens
         with pytest.raises(links.LinkError):
             links.verify(links.UNSUBSCRIBE, signed_after)
+
+
+def _clock(monkeypatch, when: float) -> None:
+    monkeypatch.setattr(itsdangerous.timed, "time", type("Clock", (), {"time": staticmethod(lambda: when)}))
+
+
+def _serializer_says(purpose: str, token: str, max_age: int) -> object:
+    """What itsdangerous itself answers for `token`: the payload, or the name of the error it raises."""
+    try:
+        return links._serializer(purpose).loads(token, max_age=max_age)
+    except itsdangerous.SignatureExpired:
+        return "expired"
+    except itsdangerous.BadData:
+        return "invalid"
+
+
+def _verify_says(purpose: str, token: str) -> object:
+    try:
+        return list(links.verify(purpose, token))
+    except links.LinkError as error:
+        return error.kind
+
+
+@pytest.mark.parametrize("age_days, shift", [(0, 0), (30, 0), (179, 0), (180, 0), (180, 1), (400, 0), (0, -5)])
+def test_verification_agrees_with_itsdangerous_at_every_age(ctx, monkeypatch, age_days, shift):
+    """Signed now, checked `age_days` (+ `shift` seconds) later; a negative age is a token from the future."""
+    signed_at = 1_790_000_000
+    _clock(monkeypatch, signed_at)
+    token = links.make(links.UNSUBSCRIBE, Contact(id=42, token_version=2), 7)
+    _clock(monkeypatch, signed_at + age_days * 86400 + shift)
+    max_age = links._max_age(links.UNSUBSCRIBE)
+    assert _verify_says(links.UNSUBSCRIBE, token) == _serializer_says(links.UNSUBSCRIBE, token, max_age)
+    expected = [42, 2, 7] if 0 <= age_days * 86400 + shift <= max_age else "expired"
+    assert _verify_says(links.UNSUBSCRIBE, token) == expected
+
+
+def test_verification_agrees_with_itsdangerous_on_altered_and_odd_tokens(ctx):
+    token = links.make(links.UNSUBSCRIBE, Contact(id=42, token_version=2), 7)
+    payload, stamp, signature = token.split(".")
+    compressed = links._serializer(links.UNSUBSCRIBE).dumps([42, 2, list(range(40))])  # zlib: the serializer's path
+    odd = [token, token[:-1] + ("A" if token[-1] != "A" else "B"), f"{payload}.{stamp}", f"{payload}..{signature}",
+           f".{token}", f"x{token}", f"{payload}.{stamp}.{signature}.", "", ".", "..", "a.b.c", f"{token}é",
+           f"{payload}.{stamp}.{signature[:-4]}", compressed, links.make(links.PREFERENCES, Contact(id=42,
+                                                                                              token_version=2))]
+    max_age = links._max_age(links.UNSUBSCRIBE)
+    for candidate in odd:
+        said = _serializer_says(links.UNSUBSCRIBE, candidate, max_age)
+        if isinstance(said, list) and len(said) == 3 and not isinstance(said[2], int):
+            said = "invalid"  # verify's own check: an unsubscribe link names a topic id
+        assert _verify_says(links.UNSUBSCRIBE, candidate) == said, candidate

@@ -104,6 +104,30 @@ def test_task_names_and_hosts_are_left_alone(app):
     assert "preference_center.tasks.sweep_webhook_events" in text and "prefs.example.com" in text
 
 
+def test_a_message_masked_when_made_is_masked_again_if_anything_changes_it_afterwards(app):
+    record = logging.getLogRecordFactory()("preference_center.test", logging.INFO, __file__, 1,
+                                           "sent to %s", ("dana@example.com",), None)
+    assert record.getMessage() == "sent to ***@***"  # masked when made (privacy_logging's factory)
+    assert "***@***" in _emitted(app.config, record)
+    record.msg, record.args = "now to %s", ("erin@example.com",)  # an adapter or filter rewrote it
+    text = _emitted(app.config, record)
+    assert "erin@example.com" not in text and "now to ***@***" in text
+
+
+@pytest.mark.parametrize("request_id, shown", [
+    ("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),  # one of ours: as it is
+    ("fran@example.com", "***@***"), ("lb/fran@example.com", "lb/***@***"),  # a caller's: masked
+])
+def test_the_request_id_in_a_line_is_masked_unless_it_is_one_we_made(app, request_id, shown):
+    config = {**app.config, "PC_LOG_FORMAT": "json"}
+    with app.test_request_context("/"):
+        from flask import g
+
+        g.request_id = request_id
+        entry = json.loads(_emitted(config, _record("hello")))
+    assert entry["request_id"] == shown
+
+
 # -- format --------------------------------------------------------------------------------------
 
 def test_production_writes_one_json_object_per_line_with_the_request_id(app):

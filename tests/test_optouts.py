@@ -154,6 +154,42 @@ def test_a_link_that_no_longer_holds_stores_nothing(app, ann, spoil, status):
         assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == events_before
 
 
+@pytest.mark.parametrize("watched", [False, True])  # PostgreSQL: the driver's cursor, or SQLAlchemy's when watched
+@pytest.mark.parametrize("spoil", [None, "revoked", "erased", "system-topic"])
+def test_the_insert_takes_and_refuses_the_same_clicks_whether_or_not_anyone_watches_the_pool(app, ann, watched,
+                                                                                            spoil):
+    with app.app_context():
+        engine = optouts._engine()
+        if spoil in ("revoked", "erased"):
+            contact = db.session.get(Contact, ann)
+            if spoil == "revoked":
+                contact.token_version += 1
+            else:
+                contacts.erase(contact, source="test")
+            db.session.commit()
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    if watched:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        with app.test_request_context():
+            taken = optouts.take(ann, 1, topic_id(app, "orders" if spoil == "system-topic" else "news"),
+                                 source="one-click", ip="192.0.2.7\x00", user_agent="Mail\nBot", delivery_id=2**63)
+    finally:
+        if watched:
+            event.remove(engine, "before_cursor_execute", record)
+    assert bool(seen) == watched
+    assert taken is (spoil is None)
+    with app.app_context():
+        rows = [tuple(r) for r in db.session.execute(select(
+            OptOutInbox.contact_id, OptOutInbox.topic_id, OptOutInbox.source, OptOutInbox.ip, OptOutInbox.user_agent,
+            OptOutInbox.delivery_id))]
+    assert rows == ([(ann, topic_id(app, "news"), "one-click", "192.0.2.7", "MailBot", None)] if spoil is None else [])
+
+
 # -- settling ---------------------------------------------------------------------------
 
 def test_repeated_clicks_settle_into_one_withdraw_and_nothing_for_what_already_holds(app, ann):

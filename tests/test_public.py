@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from preference_center import contacts, ledger, links
 from preference_center.extensions import db
@@ -79,6 +79,28 @@ def test_recipient_pages_leak_no_token_and_are_not_cached(client, app, ann):
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["Cache-Control"] == "no-store"
     assert "<script" not in response.get_data(as_text=True)
+
+
+SECURITY = ("Referrer-Policy", "X-Content-Type-Options", "X-Frame-Options", "Content-Security-Policy")
+
+
+def test_every_answer_carries_each_security_header_once_and_a_views_own_cache_control_is_kept(app, ann):
+    gmail = app.test_client(use_cookies=False)
+    one_click = gmail.post(f"/u/{token(app, links.UNSUBSCRIBE, ann, topic_id(app, 'news'))}",
+                           data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    answers = {"one-click": one_click, "page": gmail.get(f"/p/{token(app, links.PREFERENCES, ann)}"),
+               "bad link": gmail.post("/u/not-a-token", data="List-Unsubscribe=One-Click",
+                                      content_type="application/x-www-form-urlencoded"),
+               "form": gmail.get("/subscribe"), "nowhere": gmail.get("/nowhere"), "theme": gmail.get("/brand/theme.css")}
+    assert (one_click.status_code, answers["bad link"].status_code) == (200, 404)
+    for name, response in answers.items():
+        for header in SECURITY:
+            assert len(response.headers.getlist(header)) == 1, (name, header)
+        assert "Strict-Transport-Security" not in response.headers  # not production
+    for name in ("one-click", "page", "bad link"):  # tokens in the path
+        assert answers[name].headers.getlist("Cache-Control") == ["no-store"], name
+    assert "Cache-Control" not in answers["form"].headers
+    assert answers["theme"].headers.getlist("Cache-Control") == ["public, max-age=300"]  # the view's own, kept
 
 
 # -- the preference page -------------------------------------------------------------
@@ -203,6 +225,25 @@ def test_one_click_post_unsubscribes_without_cookies(app, ann, encoding):
     assert last.occurred_at == waiting[0].received_at
     assert states(app, ann)["news"] == "unsubscribed"
     assert ledger_ok(app)
+
+
+@pytest.mark.parametrize("body, content_type, one_click", [
+    ("List-Unsubscribe=One-Click", "application/x-www-form-urlencoded", True),
+    ("List-Unsubscribe=One-Click", "application/x-www-form-urlencoded; charset=utf-8", True),
+    ("List-Unsubscribe=One-Click&utm=x", "application/x-www-form-urlencoded", True),
+    ("utm=x&List-Unsubscribe=One-Click", "application/x-www-form-urlencoded", True),
+    ("List-Unsubscribe=One-Click", "text/plain", False),
+    ("List-Unsubscribe=One-Clock", "application/x-www-form-urlencoded", False),  # as long, not the same
+    ("List-Unsubscribe=one-click", "application/x-www-form-urlencoded", False),
+    ("List-Unsubscribe=One-Click%00", "application/x-www-form-urlencoded", None),  # refused as hostile input
+])
+def test_only_a_one_click_body_is_taken_without_a_csrf_token(app, ann, body, content_type, one_click):
+    gmail = app.test_client(use_cookies=False)
+    response = gmail.post(f"/u/{token(app, links.UNSUBSCRIBE, ann, topic_id(app, 'news'))}", data=body,
+                          content_type=content_type)
+    with app.app_context():
+        taken = db.session.scalar(select(func.count()).select_from(OptOutInbox))
+    assert (response.status_code, taken) == ((200, 1) if one_click else (400, 0))
 
 
 def test_repeated_one_click_posts_are_idempotent(app, ann):

@@ -32,6 +32,7 @@ from .forms import (
 DATA_PAGE = LinkSource.DATA_PAGE
 STEP_UP_ACTIONS = tuple(requests.STEP_UP_KINDS)
 ONE_CLICK_BODY = ("List-Unsubscribe", "One-Click")
+ONE_CLICK_RAW = b"List-Unsubscribe=One-Click"
 
 
 def _client() -> dict:
@@ -140,11 +141,18 @@ def unsubscribe_page(token: str):
 def _delivery() -> int | None:
     """The campaign delivery an unsubscribe link came in (`?d=`), for the campaign's report; checked by the
     command against the link's contact. Anything that is not a plain id is ignored."""
+    if not request.query_string:  # a one-click post carries none: no arguments to parse
+        return None
     value = request.args.get("d", "")
     return int(value) if value.isdigit() and len(value) <= 19 else None
 
 
 def _is_one_click() -> bool:
+    # The body mail providers post (RFC 8058), byte for byte, is recognised without the form parser; any other
+    # body (multipart, more fields, another encoding) is parsed and checked field by field.
+    if (request.content_length == len(ONE_CLICK_RAW) and request.mimetype == "application/x-www-form-urlencoded"
+            and request.get_data(cache=True) == ONE_CLICK_RAW):
+        return True
     name, value = ONE_CLICK_BODY
     return request.form.get(name) == value
 
