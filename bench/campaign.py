@@ -161,6 +161,12 @@ def main() -> None:
     print("peak RSS per worker: " + ", ".join(f"{kb / 1024:.0f} MiB" for kb in peaks.values()))
     print(f"database statements in the workers: {statements:,} = {statements / (len(eligible) / 1000):.1f} "
           f"per 1,000 recipients")
+    for i, s in enumerate(stats):
+        collections = s.get("gc")
+        if collections:
+            print(f"worker {i}: {s['cpu_seconds']:.1f} s of CPU (from its start); garbage collector "
+                  + ", ".join(f"generation {g}: {n:,} passes, {t:.2f} s"
+                              for g, (n, t) in enumerate(zip(collections["count"], collections["seconds"], strict=True))))
     if args.verbose:
         for kind, (n, seconds) in sorted(by_kind.items(), key=lambda kv: -kv[1][1])[:12]:
             print(f"  {seconds:7.2f}s {n:6,} x {kind}")

@@ -1,9 +1,11 @@
 """The real worker app, plus a statement counter and timer for the benchmark: `celery -A bench.worker_entry worker`."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
+import resource
 import time
 from collections import defaultdict
 
@@ -14,6 +16,19 @@ from sqlalchemy.engine import Engine
 from worker import app  # noqa: F401  (the product's Celery app, built from PC_* settings)
 
 STATEMENTS = {"count": 0}
+COLLECTIONS = {"count": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "started": 0.0}
+
+
+def _collected(phase: str, info: dict) -> None:
+    """Time in the garbage collector, per generation (every collection of the worker's process)."""
+    if phase == "start":
+        COLLECTIONS["started"] = time.perf_counter()
+    else:
+        COLLECTIONS["count"][info["generation"]] += 1
+        COLLECTIONS["seconds"][info["generation"]] += time.perf_counter() - COLLECTIONS["started"]
+
+
+gc.callbacks.append(_collected)
 BY_KIND: dict[str, list] = defaultdict(lambda: [0, 0.0])
 
 
@@ -42,4 +57,6 @@ def _write(**_):
     path = os.environ.get("PC_BENCH_STATS")
     if path:
         with open(path, "w") as out:
-            json.dump({"count": STATEMENTS["count"], "by_kind": BY_KIND}, out)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            json.dump({"count": STATEMENTS["count"], "by_kind": BY_KIND, "gc": COLLECTIONS,
+                       "cpu_seconds": usage.ru_utime + usage.ru_stime}, out)
