@@ -164,7 +164,8 @@ def main() -> None:
     for i, s in enumerate(stats):
         collections = s.get("gc")
         if collections:
-            print(f"worker {i}: {s['cpu_seconds']:.1f} s of CPU (from its start); garbage collector "
+            print(f"worker {i}: {s['cpu_seconds'] - s['startup_cpu_seconds']:.1f} s of CPU once ready "
+                  f"({s['startup_cpu_seconds']:.1f} s starting); garbage collector "
                   + ", ".join(f"generation {g}: {n:,} passes, {t:.2f} s"
                               for g, (n, t) in enumerate(zip(collections["count"], collections["seconds"], strict=True))))
     if args.verbose:

@@ -310,9 +310,9 @@ def decide(topic: Topic, contact_ids: list[int]) -> dict[int, tuple[Contact, Dec
 
     The query reads, per contact, its row, its subscription to the topic (an
     outer join: unique per contact and topic, so each contact is one row) and
-    whether its address is suppressed for all mail and for marketing (two
-    EXISTS: PostgreSQL hashes the addresses of each scope once, or looks one
-    contact up by its index); the decision is `may_send` itself, per row, in
+    whether its address is suppressed for all mail and for marketing (one
+    probe of the suppressions' (address, scope) key per contact, both scopes
+    at once); the decision is `may_send` itself, per row, in
     Python. Contacts come back as plain rows (read-only, same attribute names)
     with every column of the model but the few that neither a decision nor a
     message reads (`RECHECK_SKIPS`): a column added to contacts is there.
@@ -320,17 +320,19 @@ def decide(topic: Topic, contact_ids: list[int]) -> dict[int, tuple[Contact, Dec
     if not contact_ids:
         return {}
     people, subs, sup = Contact.__table__, Subscription.__table__.alias("s"), Suppression.__table__.alias("sup")
-    # Two EXISTS rather than two outer joins: a hashed subplan holds only the addresses, where a hash join
-    # built a table of the suppression rows and then of the joined contact rows, each batch.
-    every, marketing = (exists().where(sup.c.email_hash == people.c.email_hash, sup.c.scope == scope)
-                        for scope in ("all", "marketing"))
+    # One probe of the (address, scope) key per contact, both scopes at once: 1 for all mail, 2 for marketing,
+    # 3 for both (the pair is unique). Two EXISTS took a third longer at 1M contacts; two outer joins built a
+    # hash table of the suppression rows and then of the joined contact rows, each batch.
+    suppressed = (select(func.sum(case((sup.c.scope == "all", 1), else_=2)))
+                  .where(sup.c.email_hash == people.c.email_hash, sup.c.scope.in_(("all", "marketing")))
+                  .scalar_subquery())
 
     columns = [c for c in people.c if c.key not in RECHECK_SKIPS]
     # Positions in each row (read by index: by name cost more than the query for a batch of 5,000).
     at = {c.key: i for i, c in enumerate(columns)}
     i_id, i_status, i_relationship = at["id"], at["status"], at["relationship"]
     i_opt_out, i_relationship_event = at["marketing_opt_out_event_id"], at["relationship_event_id"]
-    i_state, i_sub_event, i_all, i_marketing = range(len(columns), len(columns) + 4)
+    i_state, i_sub_event, i_suppressed = range(len(columns), len(columns) + 3)
 
     def query(part: list[int]):
         # The subscription side is bounded by the lowest and highest of the same ids (a batch is a range): PostgreSQL
@@ -338,7 +340,7 @@ def decide(topic: Topic, contact_ids: list[int]) -> dict[int, tuple[Contact, Dec
         low, high = min(part), max(part)
         return (
             select(*columns, subs.c.state.label("pc_sub_state"), subs.c.event_id.label("pc_sub_event"),
-                   every.label("pc_sup_all"), marketing.label("pc_sup_marketing"))
+                   suppressed.label("pc_suppressed"))
             .select_from(people)
             .outerjoin(subs, and_(subs.c.contact_id == people.c.id, subs.c.topic_id == topic.id,
                                   subs.c.contact_id.between(low, high)))
@@ -352,7 +354,8 @@ def decide(topic: Topic, contact_ids: list[int]) -> dict[int, tuple[Contact, Dec
     memo: dict[tuple, Decision] = {}
     for part in parts_for_one_of(contact_ids):
         for row in db.session.execute(query(part)).all():
-            state, all_mail, marketing_mail = row[i_state], bool(row[i_all]), bool(row[i_marketing])
+            state, scopes = row[i_state], row[i_suppressed] or 0
+            all_mail, marketing_mail = bool(scopes & 1), bool(scopes & 2)
             facts = (row[i_status], row[i_relationship], row[i_opt_out] is None, state, all_mail, marketing_mail)
             decision = memo.get(facts)
             if decision is None:
