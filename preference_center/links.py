@@ -112,13 +112,12 @@ class _FastSigner:
         if second != now:
             stamp = b"." + base64_encode(int_to_bytes(now))
             self._stamp = (now, stamp)
-        value = b2a_base64(payload, newline=False).translate(_URLSAFE).rstrip(b"=") + stamp  # _b64, inlined
+        value = _b64(payload) + stamp
         inner = self._inner.copy()
         inner.update(value)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return (value + b"." + b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
-                ).decode("ascii")
+        return (value + b"." + _b64(outer.digest())).decode("ascii")
 
 
 _SHA1_BLOCK = hashlib.sha1().block_size
@@ -175,17 +174,12 @@ class UrlMaker:
     def __init__(self, purpose: str, path: str) -> None:
         self.signer = _signer_for(tuple(current_app.config["PC_SECRET_KEYS"]), purpose)
         self.prefix = f"{current_app.config['PC_BASE_URL']}{path}"
-        self._sign = self.signer.sign
 
     def __call__(self, contact, argument: object = 0) -> str:
         return self.of(contact.id, contact.token_version, argument)
 
     def of(self, contact_id: int, version: int, argument: object = 0) -> str:
         """The link of a contact known by its id and token version (read once for several links)."""
-        if type(contact_id) is int and type(version) is int and type(argument) is int:  # a campaign's links
-            payload = b"[%d,%d,%d]" % (contact_id, version, argument)
-            if len(payload) <= 64:
-                return self.prefix + self._sign(payload)
         return self.prefix + self.signer.dumps(contact_id, version, argument)
 
 
