@@ -5,12 +5,15 @@ import http.client
 import json
 import random
 import time
+import urllib.request
 from collections.abc import Callable
 from email.utils import parseaddr
 from os.path import commonprefix
 from urllib.error import URLError
 
+import orjson
 import sendgrid
+from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError
 
 from .. import metrics
@@ -40,6 +43,7 @@ class SendGridTransport:
         if not api_key:
             raise ValueError("the sendgrid transport needs an API key (PC_SENDGRID_API_KEY)")
         self.client = sendgrid.SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+        self._opener = urllib.request.build_opener()
         self.max_attempts = max(1, max_attempts)
         self.sleep = sleep
         self.timeout = timeout
@@ -60,11 +64,12 @@ class SendGridTransport:
 
     def _post(self, body: dict) -> str | None:
         """POST one request with retries; return SendGrid's X-Message-Id."""
+        data = encode(body)
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
+                response = self._send(data)
             except HTTPError as exc:
                 status = exc.status_code
                 metrics.provider_error("sendgrid", status)
@@ -93,6 +98,29 @@ class SendGridTransport:
             if attempt >= self.max_attempts:
                 raise TransportError(f"{detail} (gave up after {attempt} attempts)", retryable=True, retry_after=wait)
             self.sleep(wait)
+
+
+    def _send(self, data: bytes) -> Response:
+        """POST an encoded body to mail/send through the official client: its URL, headers (key, user agent)
+        and error translation (`_make_request`, which raises its HTTPError for an answer outside 2xx).
+
+        The client's own `post(request_body=...)` encodes the body with the standard library and then formats
+        the whole of it into a debug line that is never shown (`'PAYLOAD: {data}'.format(...)`, the repr of
+        ~560 kB per request of 1,000): together about 14 µs per recipient, a quarter of a campaign worker's time.
+        Here the body arrives encoded (`encode`) and nothing formats it.
+        """
+        endpoint = self.client.client.mail.send
+        request = urllib.request.Request(endpoint._build_url(None), data=data, method="POST",
+                                         headers={**endpoint.request_headers, "Content-Type": "application/json"})
+        return Response(endpoint._make_request(self._opener, request, timeout=self.timeout))
+
+
+def encode(body: dict) -> bytes:
+    """A request body as JSON (UTF-8); what `json.dumps` gives, in a fifth of its time."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:  # what orjson refuses (a lone surrogate, an integer past 64 bits)
+        return json.dumps(body).encode("utf-8")
 
 
 def request_body(batch: MessageBatch, envelopes: list[Envelope]) -> dict:
