@@ -8,6 +8,7 @@ are the ones the INSERT would store.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from sqlalchemy import JSON, Table, insert
@@ -42,9 +43,15 @@ def insert_rows(table: Table, rows: list[dict], same: dict | None = None) -> Non
         # would otherwise have every check planned again, a third of an import's time.
         planning = cursor.execute("SELECT current_setting('plan_cache_mode'), "
                                   "set_config('plan_cache_mode', 'auto', true)").fetchone()[0]
+        lines = _text_lines(rows, names, processors, shared)
         with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)] + shared)
+            if lines is not None:
+                for chunk in range(0, len(lines), _LINES_PER_WRITE):
+                    copy.write("".join(lines[chunk:chunk + _LINES_PER_WRITE]))
+            else:
+                for row in rows:
+                    copy.write_row([p(row[n]) if p else row[n] for n, p in zip(names, processors, strict=True)]
+                                   + shared)
         if planning != "auto":
             cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", (planning,))
     except dbapi.Error as exc:
@@ -57,6 +64,49 @@ def insert_rows(table: Table, rows: list[dict], same: dict | None = None) -> Non
                                   dialect=connection.dialect) from exc
     finally:
         cursor.close()
+
+
+class _NotPlain(Exception):
+    """A value `_text` does not write (psycopg's own formatter does)."""
+
+
+# COPY's text format: these four characters are written as escapes, NULL as \N (PostgreSQL's COPY documentation).
+_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_LINES_PER_WRITE = 1000
+
+
+def _text(value) -> str:
+    """One value in COPY's text format, for the plain types rows carry; `_NotPlain` for any other."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "\\N"
+    if kind is str:
+        return value.translate(_ESCAPES) if ("\\" in value or "\n" in value or "\r" in value or "\t" in value) \
+            else value
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is dt.datetime and value.tzinfo is not None:
+        return value.isoformat()
+    raise _NotPlain
+
+
+def _text_lines(rows: list[dict], names: list[str], processors: list, shared: list) -> list[str] | None:
+    """The rows as lines of COPY's text format, the shared values formatted once (a campaign's 5,000 delivery
+    rows share ten of their fourteen values); None when a value is not of a plain type: psycopg formats those
+    row by row instead (slower, the same stored values)."""
+    try:
+        tail = "".join("\t" + _text(value) for value in shared) + "\n"
+        if any(processors):
+            return ["\t".join([_text(p(row[n]) if p else row[n]) for n, p in zip(names, processors, strict=True)])
+                    + tail for row in rows]
+        if len(names) == 3:  # the usual shape of a campaign's rows: (id, contact, event)
+            first, second, third = names
+            return [f"{_text(row[first])}\t{_text(row[second])}\t{_text(row[third])}{tail}" for row in rows]
+        return ["\t".join([_text(row[n]) for n in names]) + tail for row in rows]
+    except _NotPlain:
+        return None
 
 
 def _processor(column, dialect):

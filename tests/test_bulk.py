@@ -1,6 +1,7 @@
 """Bulk writes (COPY on PostgreSQL, INSERT elsewhere) store what the row-by-row path stores."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
@@ -8,7 +9,7 @@ from sqlalchemy import func, select, text
 
 from preference_center import bulk, contacts, directory, imports, ledger
 from preference_center.extensions import db
-from preference_center.models import ConsentEvent, Contact, Subscription
+from preference_center.models import ConsentEvent, Contact, Delivery, Subscription
 
 from .helpers import factories
 
@@ -126,3 +127,33 @@ def test_a_copy_leaves_the_callers_own_planning_setting_as_it_found_it(news):
     db.session.commit()
     assert db.session.scalar(text("SHOW plan_cache_mode")) == "auto", "only for the transaction"
     assert ledger.verify().ok
+
+
+def test_copied_text_escapes_nulls_booleans_and_times_are_stored_as_an_insert_stores_them(news):
+    # COPY's text format writes values itself for plain types: the characters it escapes, NULL, and text that
+    # looks like an escape must arrive as they were given, as through an INSERT.
+    contact, _ = contacts.upsert("copytext@example.com", {"relationship": "customer"}, source="test")
+    db.session.flush()
+    tricky = ["tab\there", "line\nbreak", "carriage\rreturn", "back\\slash", "\\N", "\\\\N\t\n", "", "plain é ✓"]
+    at = dt.datetime(2026, 12, 6, 12, 34, 56, 789012, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    many = bulk.COPY_FROM + len(tricky)
+    rows = [{"contact_id": contact.id, "campaign_id": None, "system_message_id": None, "batch_id": None,
+             "attempts": i, "status": "failed", "reason": None if i % 2 else "r", "event_id": None,
+             "provider_message_id": None, "provider_status": None, "error": tricky[i % len(tricky)],
+             "created_at": at, "updated_at": at + dt.timedelta(microseconds=i)} for i in range(many)]
+    # One call with everything per row, one with most of it shared (the campaign's shape).
+    bulk.insert_rows(Delivery.__table__, rows)
+    shared = {"contact_id": contact.id, "status": "sent", "error": "shared\tvalue\\", "created_at": at,
+              "updated_at": at, "campaign_id": None, "system_message_id": None, "batch_id": None,
+              "provider_status": None, "reason": None, "provider_message_id": None}
+    bulk.insert_rows(Delivery.__table__, [{"attempts": i, "event_id": None if i % 3 else i,
+                                           "provider_message_id": tricky[i % len(tricky)]} for i in range(many)],
+                     {k: v for k, v in shared.items() if k != "provider_message_id"})
+    db.session.commit()
+    db.session.expire_all()
+    stored = db.session.scalars(select(Delivery).where(Delivery.contact_id == contact.id).order_by(Delivery.id)).all()
+    first, second = stored[:many], stored[many:]
+    assert [(d.attempts, d.reason, d.error, d.created_at, d.updated_at) for d in first] == \
+        [(r["attempts"], r["reason"], r["error"], at, r["updated_at"]) for r in rows]
+    assert [(d.attempts, d.event_id, d.provider_message_id, d.error, d.status, d.created_at) for d in second] == \
+        [(i, None if i % 3 else i, tricky[i % len(tricky)], "shared\tvalue\\", "sent", at) for i in range(many)]
