@@ -44,8 +44,11 @@ the same transaction (`outbound.outbox.delivery_outcomes`).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import current_app
@@ -239,8 +242,55 @@ def new_delivery_ids(count: int) -> list[int]:
     return list(range(top - count + 1, top + 1))
 
 
+class _Collector:
+    """The garbage collector held off while batches are sent, and run once after each.
+
+    A batch keeps tens of thousands of objects alive for its length (its rows, envelopes and request bodies):
+    they outlive the collector's young generations, and every few batches their promotion set off a full
+    pass, whose passes over a worker's life took a sixth of its CPU. Objects still go as soon as nothing
+    refers to them; only cycles wait, for the collection of the young generations after each batch (a full
+    one every `FULL_EVERY` batches). With batches on several threads the collector stays off until none is
+    running; it is never switched on by us if it was off before the first.
+    """
+
+    FULL_EVERY = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._switched_off = False
+        self._batches = 0
+
+    @contextmanager
+    def held(self):
+        with self._lock:
+            self._running += 1
+            if self._running == 1 and gc.isenabled():
+                gc.disable()
+                self._switched_off = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._batches += 1
+                full = self._batches % self.FULL_EVERY == 0
+                if self._running == 0 and self._switched_off:
+                    gc.enable()
+                    self._switched_off = False
+            gc.collect(2 if full else 1)
+
+
+collector = _Collector()
+
+
 def send_batch(batch_id: int) -> Outcome:
-    """Claim, render, re-check, send and record one campaign batch."""
+    """Claim, render, re-check, send and record one campaign batch (the collector held off meanwhile)."""
+    with collector.held():
+        return _send_batch(batch_id)
+
+
+def _send_batch(batch_id: int) -> Outcome:
     outcome = Outcome()
     if not claim_batch(batch_id):
         return outcome

@@ -167,3 +167,45 @@ def test_the_personalizations_of_a_request_are_the_ones_built_envelope_by_envelo
     body = sg.request_body(batch, envelopes)
     assert json.dumps(body["personalizations"]) == json.dumps(expected)  # the same bytes, key order included
     assert [sg.personalization(batch, e) for e in envelopes] == expected
+
+
+# -- the request body's encoding and the collector ------------------------------------------------
+
+@pytest.mark.parametrize("value", ["plain", "é ✓ 日本", "quote \" back \\ slash", "\ud800 lone surrogate", "\x00\x1f"])
+def test_an_encoded_request_body_reads_back_as_the_standard_librarys(value):
+    body = {"personalizations": [{"to": [{"email": "a@example.com"}], "substitutions": {"-pc_name-": value},
+                                  "custom_args": {"delivery_id": "7"}}], "tracking_settings": {"x": {"enable": False}}}
+    assert json.loads(sg.encode(body)) == json.loads(json.dumps(body))
+
+
+def test_the_collector_is_held_off_for_batches_and_left_as_it_was_found():
+    import gc
+    import threading
+
+    from preference_center.sending import _Collector
+
+    collector = _Collector()
+    assert gc.isenabled()
+    entered, leave = threading.Event(), threading.Event()
+
+    def other_batch():
+        with collector.held():
+            entered.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=other_batch)
+    with collector.held():
+        assert not gc.isenabled()
+        thread.start()
+        entered.wait(5)
+    assert not gc.isenabled(), "another batch is still running"
+    leave.set()
+    thread.join(5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector.held():
+            pass
+        assert not gc.isenabled(), "switched off by someone else: left off"
+    finally:
+        gc.enable()
