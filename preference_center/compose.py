@@ -229,6 +229,11 @@ class CampaignMail:
         return (contact.id, contact.token_version, getattr(contact, "locale", None), contact.email,
                 *[getattr(contact, column, None) for column in self._columns])
 
+    @property
+    def columns(self) -> tuple[str, ...] | None:
+        """The contact columns this campaign's messages read of a recipient (None: any of them, rendered whole)."""
+        return (*_ADDRESSING, *self._columns) if self.plain else None
+
     def reader(self, sample):
         """For rows of one query shaped like `sample` (SQLAlchemy rows, whose attributes cost far more than
         their items): a function reading what `envelope` reads of one in a single call, to pass it as `read`;

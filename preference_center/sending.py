@@ -340,7 +340,7 @@ def _send_batch(batch_id: int) -> Outcome:
         return outcome
     if optouts.settle(pending):
         db.session.commit()  # one-click opt-outs that came in since planning count now
-    decisions = rules.decide(topic, pending)
+    decisions = rules.decide(topic, pending, mail.columns if mail is not None else None)
     # Open and click tracking only for those who agreed, and only if the topic allows it (one query).
     tracked = engagement.tracked(topic, [c for c, (_, d) in decisions.items() if d.send]) if mail else set()
     go: list[Triple] = []
