@@ -180,6 +180,10 @@ class UrlMaker:
 
     def of(self, contact_id: int, version: int, argument: object = 0) -> str:
         """The link of a contact known by its id and token version (read once for several links)."""
+        if type(contact_id) is int and type(version) is int and type(argument) is int:
+            payload = b"[%d,%d,%d]" % (contact_id, version, argument)
+            if len(payload) <= 64:  # a campaign's every link: `dumps`'s own first case, without its two calls
+                return self.prefix + self.signer.sign(payload)
         return self.prefix + self.signer.dumps(contact_id, version, argument)
 
 
