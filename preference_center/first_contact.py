@@ -78,6 +78,8 @@ def send_due(contact_ids: list[int] | None = None, limit: int = 500) -> tuple[se
     if wanted is None:
         query = query.limit(len(contact_ids) if contact_ids is not None else limit)
     rows = [row for row in db.session.execute(query) if wanted is None or row[0].contact_id in wanted]
+    if not rows:  # a campaign batch's usual answer: nothing to tell, no transport, the caller's transaction goes on
+        return set(), set()
     db.session.commit()
     told, failed = set(), set()
     groups: dict[tuple[str, str], list[Contact]] = {}

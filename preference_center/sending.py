@@ -248,12 +248,12 @@ class _Collector:
     A batch keeps tens of thousands of objects alive for its length (its rows, envelopes and request bodies):
     they outlive the collector's young generations, and every few batches their promotion set off a full
     pass, whose passes over a worker's life took a sixth of its CPU. Objects still go as soon as nothing
-    refers to them; only cycles wait, for the collection of the young generations after each batch (a full
-    one every `FULL_EVERY` batches). With batches on several threads the collector stays off until none is
+    refers to them; only cycles wait, for the collection of the young generations after every
+    `YOUNG_EVERY` batches (a full one every `FULL_EVERY`). With batches on several threads the collector stays off until none is
     running; it is never switched on by us if it was off before the first.
     """
 
-    FULL_EVERY = 8
+    YOUNG_EVERY, FULL_EVERY = 4, 16
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -274,11 +274,13 @@ class _Collector:
             with self._lock:
                 self._running -= 1
                 self._batches += 1
-                full = self._batches % self.FULL_EVERY == 0
+                generation = (2 if self._batches % self.FULL_EVERY == 0
+                              else 1 if self._batches % self.YOUNG_EVERY == 0 else None)
                 if self._running == 0 and self._switched_off:
                     gc.enable()
                     self._switched_off = False
-            gc.collect(2 if full else 1)
+            if generation is not None:
+                gc.collect(generation)
 
 
 collector = _Collector()
