@@ -4,10 +4,11 @@
 
 Seeds N contacts (COPY) into PostgreSQL, runs one campaign through real Celery
 worker processes on Redis to the provider sink (`bench.sink`, its own
-process: it appends each raw request body to a file and answers 202), then
+process: it appends each raw request body to a file and answers 202), and
 runs the physical floor (`bench.floor_campaign`, which imports nothing of the
 project) with as many processes as workers, on the same rows and the same
-kind of sink, once before the campaign and once after it: this machine's
+kind of sink, once before the campaign and once after it, each phase after a
+CHECKPOINT (none pays for the previous phase's writes): this machine's
 speed drifts by a sixth from one minute to the next (the same floor measured
 49,600 to 66,200 recipients/s at 1M in one afternoon), and the mean of the
 two cancels a steady drift instead of crediting it to one side. After each
