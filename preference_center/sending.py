@@ -296,12 +296,14 @@ def _send_batch(batch_id: int) -> Outcome:
     outcome = Outcome()
     if not claim_batch(batch_id):
         return outcome
-    batch = db.session.get(CampaignBatch, batch_id)
-    # Our attempt, read once: after a commit `batch.attempts` would reload, and if the lease ran out
+    # The row is kept referenced until its in-flight claim and recipients are read below: the session's
+    # identity map holds rows weakly, and a dropped row was read again, its 5,000 recipients and all.
+    claimed = db.session.get(CampaignBatch, batch_id)
+    # Our attempt, read once: after a commit `claimed.attempts` would reload, and if the lease ran out
     # meanwhile (a long per-recipient render) it would be the attempt of the worker that took over.
-    attempt = batch.attempts
-    # The batch as claimed, read once (after a commit its row, recipients and all, would be read again).
-    batch = _Batch(batch.id, batch.campaign_id)
+    attempt = claimed.attempts
+    # The batch's ids, apart from its row (what `finish_batch` needs after the row is let go).
+    batch = _Batch(claimed.id, claimed.campaign_id)
     campaign = db.session.get(Campaign, batch.campaign_id)
     if campaign.status == CampaignStatus.PAUSED:
         # Paused between batches: hand the batch back untouched (this claim does not count as an attempt).
@@ -320,7 +322,6 @@ def _send_batch(batch_id: int) -> Outcome:
             render_error = _render_error(exc)
     # Whoever had this batch before: the request it claimed may have gone out (never resend: `unknown`,
     # unless its worker, still alive, records the real outcome), and the recipients with a row are done.
-    claimed = db.session.get(CampaignBatch, batch_id)
     held = [tuple(t) for t in claimed.in_flight or []]
     if held:
         db.session.execute(update(CampaignBatch).where(CampaignBatch.id == batch_id).values(in_flight=null()))
