@@ -243,14 +243,14 @@ def new_delivery_ids(count: int) -> list[int]:
 
 
 class _Collector:
-    """The garbage collector held off while batches are sent, and run once after each.
+    """The garbage collector held off while batches are sent, and run between them.
 
     A batch keeps tens of thousands of objects alive for its length (its rows, envelopes and request bodies):
     they outlive the collector's young generations, and every few batches their promotion set off a full
     pass, whose passes over a worker's life took a sixth of its CPU. Objects still go as soon as nothing
     refers to them; only cycles wait, for the collection of the young generations after every
-    `YOUNG_EVERY` batches (a full one every `FULL_EVERY`). With batches on several threads the collector stays off until none is
-    running; it is never switched on by us if it was off before the first.
+    `YOUNG_EVERY` batches (a full one every `FULL_EVERY`). With batches on several threads the collector
+    stays off until none is running; it is never switched on by us if it was off before the first.
     """
 
     YOUNG_EVERY, FULL_EVERY = 4, 16

@@ -99,7 +99,6 @@ class SendGridTransport:
                 raise TransportError(f"{detail} (gave up after {attempt} attempts)", retryable=True, retry_after=wait)
             self.sleep(wait)
 
-
     def _send(self, data: bytes) -> Response:
         """POST an encoded body to mail/send through the official client: its URL, headers (key, user agent)
         and error translation (`_make_request`, which raises its HTTPError for an answer outside 2xx).
