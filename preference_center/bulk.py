@@ -12,9 +12,9 @@ import datetime as dt
 import json
 
 from sqlalchemy import JSON, Table, insert
-from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
+from .sqlutil import driver_error
 
 COPY_FROM = 50  # fewer rows than this go in one INSERT
 
@@ -55,13 +55,8 @@ def insert_rows(table: Table, rows: list[dict], same: dict | None = None) -> Non
         if planning != "auto":
             cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", (planning,))
     except dbapi.Error as exc:
-        # Past SQLAlchemy's own error handling: tell it, as it would tell itself, so a killed connection
-        # is invalidated (the caller's rollback and retry get a fresh one) and callers see a DBAPIError.
-        lost = connection.dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(statement, None, exc, dbapi.Error, connection_invalidated=lost,
-                                  dialect=connection.dialect) from exc
+        raise driver_error(exc, connection.dialect, connection, connection.connection.dbapi_connection, cursor,
+                           statement) from exc
     finally:
         cursor.close()
 

@@ -238,9 +238,8 @@ class CampaignMail:
         """For rows of one query shaped like `sample` (SQLAlchemy rows, whose attributes cost far more than
         their items): a function reading what `envelope` reads of one in a single call, to pass it as `read`;
         None when it would gain nothing (a model, a campaign rendered per recipient, a column missing)."""
-        fields = getattr(sample, "_fields", None)
-        wanted = (*_ADDRESSING, *self._columns)
-        if not self.plain or not isinstance(fields, tuple) or not all(name in fields for name in wanted):
+        fields, wanted = getattr(sample, "_fields", None), self.columns
+        if wanted is None or not isinstance(fields, tuple) or not all(name in fields for name in wanted):
             return None
         return operator.itemgetter(*(fields.index(name) for name in wanted))
 

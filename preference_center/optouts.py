@@ -46,7 +46,7 @@ from . import audit, characters, contacts, engagement, inputs, ledger
 from .actors import Actor, ActorKind
 from .extensions import db
 from .models import Contact, OptOutInbox, Subscription, Topic, UTCDateTime, utcnow
-from .sqlutil import chunked, one_of, parts_for_one_of
+from .sqlutil import chunked, driver_error, one_of, parts_for_one_of
 
 BATCH = 1000
 _SETTLING = "pc.settling_opt_outs"
@@ -184,11 +184,8 @@ def _insert_on_driver(engine: Engine, statement: _DriverStatement, parameters) -
         cursor.execute(statement.sql, parameters)
         return cursor.fetchone() is not None
     except engine.dialect.loaded_dbapi.Error as exc:
-        lost = engine.dialect.is_disconnect(exc, connection.dbapi_connection, cursor)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(statement.sql, parameters, exc, engine.dialect.loaded_dbapi.Error,
-                                  connection_invalidated=lost, dialect=engine.dialect) from exc
+        raise driver_error(exc, engine.dialect, connection, connection.dbapi_connection, cursor, statement.sql,
+                           parameters) from exc
     finally:
         if cursor is not None:
             cursor.close()

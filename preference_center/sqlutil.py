@@ -5,6 +5,7 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Text, any_, bindparam, cast
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
 
@@ -44,3 +45,15 @@ def one_of(column, values):
             return column == any_(cast(bindparam(None, text, type_=Text), ARRAY(column.type)))
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def driver_error(exc: Exception, dialect, owner, dbapi_connection, cursor, statement: str,
+                 parameters=None) -> DBAPIError:
+    """A driver's error raised past SQLAlchemy's own handling (work done on the driver's cursor), told as
+    SQLAlchemy would tell itself: a lost connection invalidated through `owner` (the SQLAlchemy or pooled
+    connection it came from), so the caller's rollback and retry get a fresh one, and a DBAPIError to raise."""
+    lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
+    if lost:
+        owner.invalidate(exc)
+    return DBAPIError.instance(statement, parameters, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
+                               dialect=dialect)

@@ -164,11 +164,8 @@ def personalizations(batch: MessageBatch, envelopes: list[Envelope]) -> list[dic
     common = batch.headers
     blocks = []
     for envelope in envelopes:
-        to, substitutions, own = envelope.to, envelope.substitutions, envelope.headers
-        if "<" in to or "(" in to or '"' in to or " " in to:
-            block: dict = {"to": [address(to)]}
-        else:  # a bare address, as contacts are stored: no parsing needed
-            block = {"to": [{"email": to}]}
+        substitutions, own = envelope.substitutions, envelope.headers
+        block: dict = {"to": [address(envelope.to)]}
         if substitutions:
             block["substitutions"] = substitutions
             headers = {}
